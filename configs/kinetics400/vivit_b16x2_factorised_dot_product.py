@@ -1,0 +1,15 @@
+"""ViViT-B/16x2 Model 4 (factorised dot-product attention), Kinetics-400, 32x224^2.
+
+Paper Table 2: 277.1 GFLOPs, 88.9M params.
+"""
+from vivit_jax import config as vc
+
+
+def get_config(arg=None):
+  del arg
+  config = vc.kinetics400_recipe(vc.default_config())
+  config.experiment_name = 'k400_vivit_b16x2_factorised_dot_product'
+  m = vc.set_vit_size(config.model, 'B')
+  m.attention_type, m.classifier = 'factorised_dot_product', 'gap'
+  m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2
+  return config

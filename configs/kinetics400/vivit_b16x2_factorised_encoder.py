@@ -1,0 +1,16 @@
+"""ViViT-B/16x2 Model 2 (factorised encoder, L_s=12, L_t=4), Kinetics-400, 32x224^2.
+
+Paper Table 2: 284.4 GFLOPs, 115.1M params.
+"""
+from vivit_jax import config as vc
+
+
+def get_config(arg=None):
+  del arg
+  config = vc.kinetics400_recipe(vc.default_config())
+  config.experiment_name = 'k400_vivit_b16x2_factorised_encoder'
+  m = vc.set_vit_size(config.model, 'B')
+  m.attention_type, m.temporal_num_layers = 'factorised_encoder', 4
+  m.classifier, m.spatial_classifier = 'token', 'token'
+  m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2
+  return config

@@ -1,0 +1,29 @@
+"""vivit_jax: video transformers (ViViT and its peers) in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="vivit_jax",
+    version="0.1.0",
+    description="ViViT and peer video transformers in JAX/Flax, with a Scenic-style trainer.",
+    packages=setuptools.find_packages(include=["vivit_jax", "vivit_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "ml_collections>=1.0",
+        "clu>=0.0.12",
+        "orbax-checkpoint>=0.11",
+        "einops>=0.8",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
+        "tensorflow>=2.16; platform_machine!='x86_64'",
+        "tensorboard>=2.16",
+        "tensorflow-datasets>=4.9",
+        "av>=12",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3"],
+    },
+)

@@ -1,0 +1,191 @@
+"""Default config groups shared by every config file, and whole-config validation.
+
+Config files under `configs/` start from `default_config()` and override what their
+experiment changes, big_vision style. `validate_config` runs before any compute and
+raises `ConfigError` naming the field, the bad value and what would be valid.
+
+Groups (see ../shared/DESIGN.md):
+  model      architecture; `model.name` picks the family in `models.create_model`.
+  dataset    source and the model's input/output sizes (`num_frames`, `crop_size`,
+             `num_classes`) plus sampling and augmentation.
+  optimizer  optax optimiser (`sgd` with momentum, or `adamw`), weight decay, clipping.
+  schedule   learning rate: linear warm-up then cosine (or constant) decay.
+  trainer    batch size, steps, cadences, seed, parallelism, precision, loss options.
+  init_from  optional checkpoint to initialise from (None = random init).
+"""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the config file at `path` (as `--config=path:arg` would)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'config file {str(path)!r} does not exist')
+  spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+class ConfigError(ValueError):
+  """A config field holds a value that cannot work; raised before any compute."""
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """ViViT-B/16x2 spatio-temporal (Model 1) defaults, as in the paper's code."""
+  m = ml_collections.ConfigDict()
+  m.name = 'vivit'
+  # 'spatio_temporal' (Model 1), 'factorised_encoder' (Model 2),
+  # 'factorised_self_attention' (Model 3), 'factorised_dot_product' (Model 4).
+  m.attention_type = 'spatio_temporal'
+  m.embedding = 'tubelet'          # 'tubelet' (3D patches) or 'uniform_frame' (2D patches).
+  m.patch_size = (16, 16)          # spatial patch (height, width) in pixels.
+  m.temporal_patch_size = 2        # tubelet length t in frames; must be 1 for uniform_frame.
+  m.hidden_size = 768
+  m.num_layers = 12                # Model 2: layers of the spatial encoder (L_s).
+  m.temporal_num_layers = 4        # Model 2 only: L_t; 0 = the average-pool baseline.
+  m.num_heads = 12
+  m.mlp_dim = 3072
+  m.classifier = 'token'           # 'token' (CLS) or 'gap'; Models 3 and 4 need 'gap'.
+  m.spatial_classifier = 'token'   # Model 2: per-time-slot representation ('token'/'gap').
+  m.representation_size = None     # pre-logits Dense+tanh width, None = no pre-logits.
+  m.dropout_rate = 0.0
+  m.attention_dropout_rate = 0.0
+  m.stochastic_depth = 0.0         # drop-path rate of the last layer (linear in depth).
+  m.layer_norm_epsilon = 1e-6
+  m.gelu_approximate = False       # False: exact erf GELU; True: tanh approximation.
+  m.dtype = 'float32'              # compute dtype ('float32' or 'bfloat16').
+  m.param_dtype = 'float32'
+  m.attention_impl = 'xla'         # see models.layers.dot_product_attention.
+  m.remat = False                  # nn.remat each encoder block.
+  m.head_bias_init = 0.0
+  return m
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every group with its defaults; config files override fields."""
+  c = ml_collections.ConfigDict()
+  c.experiment_name = ''
+  c.model = default_model_config()
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'synthetic'
+  c.dataset.num_frames = 16
+  c.dataset.crop_size = 32
+  c.dataset.num_classes = 10
+  c.dataset.stride = 1                       # frame stride of a dense clip.
+  c.dataset.num_test_clips = 1               # temporal views at test time.
+  c.dataset.num_test_crops = 1               # spatial views at test time (1 or 3).
+  c.dataset.mean_rgb = (0.5, 0.5, 0.5)       # normalisation, pixels in [0, 1].
+  c.dataset.std_rgb = (0.5, 0.5, 0.5)
+  c.dataset.num_train_examples = 4096        # synthetic only.
+  c.dataset.num_eval_examples = 512          # synthetic only (validation and test each).
+  c.dataset.seed = 0                         # synthetic generation seed.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'sgd'                   # 'sgd' (momentum) or 'adamw'.
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 0.0             # decoupled; skips biases, norms, embeddings.
+  c.optimizer.grad_clip_norm = 1.0           # global-norm clipping; None/0 = off.
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = 'warmup_cosine'          # 'warmup_cosine' or 'constant'.
+  c.schedule.base_lr = 0.1
+  c.schedule.warmup_steps = 100
+  c.schedule.end_lr = 0.0
+
+  c.trainer = ml_collections.ConfigDict()
+  c.trainer.batch_size = 32                  # global batch over all devices and hosts.
+  c.trainer.num_train_steps = 1000
+  c.trainer.log_every = 50
+  c.trainer.eval_every = 250
+  c.trainer.checkpoint_every = 250
+  c.trainer.keep_checkpoints = 3
+  c.trainer.seed = 0
+  c.trainer.parallelism = 'jit'              # 'jit' (mesh + NamedSharding) or 'pmap'.
+  c.trainer.grad_accum_steps = 1
+  c.trainer.label_smoothing = 0.0
+  c.trainer.mixup_alpha = 0.0                # 0 = no mixup.
+  c.trainer.eval_batch_size = 32
+
+  c.init_from = None
+  return c
+
+
+VIT_SIZES = {  # (hidden_size, num_layers, num_heads, mlp_dim) of the ViT paper.
+    'Ti': (192, 12, 3, 768),
+    'S': (384, 12, 6, 1536),
+    'B': (768, 12, 12, 3072),
+    'L': (1024, 24, 16, 4096),
+    'H': (1280, 32, 16, 5120),
+}
+
+
+def set_vit_size(model: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+  """Sets hidden_size/num_layers/num_heads/mlp_dim of `model` to ViT-`size`."""
+  model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = VIT_SIZES[size]
+  return model
+
+
+def kinetics400_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ViViT paper's Kinetics-400 data and optimisation recipe (appendix A):
+  32 frames at stride 2, 224^2 crops, 4 temporal x 3 spatial test views, SGD momentum
+  0.9, batch 64, lr 0.1 with linear warm-up (2.5 epochs) and cosine decay over 30 epochs.
+  """
+  d = config.dataset
+  d.name = 'tfrecord'
+  d.data_dir = ''                           # shards of SequenceExamples (see data/).
+  d.num_frames, d.stride, d.crop_size, d.num_classes = 32, 2, 224, 400
+  d.num_test_clips, d.num_test_crops = 4, 3
+  d.min_resize = 256
+  d.scale_jitter = (0.9, 1.33)
+  d.random_flip = True
+  d.mean_rgb, d.std_rgb = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+  d.num_train_examples = 240_000            # approx. Kinetics-400 train clips.
+  steps_per_epoch = d.num_train_examples // 64
+  config.optimizer.name, config.optimizer.momentum = 'sgd', 0.9
+  config.optimizer.weight_decay, config.optimizer.grad_clip_norm = 0.0, 1.0
+  config.schedule.name, config.schedule.base_lr = 'warmup_cosine', 0.1
+  config.schedule.warmup_steps = int(2.5 * steps_per_epoch)
+  t = config.trainer
+  t.batch_size, t.num_train_steps = 64, 30 * steps_per_epoch
+  t.log_every, t.eval_every, t.checkpoint_every = 100, 5000, 1000
+  t.label_smoothing, t.mixup_alpha = 0.1, 0.3
+  config.model.stochastic_depth = 0.3
+  return config
+
+
+def config_error(field: str, value, expected: str) -> ConfigError:
+  """The error for `config.<field>` holding `value` where `expected` was needed."""
+  return ConfigError(f'config.{field}={value!r} is invalid: expected {expected}.')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for any field that cannot work; call before any compute."""
+  # Imported here so `vivit_jax.config` stays importable without the model zoo.
+  from vivit_jax import models
+
+  for group in ('model', 'dataset', 'trainer'):
+    if group not in config:
+      raise config_error(group, None, f'a `{group}` group (start from '
+                         'vivit_jax.config.default_config())')
+  d = config.dataset
+  for field in ('num_frames', 'crop_size', 'num_classes'):
+    value = d.get(field)
+    if not isinstance(value, int) or value < 1:
+      raise config_error(f'dataset.{field}', value, 'a positive integer')
+  models.validate_model_config(config.model, num_frames=d.num_frames,
+                               crop_size=d.crop_size)
+  t = config.trainer
+  if not isinstance(t.batch_size, int) or t.batch_size < 1:
+    raise config_error('trainer.batch_size', t.batch_size, 'a positive integer')
+  if t.get('parallelism', 'jit') not in ('jit', 'pmap'):
+    raise config_error('trainer.parallelism', t.parallelism, "one of 'jit', 'pmap'")

@@ -1,0 +1,166 @@
+"""ViViT (Arnab et al., ICCV 2021): the four spatio-temporal attention factorisations.
+
+All models take video: float32[B, T, H, W, C] (normalised pixels) and return logits
+float32[B, num_classes]. The token embedding (`tubelet` or `uniform_frame`, see
+embeddings.py) gives a grid of n_t x n_h x n_w tokens; let S = n_h * n_w.
+
+  Model 1 `spatio_temporal`: all n_t*S tokens (+ CLS) through one encoder.
+  Model 2 `factorised_encoder`: a spatial encoder (weights shared over time) per temporal
+      index -> one representation per index (CLS or GAP) -> a temporal encoder with its
+      own CLS; `temporal_num_layers=0` is the average-pool baseline.
+  Model 3 `factorised_self_attention`: each block does spatial attention (same temporal
+      index), then temporal attention (same spatial position), then the MLP. GAP head.
+  Model 4 `factorised_dot_product`: in each attention layer, the first half of the heads
+      attends over space, the other half over time; one output projection. GAP head.
+
+Parameter names follow Scenic's ViViT (`embedding`, `cls`, `Transformer/...`,
+`SpatialTransformer`, `TemporalTransformer`, `cls_SpatialTransformer`,
+`LayerNorm_space`, `MultiHeadDotProductAttention_time`, `output_projection`, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional, Sequence
+
+import einops
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vivit_jax.models import embeddings
+from vivit_jax.models.layers import (AttendFn, DropPath, Encoder, EncoderBlock, MlpBlock,
+                                     MultiHeadAttention, TransformerConfig, layer_norm)
+
+ATTENTION_TYPES = ('spatio_temporal', 'factorised_encoder', 'factorised_self_attention',
+                   'factorised_dot_product')
+
+
+def factorised_dot_product_layout(query, key, value, attend: AttendFn, *,
+                                  num_frames: int):
+  """Model 4's attention: heads [:H/2] attend over space, heads [H/2:] over time.
+
+  query, key, value: [B, n_t*S, H, Dh] (time-major token order) -> [B, n_t*S, H, Dh].
+  A spatial head of token (t, s) sees only keys (t, *); a temporal head only (*, s).
+  """
+  half = query.shape[2] // 2
+  to_space = functools.partial(einops.rearrange, pattern='b (t s) h d -> (b t) s h d',
+                               t=num_frames)
+  to_time = functools.partial(einops.rearrange, pattern='b (t s) h d -> (b s) t h d',
+                              t=num_frames)
+  spatial = attend(*(to_space(a[:, :, :half]) for a in (query, key, value)))
+  temporal = attend(*(to_time(a[:, :, half:]) for a in (query, key, value)))
+  batch = query.shape[0]
+  spatial = einops.rearrange(spatial, '(b t) s h d -> b (t s) h d', b=batch)
+  temporal = einops.rearrange(temporal, '(b s) t h d -> b (t s) h d', b=batch)
+  return jnp.concatenate([spatial, temporal], axis=2)
+
+
+class FactorisedSelfAttentionBlock(nn.Module):
+  """Model 3 block: x + SpatialAttn(LN(x)); x + TemporalAttn(LN(x)); x + MLP(LN(x)).
+
+  x: [B, n_t*S, D] (time-major token order) -> same shape.
+  """
+  cfg: TransformerConfig
+  drop_path: float = 0.0
+  num_frames: int = 1
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    cfg = self.cfg
+    x = einops.rearrange(x, 'b (t s) d -> b t s d', t=self.num_frames)
+    axes = {'space': ('b t s d -> (b t) s d', '(b t) s d -> b t s d'),
+            'time': ('b t s d -> (b s) t d', '(b s) t d -> b t s d')}
+    for name, (to_seq, from_seq) in axes.items():
+      y = layer_norm(cfg, f'LayerNorm_{name}')(x)
+      y = einops.rearrange(y, to_seq)
+      y = MultiHeadAttention(cfg, name=f'MultiHeadDotProductAttention_{name}')(
+          y, deterministic=deterministic)
+      y = einops.rearrange(y, from_seq, b=x.shape[0])
+      y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+      x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    y = layer_norm(cfg, 'LayerNorm_mlp')(x)
+    y = MlpBlock(cfg, name='MlpBlock')(y, deterministic=deterministic)
+    x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    return einops.rearrange(x, 'b t s d -> b (t s) d')
+
+
+class ViViT(nn.Module):
+  """Models 1, 3 and 4: one encoder over all tokens; see the module docstring."""
+  num_classes: int
+  cfg: TransformerConfig
+  attention_type: str = 'spatio_temporal'
+  embedding: str = 'tubelet'
+  patch_size: Sequence[int] = (16, 16)
+  temporal_patch_size: int = 2
+  classifier: str = 'token'
+  representation_size: Optional[int] = None
+  head_bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, video, *, train: bool = False):
+    cfg = self.cfg
+    tokens = embeddings.embed_tokens(
+        video, self.embedding, cfg.hidden_size, self.patch_size,
+        self.temporal_patch_size, cfg.dtype, cfg.param_dtype)
+    num_frames = tokens.shape[1]
+    x = einops.rearrange(tokens, 'b t h w d -> b (t h w) d')
+    if self.attention_type == 'spatio_temporal':
+      block, block_kwargs = EncoderBlock, {}
+    elif self.attention_type == 'factorised_self_attention':
+      block, block_kwargs = FactorisedSelfAttentionBlock, {'num_frames': num_frames}
+    elif self.attention_type == 'factorised_dot_product':
+      layout = functools.partial(factorised_dot_product_layout, num_frames=num_frames)
+      block, block_kwargs = EncoderBlock, {'layout': layout}
+    else:
+      raise ValueError(f'attention_type {self.attention_type!r} is not an encoder-over-'
+                       'all-tokens model; use FactorisedEncoderViViT for Model 2.')
+    if self.classifier == 'token':
+      x = embeddings.prepend_class_token(self, x)
+    x = Encoder(cfg, block=block, block_kwargs=block_kwargs, name='Transformer')(
+        x, train=train)
+    x = embeddings.pool_tokens(x, self.classifier)
+    return embeddings.classifier_head(x, self.num_classes, self.representation_size,
+                                      self.head_bias_init, cfg.dtype, cfg.param_dtype)
+
+
+class FactorisedEncoderViViT(nn.Module):
+  """Model 2: spatial ViT per temporal index, then a temporal encoder (or average pool).
+
+  `cfg` describes the spatial encoder (L_s = cfg.num_layers); the temporal encoder is
+  the same width with `temporal_num_layers` (L_t) layers. `spatial_classifier` chooses
+  the per-index representation, `classifier` the temporal one.
+  """
+  num_classes: int
+  cfg: TransformerConfig
+  temporal_num_layers: int = 4
+  embedding: str = 'tubelet'
+  patch_size: Sequence[int] = (16, 16)
+  temporal_patch_size: int = 2
+  classifier: str = 'token'
+  spatial_classifier: str = 'token'
+  representation_size: Optional[int] = None
+  head_bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, video, *, train: bool = False):
+    cfg = self.cfg
+    tokens = embeddings.embed_tokens(
+        video, self.embedding, cfg.hidden_size, self.patch_size,
+        self.temporal_patch_size, cfg.dtype, cfg.param_dtype)
+    batch = tokens.shape[0]
+    x = einops.rearrange(tokens, 'b t h w d -> (b t) (h w) d')
+    if self.spatial_classifier == 'token':
+      x = embeddings.prepend_class_token(self, x, 'cls_SpatialTransformer')
+    x = Encoder(cfg, name='SpatialTransformer')(x, train=train)
+    x = embeddings.pool_tokens(x, self.spatial_classifier)
+    x = einops.rearrange(x, '(b t) d -> b t d', b=batch)
+    if self.temporal_num_layers == 0:
+      x = jnp.mean(x, axis=1)  # The paper's average-pool baseline.
+    else:
+      if self.classifier == 'token':
+        x = embeddings.prepend_class_token(self, x, 'cls_TemporalTransformer')
+      temporal_cfg = dataclasses.replace(cfg, num_layers=self.temporal_num_layers)
+      x = Encoder(temporal_cfg, name='TemporalTransformer')(x, train=train)
+      x = embeddings.pool_tokens(x, self.classifier)
+    return embeddings.classifier_head(x, self.num_classes, self.representation_size,
+                                      self.head_bias_init, cfg.dtype, cfg.param_dtype)
