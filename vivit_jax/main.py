@@ -1,0 +1,78 @@
+r"""Train or evaluate a video model.
+
+  python -m vivit_jax.main --config=configs/synthetic/vivit_model1.py --workdir=/tmp/m1
+  python -m vivit_jax.main --config=configs/synthetic/vivit_model1.py --workdir=/tmp/m1 \
+      --mode=eval [--checkpoint=best|latest|PATH]
+
+Overrides: `--config=x.py:arg`, `--config.model.num_layers=2`. Rerunning a training
+command in the same workdir resumes from its newest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (get_config).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, logs).')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'What to do.')
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, "--mode=eval: 'latest' (default), 'best', or a checkpoint path.")
+_JAX_DISTRIBUTED = flags.DEFINE_bool(
+    'jax_distributed', None,
+    'Call jax.distributed.initialize() (multi-host). Default: only when a coordinator '
+    'is set in the environment (JAX_COORDINATOR_ADDRESS, or a SLURM/TPU/MPI job).')
+
+flags.mark_flags_as_required(['config', 'workdir'])
+
+_MULTIHOST_ENV = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS')
+
+
+def _want_distributed() -> bool:
+  if _JAX_DISTRIBUTED.value is not None:
+    return _JAX_DISTRIBUTED.value
+  if any(os.environ.get(k) for k in _MULTIHOST_ENV):
+    return True
+  # SLURM with more than one task, or an Open MPI launch of more than one rank.
+  for key in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
+    if int(os.environ.get(key, '1') or 1) > 1:
+      return True
+  return False
+
+
+def _quiet_orbax():
+  """Drops orbax's per-save INFO lines (dozens per checkpoint) unless -v 1 or more."""
+  if logging.get_verbosity() >= logging.DEBUG:
+    return
+  import logging as std_logging
+  class _Filter(std_logging.Filter):
+    def filter(self, record):
+      return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
+  logging.get_absl_handler().addFilter(_Filter())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  _quiet_orbax()
+  # Keep TensorFlow (used by clu and tf.data) off the accelerators.
+  import tensorflow as tf
+  tf.config.set_visible_devices([], 'GPU')
+  import jax
+  if _want_distributed():
+    jax.distributed.initialize()
+  logging.info('JAX process %d/%d, devices: %s', jax.process_index(),
+               jax.process_count(), jax.devices())
+
+  from vivit_jax.train import evaluate, trainer
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  if _MODE.value == 'train':
+    trainer.train_and_evaluate(config, workdir)
+  else:
+    evaluate.evaluate(config, workdir, checkpoint=_CHECKPOINT.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,7 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`, `evaluate(...)`.
+
+Modules: optim (optax), steps (pure train/eval steps), parallel (jit mesh / pmap
+wrappers), checkpoint (orbax), evaluate (multi-view metrics), trainer (the loop).
+"""
+# `evaluate` stays a module name here (evaluate.evaluate is the function).
+from vivit_jax.train.trainer import train_and_evaluate

@@ -1,0 +1,178 @@
+"""Orbax checkpoints of a run: the newest few, the best by validation top-1, preemption.
+
+Layout under the workdir:
+  checkpoints/<step>/{params,opt_state,meta}        newest `trainer.keep_checkpoints`
+  checkpoints/best/<step>/{params,opt_state,meta}    best validation top-1 (one kept)
+`meta` is JSON: {'step': int, 'metrics': {...}}. Params and optimiser state are
+separate items so evaluation and prediction restore params alone.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from vivit_jax.train.steps import TrainState
+
+CHECKPOINT_DIR = 'checkpoints'
+BEST_DIR = 'best'
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpoints:
+  """The run's two orbax managers (latest and best) and a SIGTERM flag.
+
+  A small stateful wrapper because orbax managers are stateful; everything else in
+  train/ is functions.
+  """
+
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    opts = dict(cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
+    self.latest = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
+    self.best = ocp.CheckpointManager(
+        os.path.join(self.directory, BEST_DIR),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda m: m['top1'], best_mode='max', **opts))
+    self._sigterm = threading.Event()
+    self._old_handler = None
+    step = self.best.best_step()
+    self._best_top1 = -np.inf if step is None else float(self.best.metrics(step)['top1'])
+
+  # -- saving ---------------------------------------------------------------------
+  def save(self, state: TrainState, metrics: Optional[dict] = None) -> int:
+    """Saves `state` (one copy, any sharding) as the newest checkpoint; async."""
+    step = int(jax.device_get(state.step))
+    self.latest.save(step, args=_save_args(state, step, metrics), force=True)
+    return step
+
+  def best_top1(self) -> float:
+    """Validation top-1 of the best checkpoint so far (-inf if none)."""
+    return self._best_top1
+
+  def maybe_save_best(self, state: TrainState, metrics: dict) -> bool:
+    """Saves `state` under best/ if `metrics['top1']` beats the best so far."""
+    top1 = float(metrics['top1'])
+    if not top1 > self.best_top1():
+      return False
+    step = int(jax.device_get(state.step))
+    self.best.save(step, args=_save_args(state, step, metrics),
+                   metrics={'top1': top1}, force=True)
+    self._best_top1 = top1
+    return True
+
+  def wait(self):
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self):
+    self.latest.close()
+    self.best.close()
+    self.uninstall_sigterm()
+
+  # -- restoring ------------------------------------------------------------------
+  def latest_step(self) -> Optional[int]:
+    return self.latest.latest_step()
+
+  def restore(self, step: int, abstract_state: TrainState, best: bool = False) -> TrainState:
+    """Restores the full state saved at `step` into `abstract_state`'s shapes/shardings."""
+    mngr = self.best if best else self.latest
+    r = mngr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(_abstract(abstract_state.params)),
+        opt_state=ocp.args.StandardRestore(_abstract(abstract_state.opt_state)),
+        meta=ocp.args.JsonRestore()))
+    return TrainState(step=jax.numpy.asarray(r.meta['step'], jax.numpy.int32),
+                      params=r.params, opt_state=r.opt_state)
+
+  # -- preemption -----------------------------------------------------------------
+  def install_sigterm(self):
+    """On SIGTERM, set a flag the train loop polls (`preempted`), then save and exit."""
+    if threading.current_thread() is not threading.main_thread():
+      return
+    def handler(signum, frame):
+      logging.warning('Received signal %d: saving a checkpoint and exiting.', signum)
+      self._sigterm.set()
+    self._old_handler = signal.signal(signal.SIGTERM, handler)
+
+  def uninstall_sigterm(self):
+    if self._old_handler is not None:
+      signal.signal(signal.SIGTERM, self._old_handler)
+      self._old_handler = None
+
+  def preempted(self, step: int) -> bool:
+    """True once SIGTERM arrived (single process) or on a multi-host preemption
+    notice (orbax `reached_preemption`, agreed by all hosts)."""
+    if jax.process_count() > 1:
+      return self.latest.reached_preemption(step)
+    return self._sigterm.is_set()
+
+
+def _save_args(state: TrainState, step: int, metrics: Optional[dict]):
+  meta = {'step': step}
+  if metrics:
+    meta['metrics'] = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+  return ocp.args.Composite(params=ocp.args.StandardSave(state.params),
+                            opt_state=ocp.args.StandardSave(state.opt_state),
+                            meta=ocp.args.JsonSave(meta))
+
+
+def resolve_checkpoint(workdir: str, checkpoint: Optional[str] = None) -> tuple[str, int]:
+  """Returns (step directory, step) for 'latest'/None, 'best', a workdir, a
+  checkpoints/ directory or a step directory. Raises FileNotFoundError naming it."""
+  ckpt_root = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  if checkpoint in (None, '', 'latest', 'newest'):
+    root, best = ckpt_root, False
+  elif checkpoint == 'best':
+    root, best = os.path.join(ckpt_root, BEST_DIR), True
+  else:
+    path = os.path.abspath(checkpoint)
+    if os.path.isdir(os.path.join(path, 'params')):      # a step directory.
+      return path, _read_step(path)
+    if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):  # a workdir.
+      path = os.path.join(path, CHECKPOINT_DIR)
+    root, best = path, False
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f'No checkpoint directory {root} (checkpoint={checkpoint!r}, '
+                            f'workdir={workdir!r}).')
+  mngr = ocp.CheckpointManager(
+      root, options=ocp.CheckpointManagerOptions(
+          read_only=True, create=False,
+          best_fn=(lambda m: m['top1']) if best else None))
+  step = mngr.best_step() if best else mngr.latest_step()
+  mngr.close()
+  if step is None:
+    raise FileNotFoundError(f'No checkpoint found in {root} (checkpoint={checkpoint!r}).')
+  return os.path.join(root, str(step)), step
+
+
+def _read_step(step_dir: str) -> int:
+  import json
+  meta = os.path.join(step_dir, 'meta', 'metadata')
+  if os.path.exists(meta):
+    with open(meta) as f:
+      return int(json.load(f)['step'])
+  base = os.path.basename(os.path.normpath(step_dir))
+  if base.isdigit():
+    return int(base)
+  raise ValueError(f'Cannot tell the step of checkpoint {step_dir!r}: expected a '
+                   'meta/ item or a numeric directory name.')
+
+
+def load_params(step_dir: str, abstract_params: Any = None):
+  """Params saved in a step directory (see `resolve_checkpoint`), restored into
+  `abstract_params`' shapes/shardings (host default device if None)."""
+  ckptr = ocp.StandardCheckpointer()
+  target = None if abstract_params is None else _abstract(abstract_params)
+  params = ckptr.restore(os.path.join(step_dir, 'params'), target)
+  ckptr.close()
+  return params

@@ -1,0 +1,123 @@
+"""Multi-view evaluation: metrics from view-averaged probabilities, and `--mode=eval`.
+
+The protocol (ViViT paper): softmax per view, averaged over the V = num_test_clips x
+num_test_crops views of each video (`steps.eval_step`), then top-1/top-5 accuracy,
+per-class accuracy and a confusion matrix over the unpadded examples.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from vivit_jax.train import checkpoint as ckpt_lib
+from vivit_jax.train import parallel, steps
+
+
+def classification_metrics(probs, labels, mask=None, *, num_classes: Optional[int] = None,
+                           confusion: bool = False) -> dict:
+  """Metrics of predictions `probs: float[N, K]` against `labels: int[N]`.
+
+  `mask: float[N]` (0 = padding, dropped). Returns top1, top5 (fractions), loss (mean
+  NLL of the averaged probabilities), num_examples, and with `confusion` also
+  per_class_accuracy (list[K], NaN for classes with no example) and confusion_matrix
+  (list[K][K] counts, rows = true class, columns = predicted).
+  """
+  probs = np.asarray(probs, np.float64)
+  labels = np.asarray(labels).astype(np.int64)
+  if probs.ndim != 2 or labels.shape != probs.shape[:1]:
+    raise ValueError(f'probs {probs.shape} and labels {labels.shape} do not match: '
+                     'expected [N, K] and [N].')
+  if mask is not None:
+    keep = np.asarray(mask) > 0
+    probs, labels = probs[keep], labels[keep]
+  k = num_classes or probs.shape[1]
+  n = len(labels)
+  pred = probs.argmax(-1)
+  topk = np.argsort(-probs, axis=-1, kind='stable')[:, :min(5, probs.shape[1])]
+  out = {
+      'top1': float((pred == labels).mean()) if n else float('nan'),
+      'top5': float((topk == labels[:, None]).any(-1).mean()) if n else float('nan'),
+      'loss': float(-np.log(np.maximum(probs[np.arange(n), labels], 1e-12)).mean())
+              if n else float('nan'),
+      'num_examples': int(n),
+  }
+  if confusion:
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    support = cm.sum(1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+      per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    out['per_class_accuracy'] = [float(x) for x in per_class]
+    out['mean_class_accuracy'] = float(np.nanmean(per_class)) if n else float('nan')
+    out['confusion_matrix'] = cm.tolist()
+  return out
+
+
+def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size: int):
+  """Runs one pass over `split`; returns numpy {'probs' [N,K], 'label' [N], 'mask' [N]}
+  for all processes' examples (padding included, mask 0)."""
+  chunks = [par.predict(state, b) for b in dataset.eval_batches(split, batch_size)]
+  if not chunks:
+    raise ValueError(f'split {split!r} yielded no batches.')
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def run_eval(par, state, dataset, split: str, batch_size: int, num_classes: int,
+             confusion: bool = False) -> dict:
+  out = predict_split(par, state, dataset, split, batch_size)
+  return classification_metrics(out['probs'], out['label'], out['mask'],
+                                num_classes=num_classes, confusion=confusion)
+
+
+def confusion_image(cm, cell: int = 8) -> np.ndarray:
+  """uint8[1, K*cell, K*cell, 3] heat map of a row-normalised confusion matrix."""
+  cm = np.asarray(cm, np.float64)
+  norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+  img = np.kron(norm, np.ones((cell, cell)))
+  img = (255 * (1.0 - img)).astype(np.uint8)     # white = 0, black = all of the row.
+  return np.repeat(img[None, :, :, None], 3, axis=-1)
+
+
+def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
+  """Evaluates a checkpoint on the 'test' split with multi-view testing.
+
+  checkpoint: None/'latest' (newest in `workdir`), 'best', or a path (step directory,
+  checkpoints/ directory or workdir). Writes `workdir/eval_results.json` (top1, top5,
+  num_examples, num_views, step, per_class_accuracy, confusion_matrix, ...) and
+  TensorBoard scalars plus a confusion-matrix image. Returns the results dict.
+  """
+  from clu import metric_writers
+  from vivit_jax.train import trainer   # shared set-up, imported late (no cycle).
+
+  setup = trainer.setup(config, workdir, for_training=False)
+  step_dir, step = ckpt_lib.resolve_checkpoint(workdir, checkpoint)
+  logging.info('Evaluating %s (step %d) on the test split.', step_dir, step)
+  params = ckpt_lib.load_params(step_dir, setup.par.with_sharding(setup.abstract_state.params))
+  state = setup.par.put_state(steps.TrainState(step=np.int32(step), params=params,
+                                               opt_state=()))
+  d = config.dataset
+  num_views = int(d.get('num_test_clips', 1)) * int(d.get('num_test_crops', 1))
+  eval_bs = config.trainer.get('eval_batch_size', config.trainer.batch_size)
+  results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
+                     setup.num_classes, confusion=True)
+  results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,
+                 label_names=list(getattr(setup.dataset, 'label_names', None) or []))
+  logging.info('Test: top1=%.4f top5=%.4f over %d examples x %d views (step %d).',
+               results['top1'], results['top5'], results['num_examples'], num_views, step)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
+      json.dump(results, f, indent=2)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_scalars(step, {f'test_{k}': results[k] for k in
+                              ('top1', 'top5', 'loss', 'mean_class_accuracy')})
+  writer.write_images(step, {'test_confusion_matrix':
+                             confusion_image(results['confusion_matrix'])})
+  writer.flush()
+  writer.close()
+  return results

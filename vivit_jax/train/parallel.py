@@ -1,0 +1,162 @@
+"""Data parallelism: one pure step (`steps.py`), two wrappers.
+
+* `jit` (default): `jax.jit` over a 1-D `Mesh` of all devices (axis 'data'); params
+  and optimiser state replicated, batches sharded on their leading axis, built from
+  process-local data with `jax.make_array_from_process_local_data` (multi-host ready).
+* `pmap`: `jax.pmap` over the local devices with `lax.pmean` over axis 'batch'
+  (the classic Scenic path); state carries a leading device axis.
+
+`make_parallel` returns a `Parallel` of plain functions so the trainer does not care
+which one runs.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from vivit_jax.config import ConfigError
+from vivit_jax.train import steps
+
+DATA_AXIS = 'data'
+PMAP_AXIS = 'batch'
+
+
+class Parallel(NamedTuple):
+  """Functions that place data and run the steps on all devices.
+
+  put_state(state) -> device state; get_state(device state) -> one copy (for saving);
+  put_batch(process-local batch) -> device batch;
+  train_step(device state, device batch, base_rng) -> (device state, metrics);
+  predict(device state, process-local eval batch) -> numpy {'probs': float32[B, K],
+    'label': int32[B], 'mask': float32[B]} of the global batch;
+  sharding: where one copy lives (for orbax restore targets, `with_sharding`).
+  """
+  name: str
+  put_state: Callable
+  get_state: Callable
+  put_batch: Callable
+  train_step: Callable
+  predict: Callable
+  sharding: Any
+
+  def with_sharding(self, abstract_tree):
+    """ShapeDtypeStructs of `abstract_tree` placed like one saved copy."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.sharding),
+        abstract_tree)
+
+
+def make_mesh(devices=None) -> Mesh:
+  """1-D mesh of all (global) devices, axis 'data', Auto axis type."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def check_batch_sizes(config) -> None:
+  """Raises ConfigError if a batch size does not split evenly over the devices."""
+  t = config.trainer
+  n = jax.device_count()
+  p = jax.process_count()
+  accum = int(t.get('grad_accum_steps', 1) or 1)
+  for field in ('batch_size', 'eval_batch_size'):
+    size = t.get(field, t.batch_size)
+    if not isinstance(size, int) or size < 1:
+      raise ConfigError(f'config.trainer.{field}={size!r} is invalid: expected a '
+                        'positive integer.')
+    if size % n:
+      raise ConfigError(
+          f'config.trainer.{field}={size} is invalid: expected a multiple of the '
+          f'device count {n} (global batch over {p} process(es)); e.g. '
+          f'{max(n, size // n * n)}.')
+  if accum < 1 or (t.batch_size // n) % accum:
+    raise ConfigError(
+        f'config.trainer.grad_accum_steps={accum!r} is invalid: expected a positive '
+        f'divisor of the per-device batch {t.batch_size // n} '
+        f'(trainer.batch_size={t.batch_size} over {n} devices).')
+
+
+def _gather(tree):
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def make_parallel(config, *, train_step_fn: Callable, eval_step_fn: Callable) -> Parallel:
+  """Wraps `train_step_fn(state, batch, rng, axis_name=...)` and
+  `eval_step_fn(params, batch)` (see steps.py) for `config.trainer.parallelism`."""
+  kind = config.trainer.get('parallelism', 'jit')
+  if kind == 'jit':
+    return _jit_parallel(train_step_fn, eval_step_fn)
+  if kind == 'pmap':
+    return _pmap_parallel(train_step_fn, eval_step_fn)
+  raise ConfigError(f"config.trainer.parallelism={kind!r} is invalid: expected one of "
+                    "'jit', 'pmap'.")
+
+
+def _jit_parallel(train_step_fn, eval_step_fn) -> Parallel:
+  mesh = make_mesh()
+  repl = NamedSharding(mesh, P())
+  data = NamedSharding(mesh, P(DATA_AXIS))
+
+  def put_state(state):   # a copy: the step donates its input state.
+    return jax.device_put(jax.tree.map(lambda x: jnp.array(x, copy=True), state), repl)
+
+  def put_batch(batch):
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(data, x), batch)
+
+  train = jax.jit(train_step_fn, in_shardings=(repl, data, repl),
+                  out_shardings=(repl, repl), donate_argnums=0)
+  evaluate = jax.jit(eval_step_fn, in_shardings=(repl, data), out_shardings=data)
+
+  def predict(state, batch):
+    dev = put_batch(batch)
+    probs = evaluate(state.params, {'video': dev['video']})
+    return _gather({'probs': probs, 'label': dev['label'], 'mask': dev['mask']})
+
+  return Parallel('jit', put_state, lambda s: s, put_batch, train, predict, repl)
+
+
+def _pmap_parallel(train_step_fn, eval_step_fn) -> Parallel:
+  n = jax.local_device_count()
+
+  def put_state(state):
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), state)
+
+  def get_state(state):
+    return jax.tree.map(lambda x: x[0], state)
+
+  def put_batch(batch):
+    def shard(x):
+      x = np.asarray(x)
+      if x.shape[0] % n:
+        raise ValueError(f'batch of {x.shape[0]} examples does not split over {n} '
+                         'local devices.')
+      return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+    return jax.tree.map(shard, batch)
+
+  train_p = jax.pmap(functools.partial(train_step_fn, axis_name=PMAP_AXIS),
+                     axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0)
+
+  def train(state, batch, rng):
+    state, metrics = train_p(state, batch, rng)
+    return state, jax.tree.map(lambda x: x[0], metrics)
+
+  evaluate = jax.pmap(eval_step_fn, axis_name=PMAP_AXIS)
+
+  def predict(state, batch):
+    dev = put_batch(batch)
+    probs = evaluate(state.params, {'video': dev['video']})
+    out = {'probs': probs, 'label': dev['label'], 'mask': dev['mask']}
+    out = jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), out)
+    if jax.process_count() > 1:
+      out = multihost_utils.process_allgather(out, tiled=True)
+    return out
+
+  return Parallel('pmap', put_state, get_state, put_batch, train, predict,
+                  jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))

@@ -1,0 +1,152 @@
+"""Pure training and evaluation steps, written once for every parallel wrapper.
+
+`train_step` and `eval_step` see one batch (the global batch under `jax.jit`, the
+device-local one under `jax.pmap`) and only communicate through `axis_name`
+(`lax.pmean`), so `parallel.py` can run the same function either way.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs besides the config: checkpointed as is.
+
+  step: int32[] number of optimiser updates done; params: model params;
+  opt_state: optax state.
+  """
+  step: jnp.ndarray
+  params: Any
+  opt_state: Any
+
+
+def create_train_state(params, tx) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params))
+
+
+def onehot_targets(labels, num_classes: int, label_smoothing: float = 0.0):
+  """int32[B] -> float32[B, K], `label_smoothing` of the mass spread uniformly."""
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  return targets
+
+
+def mixup(rng, video, targets, alpha: float):
+  """Mixes each example with the batch reversed: lam ~ Beta(alpha, alpha) per batch.
+
+  video: float32[B, T, H, W, C]; targets: float32[B, K]. Returns (video, targets, lam).
+  """
+  lam = jax.random.beta(rng, alpha, alpha)
+  lam = jnp.maximum(lam, 1.0 - lam)    # keep the first example dominant (argmax label).
+  video = lam * video + (1.0 - lam) * video[::-1]
+  targets = lam * targets + (1.0 - lam) * targets[::-1]
+  return video, targets, lam
+
+
+def temporal_control(video, mode: Optional[str], rng=None):
+  """Destroys temporal information on device, for space-only control runs.
+
+  mode None/'none': unchanged; 'single_frame': the middle frame repeated T times;
+  'shuffle': frames permuted with a random permutation per batch (from `rng`).
+  video: float32[B, T, H, W, C] (or [B, V, T, H, W, C] with `axis=-4` semantics).
+  """
+  if mode in (None, '', 'none'):
+    return video
+  t_axis = video.ndim - 4
+  num_frames = video.shape[t_axis]
+  if mode == 'single_frame':
+    mid = jnp.take(video, num_frames // 2, axis=t_axis)
+    return jnp.repeat(jnp.expand_dims(mid, t_axis), num_frames, axis=t_axis)
+  if mode == 'shuffle':
+    perm = jax.random.permutation(rng, num_frames)
+    return jnp.take(video, perm, axis=t_axis)
+  raise ValueError(f"temporal control {mode!r} is invalid: expected one of None, "
+                   "'none', 'single_frame', 'shuffle'.")
+
+
+def _loss_fn(params, video, targets, labels, rng, apply_fn):
+  logits = apply_fn({'params': params}, video, train=True, rngs={'dropout': rng})
+  logits = logits.astype(jnp.float32)
+  loss = optax.softmax_cross_entropy(logits, targets).mean()
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32).mean()
+  return loss, correct
+
+
+def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
+               lr_fn: Callable, num_classes: int, label_smoothing: float = 0.0,
+               mixup_alpha: float = 0.0, grad_accum_steps: int = 1,
+               temporal_control_mode: Optional[str] = None,
+               axis_name: Optional[str] = None):
+  """One optimiser update on `batch`. Pure: rngs derive from `base_rng` and the step.
+
+  batch: {'video': float32[B, T, H, W, C], 'label': int32[B]}; B divisible by
+  `grad_accum_steps` (micro-batch i takes rows i, i+A, i+2A, ... so each device keeps
+  its own rows). With `axis_name`, gradients and metrics are averaged over it.
+  Returns (new_state, metrics) with float32 scalars loss, accuracy, grad_norm, lr.
+  """
+  rng = jax.random.fold_in(base_rng, state.step)
+  mix_rng, drop_rng, ctrl_rng = jax.random.split(rng, 3)
+  if axis_name is not None:   # different dropout masks on each device's examples.
+    drop_rng = jax.random.fold_in(drop_rng, jax.lax.axis_index(axis_name))
+  video, labels = batch['video'], batch['label']
+  video = temporal_control(video, temporal_control_mode, ctrl_rng)
+  targets = onehot_targets(labels, num_classes, label_smoothing)
+  if mixup_alpha:
+    video, targets, _ = mixup(mix_rng, video, targets, mixup_alpha)
+
+  grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
+  loss_fn = functools.partial(grad_fn, apply_fn=apply_fn)
+  a = grad_accum_steps
+  if a == 1:
+    (loss, acc), grads = loss_fn(state.params, video, targets, labels, drop_rng)
+  else:
+    def split(x):   # [B, ...] -> [A, B/A, ...], micro-batch i = rows i::A.
+      x = x.reshape((x.shape[0] // a, a) + x.shape[1:])
+      return jnp.swapaxes(x, 0, 1)
+    micro = (split(video), split(targets), split(labels))
+
+    def body(carry, xs):
+      i, (v, t, l) = xs
+      (loss_i, acc_i), g = loss_fn(state.params, v, t, l, jax.random.fold_in(drop_rng, i))
+      carry = jax.tree.map(jnp.add, carry, (loss_i, acc_i, g))
+      return carry, None
+    zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
+             jax.tree.map(jnp.zeros_like, state.params))
+    (loss, acc, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(a), micro))
+    loss, acc, grads = jax.tree.map(lambda x: x / a, (loss, acc, grads))
+
+  if axis_name is not None:
+    loss, acc, grads = jax.lax.pmean((loss, acc, grads), axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss, 'accuracy': acc, 'grad_norm': optax.global_norm(grads),
+             'lr': jnp.asarray(lr_fn(state.step), jnp.float32)}
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, batch, *, apply_fn: Callable,
+              temporal_control_mode: Optional[str] = None, base_rng=None):
+  """Multi-view prediction: softmax per view, averaged over views.
+
+  batch: {'video': float32[B, V, T, H, W, C], ...} (or [B, T, H, W, C] for V = 1).
+  Returns float32[B, K] class probabilities. Per-example, so no cross-device op.
+  """
+  video = batch['video']
+  if video.ndim == 5:
+    video = video[:, None]
+  b, v = video.shape[:2]
+  video = temporal_control(video, temporal_control_mode,
+                           base_rng if base_rng is not None else jax.random.key(0))
+  logits = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
+                    train=False)
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return probs.reshape(b, v, -1).mean(axis=1)

@@ -1,0 +1,249 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Resumable and deterministic: the batch of step s comes from `dataset.train_batches(s)`
+and its rngs from `fold_in(train_rng, s)`, and checkpoints hold params, optimiser state
+and step, so a run killed at any point and restarted in the same workdir ends with
+exactly the parameters of an uninterrupted run. Steps are counted 1-based: "step s"
+is the s-th optimiser update, and checkpoint s holds the state after it.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+import types
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vivit_jax.config import ConfigError, validate_config
+from vivit_jax.train import checkpoint as ckpt_lib
+from vivit_jax.train import evaluate as eval_lib
+from vivit_jax.train import optim, parallel, steps
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN/Inf loss or parameters; names the step."""
+
+
+def _temporal_control(config) -> Optional[str]:
+  """On-device space-only control (`trainer.temporal_control`), see steps.py."""
+  mode = config.trainer.get('temporal_control', None)
+  if mode not in (None, '', 'none', 'shuffle', 'single_frame'):
+    raise ConfigError(f"config.trainer.temporal_control={mode!r} is invalid: expected "
+                      "one of None, 'shuffle', 'single_frame'.")
+  return mode or None
+
+
+def check_trainer_config(config) -> None:
+  """Trainer fields validate_config does not know; raises ConfigError naming them."""
+  t = config.trainer
+  for field in ('num_train_steps', 'log_every', 'eval_every', 'checkpoint_every',
+                'keep_checkpoints'):
+    v = t.get(field)
+    if not isinstance(v, int) or v < (0 if field == 'num_train_steps' else 1):
+      raise ConfigError(f'config.trainer.{field}={v!r} is invalid: expected a '
+                        f'{"non-negative" if field == "num_train_steps" else "positive"} '
+                        'integer.')
+  ls = t.get('label_smoothing', 0.0) or 0.0
+  if not 0.0 <= ls < 1.0:
+    raise ConfigError(f'config.trainer.label_smoothing={ls!r} is invalid: expected a '
+                      'value in [0, 1).')
+  alpha = t.get('mixup_alpha', 0.0) or 0.0
+  if alpha < 0:
+    raise ConfigError(f'config.trainer.mixup_alpha={alpha!r} is invalid: expected >= 0 '
+                      '(0 = no mixup).')
+  _temporal_control(config)
+  parallel.check_batch_sizes(config)
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
+  """Validation and everything both training and evaluation build.
+
+  Returns a namespace: dataset, num_classes, model, tx, lr_fn, par (parallel.Parallel),
+  abstract_state (TrainState of ShapeDtypeStructs), init_state(rng) -> TrainState,
+  root_rng.
+  """
+  validate_config(config)
+  check_trainer_config(config)
+  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
+
+  from vivit_jax import data, models   # after validation: no compute before it.
+  dataset = data.get_dataset(config)
+  num_classes = int(config.dataset.num_classes)
+  ds_classes = getattr(dataset, 'num_classes', None)
+  if ds_classes is not None and ds_classes != num_classes:
+    raise ConfigError(f'config.dataset.num_classes={num_classes} is invalid: the '
+                      f'dataset {config.dataset.get("name")!r} has {ds_classes} classes.')
+  model = models.create_model(config.model, num_classes)
+  d = config.dataset
+  dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
+
+  def init_state(rng):
+    params = model.init({'params': rng, 'dropout': rng}, dummy, train=False)['params']
+    return steps.create_train_state(params, tx)
+
+  root_rng = jax.random.PRNGKey(config.trainer.seed)
+  mode = _temporal_control(config)
+  train_step = functools.partial(
+      steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+      num_classes=num_classes,
+      label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
+      mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
+      grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1) or 1),
+      temporal_control_mode=mode)
+  eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
+                                temporal_control_mode=mode,
+                                base_rng=jax.random.fold_in(root_rng, 2))
+  par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
+  return types.SimpleNamespace(
+      dataset=dataset, num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,
+      abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
+      root_rng=root_rng)
+
+
+def _init_from(config, state):
+  """Replaces params with a converted checkpoint when `config.init_from` is set."""
+  if not config.get('init_from'):
+    return state
+  from vivit_jax import convert   # the converters own checkpoint formats.
+  if not hasattr(convert, 'init_from'):
+    raise ConfigError(f'config.init_from={config.init_from!r} is set but '
+                      'vivit_jax.convert.init_from is not available.')
+  params = convert.init_from(config, state.params)
+  return steps.TrainState(step=state.step, params=params, opt_state=state.opt_state)
+
+
+@jax.jit
+def _all_finite(tree) -> jnp.ndarray:
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.stack(leaves).all() if leaves else jnp.array(True)
+
+
+def _write_config(config, workdir):
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming from its newest checkpoint), evaluating on
+  'validation' every `trainer.eval_every` steps and at the end.
+
+  Returns {'step': int, 'preempted': bool, 'train': last train metrics,
+  'validation': last validation metrics}. Raises NonFiniteError naming the step if the
+  loss or params become non-finite (nothing non-finite is ever saved).
+  """
+  from clu import metric_writers, periodic_actions   # imports TensorFlow.
+
+  s = setup(config, workdir)
+  t = config.trainer
+  num_steps = int(t.num_train_steps)
+  os.makedirs(workdir, exist_ok=True)
+  _write_config(config, workdir)
+  writer = metric_writers.create_default_writer(workdir,
+                                                just_logging=jax.process_index() > 0)
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=t.keep_checkpoints,
+                               async_save=t.get('async_checkpointing', True))
+  par = s.par
+  train_rng = jax.random.fold_in(s.root_rng, 1)
+
+  start = ckpts.latest_step()
+  if start is not None:
+    logging.info('Resuming from %s/%d.', ckpts.directory, start)
+    state = ckpts.restore(start, par.with_sharding(s.abstract_state))
+  else:
+    start = 0
+    state = _init_from(config, jax.jit(s.init_state)(jax.random.fold_in(s.root_rng, 0)))
+  state = par.put_state(state)
+  logging.info('Training %s for %d steps (batch %d on %d devices, %s).',
+               config.get('experiment_name') or config.model.get('name'), num_steps,
+               t.batch_size, jax.device_count(), par.name)
+
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=None,
+                                           every_steps=t.log_every)
+  eval_bs = t.get('eval_batch_size', t.batch_size)
+  pending, last_train, last_val = [], {}, {}
+  last_saved = start if start else None
+  timer = [time.time(), start]
+
+  def flush(step):
+    """Fetches pending per-step metrics, stops on non-finite loss, writes means."""
+    nonlocal pending, last_train
+    if not pending:
+      return
+    fetched = jax.device_get([m for _, m in pending])
+    for (s_, _), m in zip(pending, fetched):
+      if not np.isfinite(m['loss']):
+        _fail(s_, f'loss {m["loss"]}')
+    summary = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    summary['train_lr'] = float(fetched[-1]['lr'])
+    dt = time.time() - timer[0]
+    n = step - timer[1]
+    if dt > 0 and n > 0:
+      summary['steps_per_sec'] = n / dt
+      summary['clips_per_sec'] = n * t.batch_size / dt
+    writer.write_scalars(step, summary)
+    pending, last_train = [], summary
+    timer[:] = [time.time(), step]
+
+  def _fail(step, what):
+    ckpts.wait()
+    where = (f'the newest checkpoint is {ckpts.directory}/{last_saved}' if last_saved
+             else 'no checkpoint was saved')
+    raise NonFiniteError(f'Non-finite {what} at training step {step} of {num_steps}; '
+                         f'nothing after it was saved ({where}). Lower '
+                         'schedule.base_lr or enable optimizer.grad_clip_norm.')
+
+  def check_params(step):
+    if not bool(_all_finite(par.get_state(state).params)):
+      _fail(step, 'parameters after the update')
+
+  step = start
+  preempted = False
+  ckpts.install_sigterm()
+  try:
+    if start < num_steps:
+      batches = s.dataset.train_batches(start, t.batch_size)
+    for step in range(start + 1, num_steps + 1):
+      batch = par.put_batch(next(batches))
+      state, metrics = par.train_step(state, batch, train_rng)
+      pending.append((step, metrics))
+      report(step)
+      preempted = ckpts.preempted(step)
+      last = step == num_steps
+      if step % t.log_every == 0 or last or preempted:
+        flush(step)
+      if step % t.checkpoint_every == 0 or last or preempted:
+        flush(step)
+        check_params(step)
+        ckpts.save(par.get_state(state))
+        last_saved = step
+      if preempted:
+        logging.warning('Preempted: saved step %d, exiting.', step)
+        break
+      if step % t.eval_every == 0 or last:
+        flush(step)
+        check_params(step)
+        with report.timed('eval'):
+          last_val = eval_lib.run_eval(par, state, s.dataset, 'validation', eval_bs,
+                                       s.num_classes)
+        writer.write_scalars(step, {f'validation_{k}': v for k, v in last_val.items()})
+        ckpts.maybe_save_best(par.get_state(state), last_val)
+        timer[:] = [time.time(), step]
+    if start >= num_steps:
+      logging.info('Nothing to do: checkpoint step %d >= num_train_steps %d.', start,
+                   num_steps)
+  finally:   # also on errors: finish pending saves before the process exits.
+    ckpts.wait()
+    ckpts.close()
+    writer.flush()
+    writer.close()
+  return {'step': step, 'preempted': preempted, 'train': last_train,
+          'validation': last_val}
