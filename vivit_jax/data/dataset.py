@@ -1,0 +1,60 @@
+"""The dataset contract the trainer codes against, and process sharding."""
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+SPLITS = ('train', 'validation', 'test')
+
+
+class VideoDataset(Protocol):
+  """What `get_dataset(config)` returns (contract).
+
+  Attributes:
+    num_classes: number of labels K.
+    label_names: K names, in label order.
+  """
+  num_classes: int
+  label_names: list[str]
+
+  def num_examples(self, split: str) -> int:
+    """Examples in `split` ('train' | 'validation' | 'test') over all processes."""
+
+  def train_batches(self, start_step: int, batch_size: int) -> Iterator[dict]:
+    """Process-local training batches for steps start_step, start_step + 1, ... forever.
+
+    The batch of step s depends only on (config seed, s, process_index), never on how
+    many times the process started, so a run resumed at step s sees the same data.
+    Yields {'video': float32[b, T, H, W, 3] normalised ((x / 255 - mean_rgb) / std_rgb),
+    'label': int32[b]}, b = batch_size (process-local), T = config.dataset.num_frames,
+    H = W = config.dataset.crop_size.
+    """
+
+  def eval_batches(self, split: str, batch_size: int) -> Iterator[dict]:
+    """One deterministic pass over this process's shard of `split`, multi-view.
+
+    Yields {'video': float32[b, V, T, H, W, 3], 'label': int32[b], 'mask': float32[b]},
+    V = num_test_clips * num_test_crops (clip-major: view = clip * crops + crop). The
+    last batch is padded to b with mask 0; every process yields the same number of
+    batches (a process with a smaller shard pads more).
+    """
+
+
+def shard_range(num_examples: int, process_index: int, process_count: int):
+  """(start, stop): the contiguous slice of examples owned by `process_index`; the
+  first num_examples % process_count processes get one example more."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} is invalid: expected 0 <= index < '
+                     f'process_count={process_count}.')
+  base, extra = divmod(num_examples, process_count)
+  start = process_index * base + min(process_index, extra)
+  return start, start + base + (process_index < extra)
+
+
+def max_shard_size(num_examples: int, process_count: int) -> int:
+  """Examples in the largest shard of `shard_range`."""
+  return -(-num_examples // process_count)
+
+
+def check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise ValueError(f'split={split!r} is invalid: expected one of {list(SPLITS)}.')
