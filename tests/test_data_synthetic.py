@@ -1,0 +1,304 @@
+"""The synthetic motion dataset and the VideoDataset built on it.
+
+The baseline tests prove that the task needs time: a single frame classifier is at
+chance, while a classifier on simple motion features does well.
+"""
+import ml_collections
+import numpy as np
+import pytest
+
+from vivit_jax import data
+from vivit_jax.data import synthetic
+
+NUM_FRAMES, SIZE = 16, 32
+
+
+@pytest.fixture(scope='module')
+def train_val():
+  """800 training and 400 validation videos of 16 frames at 32x32."""
+  train = synthetic.generate(800, num_frames=NUM_FRAMES, size=SIZE,
+                             seed=synthetic.split_seed(0, 'train'))
+  val = synthetic.generate(400, num_frames=NUM_FRAMES, size=SIZE,
+                           seed=synthetic.split_seed(0, 'validation'))
+  return train, val
+
+
+# Generation.
+
+def test_label_names():
+  assert synthetic.NUM_CLASSES == len(synthetic.LABEL_NAMES) == 10
+  assert synthetic.LABEL_NAMES[:2] == ['move_left', 'move_right']
+  assert len(set(synthetic.LABEL_NAMES)) == 10
+
+
+def test_shapes_dtypes_ranges(train_val):
+  (videos, labels), _ = train_val
+  assert videos.shape == (800, NUM_FRAMES, SIZE, SIZE, 3) and videos.dtype == np.uint8
+  assert labels.shape == (800,) and labels.dtype == np.int32
+  assert labels.min() == 0 and labels.max() == 9
+  assert np.bincount(labels).min() > 50                 # every class well represented.
+  assert videos.min() < 20 and videos.max() > 235       # full pixel range is used.
+
+
+def test_deterministic_and_splits_differ():
+  a = synthetic.generate(10, num_frames=4, size=12, seed=3)
+  b = synthetic.generate(10, num_frames=4, size=12, seed=3)
+  c = synthetic.generate(10, num_frames=4, size=12, seed=4)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[0], c[0])
+  seeds = {synthetic.split_seed(0, s) for s in ('train', 'validation', 'test')}
+  assert len(seeds) == 3
+
+
+def test_offset_gives_the_same_examples():
+  full_videos, full_labels = synthetic.generate(80, num_frames=4, size=12, seed=1)
+  videos, labels = synthetic.generate(10, num_frames=4, size=12, seed=1, offset=60)
+  np.testing.assert_array_equal(videos, full_videos[60:70])   # crosses a chunk edge.
+  np.testing.assert_array_equal(labels, full_labels[60:70])
+
+
+def test_tiny_sizes_work():
+  videos, labels = synthetic.generate(20, num_frames=4, size=8, seed=0, clip_frames=4)
+  assert videos.shape == (20, 4, 8, 8, 3)
+
+
+# Baselines: does the task need time?
+
+def foreground(videos):
+  """float32[N, T, H, W]: 1 where a pixel is far from its video's background colour
+  (the median colour of the first frame). videos: uint8[N, T, H, W, 3]."""
+  n = videos.shape[0]
+  background = np.median(videos[:, 0].reshape(n, -1, 3), axis=1).astype(np.int16)
+  diff = np.abs(videos.astype(np.int16) - background[:, None, None, None, :]).sum(-1)
+  return (diff > 150).astype(np.float32)
+
+
+def frame_features(frames):
+  """float32[N, F] appearance features of single frames uint8[N, H, W, 3]: foreground
+  area, centroid, second moments and edges, a 4x4 colour thumbnail, colour spread."""
+  n, h, w, _ = frames.shape
+  fg = foreground(frames[:, None])[:, 0]
+  ys, xs = np.mgrid[0:h, 0:w] / np.float32(h)
+  mass = fg.sum((1, 2)) + 1e-3
+  moments = [(fg * m).sum((1, 2)) / mass for m in (ys, xs, ys * ys, xs * xs, xs * ys)]
+  edges = [np.abs(np.diff(fg, axis=a)).mean((1, 2)) for a in (1, 2)]
+  thumb = frames.reshape(n, 4, h // 4, 4, w // 4, 3).mean((2, 4)).reshape(n, -1) / 255
+  spread = frames.reshape(n, -1, 3).std(1) / 255
+  shape_stats = np.stack([fg.mean((1, 2))] + moments + edges, -1)
+  return np.concatenate([shape_stats, thumb, spread], -1)
+
+
+def _centred_coords(profile):
+  """float32[N, S]: pixel offsets (on the torus) from the peak of a blurred profile."""
+  size = profile.shape[1]
+  peak = sum(np.roll(profile, s, 1) for s in range(-2, 3)).argmax(1)
+  offsets = (np.arange(size)[None] - peak[:, None] + size // 2) % size - size // 2
+  return offsets.astype(np.float32)
+
+
+def motion_features(videos):
+  """float32[N, 6] motion features of uint8[N, T, H, W, 3] videos, in order:
+  horizontal and vertical displacement (> 0: right / down; shift matching of the
+  foreground's column and row profiles two frames apart), trend of the foreground
+  area, its largest jump up and down, and the turning sense of the foreground's
+  second moments around the place that changes most (> 0: anticlockwise)."""
+  t, h = videos.shape[1:3]
+  fg = foreground(videos)
+  feats = []
+  for profile in (fg.sum(2), fg.sum(3)):       # [N, T, W] columns, [N, T, H] rows.
+    a, b = profile[:, :-2], profile[:, 2:]
+    err = [np.abs(b - np.roll(a, s, axis=-1)).mean((1, 2)) for s in (-2, -1, 1, 2)]
+    feats.append((err[0] + err[1] - err[2] - err[3]) / (err[0] + err[3] + 1e-3))
+  area = fg.mean((2, 3))
+  mean_area = area.mean(1) + 1e-3
+  tt = np.arange(t) - (t - 1) / 2
+  jumps = np.diff(area, axis=1)
+  feats += [(area * tt).sum(1) / (tt * tt).sum() / mean_area,
+            jumps.max(1) / mean_area, -jumps.min(1) / mean_area]
+  energy = np.abs(np.diff(fg, axis=1)).sum(1)                  # [N, H, W]
+  rx, ry = _centred_coords(energy.sum(1)), -_centred_coords(energy.sum(2))   # y up.
+  disc = (rx[:, None, :] ** 2 + ry[:, :, None] ** 2) < (0.3 * h) ** 2
+  f = fg * disc[:, None]
+  z = (np.einsum('nthw,nw->nt', f, rx * rx) - np.einsum('nthw,nh->nt', f, ry * ry)
+       + 2j * np.einsum('nthw,nh,nw->nt', f, ry, rx))            # ~ exp(2i angle).
+  dz = np.diff(z, axis=1)
+  feats.append(np.sign(np.imag(np.conj(dz[:, :-1]) * dz[:, 1:])).mean(1))
+  return np.stack(feats, -1).astype(np.float32)
+
+
+def softmax_regression(x_train, y_train, x_test, num_classes, steps=300, lr=0.5):
+  """Predicted labels int[N_test] of a multinomial logistic regression (numpy GD)."""
+  mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+
+  def design(x):
+    return np.concatenate([(x - mu) / sd, np.ones((len(x), 1))], 1)
+
+  x_train, x_test = design(x_train), design(x_test)
+  weights = np.zeros((x_train.shape[1], num_classes))
+  onehot = np.eye(num_classes)[y_train]
+  for _ in range(steps):
+    logits = x_train @ weights
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    weights -= lr * (x_train.T @ (p - onehot) / len(x_train) + 1e-3 * weights)
+  return (x_test @ weights).argmax(1)
+
+
+def _random_frames(videos, seed):
+  rng = np.random.default_rng(seed)
+  return videos[np.arange(len(videos)), rng.integers(0, videos.shape[1], len(videos))]
+
+
+def test_single_frame_classifier_is_at_chance(train_val):
+  (train_v, train_l), (val_v, val_l) = train_val
+  x_train = frame_features(_random_frames(train_v, 0))
+  x_val = frame_features(_random_frames(val_v, 1))
+  accuracy = (softmax_regression(x_train, train_l, x_val, 10) == val_l).mean()
+  # Nor can one frame tell which of the five pairs (what changes) a video is.
+  pair_accuracy = (softmax_regression(x_train, train_l // 2, x_val, 5) == val_l // 2).mean()
+  print(f'single-frame accuracy {accuracy:.3f}, pair accuracy {pair_accuracy:.3f}')
+  assert accuracy < 0.16           # chance 0.10; 400 examples: std 0.015.
+  assert pair_accuracy < 0.28      # chance 0.20.
+
+
+def test_motion_classifier_is_well_above_chance(train_val):
+  (train_v, train_l), (val_v, val_l) = train_val
+  x_train, x_val = motion_features(train_v), motion_features(val_v)
+  accuracy = (softmax_regression(x_train, train_l, x_val, 10) == val_l).mean()
+  shuffled = val_v[:, np.random.default_rng(0).permutation(NUM_FRAMES)]
+  shuffled_accuracy = (softmax_regression(x_train, train_l, motion_features(shuffled),
+                                          10) == val_l).mean()
+  print(f'motion accuracy {accuracy:.3f}, on shuffled frames {shuffled_accuracy:.3f}')
+  assert accuracy > 0.7
+  assert shuffled_accuracy < 0.4     # the features need the order of frames.
+
+
+def test_labels_mean_what_they_say(train_val):
+  """The median motion feature of each class has the sign its name says."""
+  (videos, labels), _ = train_val
+  feats = motion_features(videos)
+  median = {name: np.median(feats[labels == c], axis=0)
+            for c, name in enumerate(synthetic.LABEL_NAMES)}
+  dx, dy, trend, jump_up, jump_down, turn = range(6)
+  assert median['move_left'][dx] < -0.3 < 0.3 < median['move_right'][dx]
+  assert median['move_up'][dy] < -0.3 < 0.3 < median['move_down'][dy]   # y is down.
+  assert median['rotate_clockwise'][turn] < 0 < median['rotate_counterclockwise'][turn]
+  assert median['shrink'][trend] < 0 < median['grow'][trend]
+  assert median['appear'][jump_up] > 0.2 and median['appear'][jump_down] < 0.05
+  assert median['disappear'][jump_down] > 0.2 and median['disappear'][jump_up] < 0.05
+
+
+# The VideoDataset.
+
+def _config(**dataset):
+  c = ml_collections.ConfigDict()
+  c.dataset = ml_collections.ConfigDict(dict(
+      name='synthetic', num_frames=8, crop_size=16, num_classes=10, stride=1,
+      num_test_clips=1, num_test_crops=1, mean_rgb=(0.5, 0.5, 0.5),
+      std_rgb=(0.5, 0.5, 0.5), num_train_examples=96, num_eval_examples=40, seed=0))
+  c.dataset.update(dataset)
+  c.trainer = ml_collections.ConfigDict(dict(seed=0))
+  return c
+
+
+def _get(config, index=0, count=1):
+  return data.get_dataset(config, process_index=index, process_count=count)
+
+
+def test_unknown_dataset_name():
+  with pytest.raises(ValueError, match=r"config.dataset.name='kinetics9'.*'synthetic'"):
+    _get(_config(name='kinetics9'))
+
+
+def test_dataset_attributes():
+  ds = _get(_config())
+  assert ds.num_classes == 10 and ds.label_names == synthetic.LABEL_NAMES
+  assert [ds.num_examples(s) for s in ('train', 'validation', 'test')] == [96, 40, 40]
+  with pytest.raises(ValueError, match='split'):
+    ds.num_examples('dev')
+
+
+def test_train_batches_shapes_and_normalisation():
+  batch = next(_get(_config()).train_batches(0, 12))
+  assert batch['video'].shape == (12, 8, 16, 16, 3) and batch['video'].dtype == np.float32
+  assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
+  assert -1.0 <= batch['video'].min() < -0.7 and 0.7 < batch['video'].max() <= 1.0
+
+
+def test_train_batches_resume_at_any_step():
+  config = _config()
+  from_zero = _get(config).train_batches(0, 12)
+  batches = [next(from_zero) for _ in range(10)]     # 120 > 96: crosses an epoch.
+  for step in (0, 3, 9):
+    resumed = next(_get(config).train_batches(step, 12))
+    np.testing.assert_array_equal(resumed['video'], batches[step]['video'])
+    np.testing.assert_array_equal(resumed['label'], batches[step]['label'])
+  assert not np.array_equal(batches[1]['video'], batches[2]['video'])
+  other_seed = _config()
+  other_seed.trainer.seed = 1
+  assert not np.array_equal(next(_get(other_seed).train_batches(0, 12))['video'],
+                            batches[0]['video'])
+
+
+def test_an_epoch_sees_every_example_once():
+  ds = _get(_config())
+  videos = ds.splits['train'].videos
+  seen = np.concatenate([ds._train_order(step, 12) for step in range(8)])
+  np.testing.assert_array_equal(np.sort(seen), np.arange(96))
+  assert videos.shape == (96, 12, 18, 18, 3)   # 8 + 4 frames, 16 + 2 pixels by default.
+
+
+def test_processes_get_disjoint_shards():
+  config = _config()
+  shards = [_get(config, i, 3) for i in range(3)]
+  assert [len(s.splits['train'].labels) for s in shards] == [32, 32, 32]
+  full = _get(config).splits['train']
+  np.testing.assert_array_equal(np.concatenate([s.splits['train'].videos for s in shards]),
+                                full.videos)
+  a, b = (next(s.train_batches(0, 4))['video'] for s in shards[:2])
+  assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize('clips,crops', [(1, 1), (2, 3)])
+def test_eval_batches_pad_and_mask(clips, crops):
+  config = _config(num_test_clips=clips, num_test_crops=crops)
+  ds = _get(config)
+  batches = list(ds.eval_batches('validation', 16))
+  assert len(batches) == 3                                   # 40 = 16 + 16 + 8.
+  for b in batches:
+    assert b['video'].shape == (16, clips * crops, 8, 16, 16, 3)
+    assert b['video'].dtype == np.float32 and b['mask'].dtype == np.float32
+    assert b['label'].dtype == np.int32
+  np.testing.assert_array_equal(batches[-1]['mask'], [1] * 8 + [0] * 8)
+  labels = np.concatenate([b['label'][b['mask'] > 0] for b in batches])
+  np.testing.assert_array_equal(labels, ds.splits['validation'].labels)
+  again = list(ds.eval_batches('validation', 16))
+  np.testing.assert_array_equal(again[0]['video'], batches[0]['video'])
+
+
+def test_eval_views_are_clips_then_crops():
+  ds = _get(_config(num_test_clips=2, num_test_crops=3))
+  video = ds.splits['test'].videos[0]                       # [12, 18, 18, 3]
+  views = ds.eval_views(video)
+  assert views.shape == (6, 8, 16, 16, 3)
+  # Clip 1 starts at frame 4 (linspace(0, 12 - 8, 2)); crop 1 is the centre one.
+  np.testing.assert_array_equal(views[1 * 3 + 1], video[4:12, 1:17, 1:17])
+  np.testing.assert_array_equal(views[0 * 3 + 0], video[0:8, 1:17, 0:16])
+
+
+def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
+  config = _config()
+  per_process = [list(_get(config, i, 3).eval_batches('test', 8)) for i in range(3)]
+  assert len({len(b) for b in per_process}) == 1           # 14, 13, 13 -> 2 batches each.
+  labels = np.concatenate([b['label'][b['mask'] > 0] for bs in per_process for b in bs])
+  np.testing.assert_array_equal(labels, _get(config).splits['test'].labels)
+
+
+def test_synthetic_config_errors():
+  with pytest.raises(ValueError, match='random_flip'):
+    _get(_config(random_flip=True))
+  with pytest.raises(ValueError, match='video_size'):
+    _get(_config(video_size=12))
+  with pytest.raises(ValueError, match='num_test_crops'):
+    _get(_config(num_test_crops=2))
