@@ -228,7 +228,8 @@ def _render(rng, p, num_frames, size):
 
   # Uniform noise in [-(m + 1) / 2, (m - 1) / 2] with m + 1 a power of two per video.
   m = p['noise_mask'][:, None, None, None, None]
-  noise = np.frombuffer(rng.bytes(video.size), np.uint8).reshape(video.shape) & m
+  random_bytes = rng.bit_generator.random_raw(-(-video.size // 8)).view(np.uint8)
+  noise = random_bytes[:video.size].reshape(video.shape) & m
   video += noise
   video -= (m + 1) // 2
   return video
@@ -240,17 +241,22 @@ def _shape_pixels(p, k, size):
   Returns int arrays (example, frame, y, x), one entry per covered pixel. The test runs
   in a window of side 2R around each shape's centre rather than the whole frame.
   """
-  half_len = p['half_len'][:, k]                          # float32[n, T], pixels.
-  half_wid = half_len * p['aspect'][:, k, None]
+  rows = np.nonzero(p['visible'][:, k].any(1))[0]         # examples showing slot k.
+  p = {name: p[name][rows, k] for name in (
+      'cx', 'cy', 'theta', 'half_len', 'aspect', 'roundness', 'visible')}
+  if rows.size == 0:
+    return (rows,) * 4
+  half_len = p['half_len']                                # float32[n, T], pixels.
+  half_wid = half_len * p['aspect'][:, None]
   radius = int(np.ceil(np.max(np.hypot(half_len, half_wid)))) + 1
   radius = min(radius, size // 2)
   window = np.arange(2 * radius, dtype=np.float32)
   # Window pixel j covers [corner + j, corner + j + 1); signed offsets of the centres.
-  corner_x = np.floor(p['cx'][:, k]) - radius + 1         # float32[n, T].
-  corner_y = np.floor(p['cy'][:, k]) - radius + 1
-  dx = corner_x[..., None] + window + 0.5 - p['cx'][:, k, :, None]    # [n, T, 2R].
-  dy = -(corner_y[..., None] + window + 0.5 - p['cy'][:, k, :, None])  # y up.
-  theta = p['theta'][:, k]
+  corner_x = np.floor(p['cx']) - radius + 1               # float32[n, T].
+  corner_y = np.floor(p['cy']) - radius + 1
+  dx = corner_x[..., None] + window + 0.5 - p['cx'][..., None]    # [n, T, 2R].
+  dy = -(corner_y[..., None] + window + 0.5 - p['cy'][..., None])  # y up.
+  theta = p['theta']
   cos, sin = np.cos(theta)[..., None], np.sin(theta)[..., None]
   # Coordinates along / across the shape in units of its half-length / half-width.
   along_x, along_y = dx * cos / half_len[..., None], dy * sin / half_len[..., None]
@@ -261,17 +267,17 @@ def _shape_pixels(p, k, size):
   v *= v
   # roundness 0: ellipse u^2 + v^2 < 1; 1: rectangle max(u^2, v^2) < 1;
   # u + v - w min(u, v) < 1 blends the two.
-  w = p['roundness'][:, k, None, None, None]
+  w = p['roundness'][:, None, None, None]
   uv = u + v
   np.minimum(u, v, out=u)
   u *= w
   uv -= u
   inside = uv < 1
-  inside &= p['visible'][:, k, :, None, None]
+  inside &= p['visible'][:, :, None, None]
   example, frame, wy, wx = np.nonzero(inside)
   y = (corner_y[example, frame].astype(np.int64) + wy) % size
   x = (corner_x[example, frame].astype(np.int64) + wx) % size
-  return example, frame, y, x
+  return rows[example], frame, y, x
 
 
 # The dataset built from a config.
