@@ -11,6 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Published (GFLOPs per view, params in millions) of the paper-sized configs, keyed by the
+# config file's stem under configs/kinetics400/.
+PAPER_NUMBERS = {
+    # ViViT (Arnab et al. 2021), Table 2: ViViT-B, Kinetics-400 head.
+    'vivit_b16x2_spatio_temporal': (455.2, 88.9),
+    'vivit_b16x2_factorised_encoder': (284.4, 115.1),
+    'vivit_b16x2_factorised_self_attention': (372.3, 117.3),
+    'vivit_b16x2_factorised_dot_product': (277.1, 88.9),
+    'vivit_b16x2_average_pool': (283.9, 86.7),
+}
+
 
 def abstract_params(model, input_shape):
   """ShapeDtypeStruct tree of `model`'s params for inputs of `input_shape`."""
