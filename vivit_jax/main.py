@@ -30,15 +30,19 @@ flags.mark_flags_as_required(['config', 'workdir'])
 _MULTIHOST_ENV = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS')
 
 
-def _want_distributed() -> bool:
-  if _JAX_DISTRIBUTED.value is not None:
-    return _JAX_DISTRIBUTED.value
-  if any(os.environ.get(k) for k in _MULTIHOST_ENV):
+def want_distributed(flag, environ=os.environ) -> bool:
+  """Whether to call jax.distributed.initialize(): the --jax_distributed flag if given,
+  else only when the environment names a coordinator or a multi-process launch."""
+  if flag is not None:
+    return bool(flag)
+  if any(environ.get(k) for k in _MULTIHOST_ENV):
     return True
-  # SLURM with more than one task, or an Open MPI launch of more than one rank.
-  for key in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
-    if int(os.environ.get(key, '1') or 1) > 1:
-      return True
+  for key in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):   # SLURM / Open MPI launches.
+    try:
+      if int(environ.get(key) or 1) > 1:
+        return True
+    except ValueError:
+      pass
   return False
 
 
@@ -61,7 +65,7 @@ def main(argv):
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
   import jax
-  if _want_distributed():
+  if want_distributed(_JAX_DISTRIBUTED.value):
     jax.distributed.initialize()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(),
                jax.process_count(), jax.devices())

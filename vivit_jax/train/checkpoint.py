@@ -53,7 +53,7 @@ class Checkpoints:
   def save(self, state: TrainState, metrics: Optional[dict] = None) -> int:
     """Saves `state` (one copy, any sharding) as the newest checkpoint; async."""
     step = int(jax.device_get(state.step))
-    self.latest.save(step, args=_save_args(state, step, metrics), force=True)
+    self.latest.save(step, args=_save_args(_one_copy(state), step, metrics), force=True)
     return step
 
   def best_top1(self) -> float:
@@ -66,7 +66,7 @@ class Checkpoints:
     if not top1 > self.best_top1():
       return False
     step = int(jax.device_get(state.step))
-    self.best.save(step, args=_save_args(state, step, metrics),
+    self.best.save(step, args=_save_args(_one_copy(state), step, metrics),
                    metrics={'top1': top1}, force=True)
     self._best_top1 = top1
     return True
@@ -115,6 +115,18 @@ class Checkpoints:
     if jax.process_count() > 1:
       return self.latest.reached_preemption(step)
     return self._sigterm.is_set()
+
+
+def _one_copy(tree):
+  """Single-process: replicated arrays -> their device-0 copy (no data moves). Saves
+  orbax slicing every array over the replicas (one compile per shape on CPU/TPU)."""
+  if jax.process_count() > 1:
+    return tree
+  def one(x):
+    if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 and x.is_fully_replicated:
+      return x.addressable_data(0)
+    return x
+  return jax.tree.map(one, tree)
 
 
 def _save_args(state: TrainState, step: int, metrics: Optional[dict]):

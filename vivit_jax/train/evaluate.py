@@ -60,8 +60,9 @@ def classification_metrics(probs, labels, mask=None, *, num_classes: Optional[in
 
 
 def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size: int):
-  """Runs one pass over `split`; returns numpy {'probs' [N,K], 'label' [N], 'mask' [N]}
-  for all processes' examples (padding included, mask 0)."""
+  """One pass over `split` in process-local batches of `batch_size`. Returns numpy
+  {'probs': [N, K], 'label': [N], 'mask': [N]} of all processes' examples (padding
+  included, with mask 0)."""
   chunks = [par.predict(state, b) for b in dataset.eval_batches(split, batch_size)]
   if not chunks:
     raise ValueError(f'split {split!r} yielded no batches.')
@@ -103,7 +104,8 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
                                                opt_state=()))
   d = config.dataset
   num_views = int(d.get('num_test_clips', 1)) * int(d.get('num_test_crops', 1))
-  eval_bs = config.trainer.get('eval_batch_size', config.trainer.batch_size)
+  eval_bs = (config.trainer.get('eval_batch_size', config.trainer.batch_size)
+             // jax.process_count())     # process-local.
   results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
                      setup.num_classes, confusion=True)
   results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -101,8 +100,3 @@ def create_optimizer(config: ml_collections.ConfigDict, num_train_steps: int):
     chain.append(optax.add_decayed_weights(wd, mask=weight_decay_mask))
   chain.append(optax.scale_by_learning_rate(lr_fn))
   return optax.chain(*chain), lr_fn
-
-
-def global_norm(tree) -> jnp.ndarray:
-  """L2 norm of all leaves together (float32 scalar)."""
-  return optax.global_norm(tree)

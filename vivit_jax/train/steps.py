@@ -128,7 +128,7 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
     loss, acc, grads = jax.lax.pmean((loss, acc, grads), axis_name)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': loss, 'accuracy': acc, 'grad_norm': optax.global_norm(grads),
+  metrics = {'loss': loss, 'accuracy': acc, 'grad_norm': optax.tree.norm(grads),
              'lr': jnp.asarray(lr_fn(state.step), jnp.float32)}
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -137,7 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   'validation' every `trainer.eval_every` steps and at the end.
 
   Returns {'step': int, 'preempted': bool, 'train': last train metrics,
-  'validation': last validation metrics}. Raises NonFiniteError naming the step if the
+  'validation': last validation metrics, 'history': [(step, train metrics)] of this
+  process's log points}. Raises NonFiniteError naming the step if the
   loss or params become non-finite (nothing non-finite is ever saved).
   """
   from clu import metric_writers, periodic_actions   # imports TensorFlow.
@@ -168,8 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=None,
                                            every_steps=t.log_every)
-  eval_bs = t.get('eval_batch_size', t.batch_size)
-  pending, last_train, last_val = [], {}, {}
+  eval_bs = t.get('eval_batch_size', t.batch_size) // jax.process_count()   # local.
+  pending, last_train, last_val, history = [], {}, {}, []
   last_saved = start if start else None
   timer = [time.time(), start]
 
@@ -191,6 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       summary['clips_per_sec'] = n * t.batch_size / dt
     writer.write_scalars(step, summary)
     pending, last_train = [], summary
+    history.append((step, summary))
     timer[:] = [time.time(), step]
 
   def _fail(step, what):
@@ -210,7 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpts.install_sigterm()
   try:
     if start < num_steps:
-      batches = s.dataset.train_batches(start, t.batch_size)
+      batches = s.dataset.train_batches(start, t.batch_size // jax.process_count())
     for step in range(start + 1, num_steps + 1):
       batch = par.put_batch(next(batches))
       state, metrics = par.train_step(state, batch, train_rng)
@@ -246,4 +248,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer.flush()
     writer.close()
   return {'step': step, 'preempted': preempted, 'train': last_train,
-          'validation': last_val}
+          'validation': last_val, 'history': history}
