@@ -22,8 +22,12 @@ setuptools.setup(
         "tensorboard>=2.16",
         "tensorflow-datasets>=4.9",
         "av>=12",
+        "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        # torch is pinned to the CPU wheel these machines install offline; an
+        # unpinned torch pulls a multi-GB CUDA build.
+        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.0",
+                 "transformers>=4.40", "safetensors>=0.4"],
     },
 )
