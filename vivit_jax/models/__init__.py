@@ -165,3 +165,6 @@ def _build_vivit(m, num_classes):
 
 register('vit', _build_vit, _validate_vit)
 register('vivit', _build_vivit, _validate_vivit)
+
+from vivit_jax.models import timesformer  # noqa: E402  (registers after the shared checks)
+register('timesformer', timesformer.build, timesformer.validate)
