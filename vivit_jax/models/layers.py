@@ -68,12 +68,16 @@ def layer_norm(cfg: TransformerConfig, name: Optional[str] = None) -> nn.LayerNo
                       param_dtype=cfg.param_dtype, name=name)
 
 
-def dot_product_attention(query, key, value, *, impl: str = 'xla',
+def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str = 'xla',
                           dropout_rate: float = 0.0, dropout_rng=None,
                           deterministic: bool = True):
   """Softmax attention over the key axis, heads kept separate.
 
   query: [B, Lq, H, Dh]; key, value: [B, Lk, H, Dh] -> [B, Lq, H, Dh].
+  `bias` (optional) is added to the scaled logits and `mask` (optional, bool, True = may
+  attend) removes logits; both broadcast to [B, H, Lq, Lk] (e.g. a relative position
+  bias [1, H, Lq, Lk], a window mask [B, 1, Lq, Lk]); they go to
+  `jax.nn.dot_product_attention`'s `bias`/`mask`, or are applied in the explicit path.
   `impl`: 'xla' / 'cudnn' go through `jax.nn.dot_product_attention` (cuDNN flash attention
   on GPU); 'explicit' is the plain einsum/softmax path. Attention-probability dropout
   needs the explicit path, which is taken automatically when it is active. Softmax
@@ -83,10 +87,17 @@ def dot_product_attention(query, key, value, *, impl: str = 'xla',
     raise ValueError(f'attention impl {impl!r} is invalid: expected one of {ATTENTION_IMPLS}.')
   use_dropout = dropout_rate > 0.0 and not deterministic
   if impl != 'explicit' and not use_dropout:
-    return jax.nn.dot_product_attention(query, key, value, implementation=impl)
+    if mask is not None:
+      mask = jnp.asarray(mask, bool)
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
+                                        implementation=impl)
   scale = query.shape[-1] ** -0.5
   logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
                       preferred_element_type=jnp.float32) * scale
+  if bias is not None:
+    logits = logits + jnp.asarray(bias, jnp.float32)
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1)
   if use_dropout:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
@@ -94,8 +105,10 @@ def dot_product_attention(query, key, value, *, impl: str = 'xla',
   return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(value.dtype), value)
 
 
-# `attend(q, k, v) -> out` for q/k/v [B, L, H, Dh]; a layout function receives it and
-# decides which tokens attend to which (joint, or factorised over a token grid).
+# `attend(q, k, v, *, bias=None, mask=None) -> out` for q/k/v [B, L, H, Dh] (see
+# `dot_product_attention`); a layout receives it and decides which tokens attend to which
+# (joint, factorised over a token grid, windowed, pooled). A layout is a function, or a
+# Linen module when it owns parameters (a relative position table, pooling convolutions).
 AttendFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 LayoutFn = Callable[[jax.Array, jax.Array, jax.Array, AttendFn], jax.Array]
 
@@ -136,8 +149,9 @@ class MultiHeadAttention(nn.Module):
 
 
 class MlpBlock(nn.Module):
-  """Dense -> GELU -> dropout -> Dense -> dropout. x: [..., D] -> [..., D]."""
+  """Dense -> GELU -> dropout -> Dense -> dropout. x: [..., D] -> [..., out_dim or D]."""
   cfg: TransformerConfig
+  out_dim: Optional[int] = None
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
@@ -149,7 +163,7 @@ class MlpBlock(nn.Module):
     y = dense(cfg.mlp_dim, name='Dense_0')(x)
     y = nn.gelu(y, approximate=cfg.gelu_approximate)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
-    y = dense(x.shape[-1], name='Dense_1')(y)
+    y = dense(self.out_dim or x.shape[-1], name='Dense_1')(y)
     return nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
 
 
