@@ -20,6 +20,7 @@ import pathlib
 from typing import Callable, Optional
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -87,6 +88,26 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.num_train_examples = 4096        # synthetic only.
   c.dataset.num_eval_examples = 512          # synthetic only (validation and test each).
   c.dataset.seed = 0                         # synthetic generation seed.
+  # Decoded sources ('video_files', 'tfrecord', 'tfds'; see vivit_jax/data/).
+  c.dataset.data_dir = ''                    # index/class folders, shards, TFDS data_dir.
+  c.dataset.splits = ml_collections.ConfigDict(  # split -> file stem/folder/glob/TFDS split.
+      {'train': 'train', 'validation': 'validation', 'test': 'test'})
+  c.dataset.tfds_name = ''                   # e.g. 'ucf101' (name='tfds').
+  c.dataset.video_key = 'video'              # TFDS feature names.
+  c.dataset.label_key = 'label'
+  c.dataset.label_names = placeholder(object)  # list or .txt/.json file; None = from data.
+  c.dataset.temporal_sampling = 'dense'      # 'dense' (stride) or 'uniform' (segments).
+  c.dataset.min_resize = placeholder(int)    # shorter side before cropping; None = keep.
+  c.dataset.scale_jitter = placeholder(tuple)  # (lo, hi) factors, e.g. (0.9, 1.33).
+  c.dataset.scale_jitter_prob = 1.0
+  c.dataset.crop_area_range = placeholder(tuple)  # Inception crop area fractions.
+  c.dataset.random_flip = False              # keep False where left/right is a label.
+  c.dataset.color_jitter = 0.0               # strength; 0 = off.
+  c.dataset.randaugment_layers = 0           # ops per clip; 0 = off.
+  c.dataset.randaugment_magnitude = 9.0      # in [0, 10].
+  c.dataset.num_workers = 2                  # decoding threads; 0 = in the main thread.
+  c.dataset.prefetch_batches = 2             # batches decoded ahead of the trainer.
+  c.dataset.max_failure_fraction = 0.1       # failed reads of a split before stopping.
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'                   # 'sgd' (momentum) or 'adamw'.
@@ -247,8 +268,46 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise config_error(f'dataset.{field}', value, 'a positive integer')
   models.validate_model_config(config.model, num_frames=d.num_frames,
                                crop_size=d.crop_size)
+  _validate_dataset_fields(d)
   t = config.trainer
   if not isinstance(t.batch_size, int) or t.batch_size < 1:
     raise config_error('trainer.batch_size', t.batch_size, 'a positive integer')
   if t.get('parallelism', 'jit') not in ('jit', 'pmap'):
     raise config_error('trainer.parallelism', t.parallelism, "one of 'jit', 'pmap'")
+
+
+def _validate_dataset_fields(d: ml_collections.ConfigDict) -> None:
+  """Sampling/augmentation fields of the decoded sources (absent fields are fine)."""
+  def check(field, ok, expected):
+    if field in d and d[field] is not None and not ok(d[field]):
+      raise config_error(f'dataset.{field}', d[field], expected)
+
+  def is_int(v, lo):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+  def is_range(v):
+    return (isinstance(v, (tuple, list)) and len(v) == 2
+            and all(isinstance(x, (int, float)) for x in v) and 0 < v[0] <= v[1])
+
+  check('temporal_sampling', lambda v: v in ('dense', 'uniform'),
+        "one of 'dense', 'uniform'")
+  check('stride', lambda v: is_int(v, 1), 'a positive integer')
+  check('num_test_clips', lambda v: is_int(v, 1), 'a positive integer')
+  check('num_test_crops', lambda v: v in (1, 3), '1 (centre) or 3')
+  check('min_resize', lambda v: is_int(v, d.crop_size),
+        f'None or an integer >= dataset.crop_size={d.crop_size}')
+  check('scale_jitter', is_range, 'None or (lo, hi) with 0 < lo <= hi, e.g. (0.9, 1.33)')
+  check('crop_area_range', lambda v: is_range(v) and v[1] <= 1,
+        'None or (lo, hi) with 0 < lo <= hi <= 1')
+  check('scale_jitter_prob', lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
+  check('random_flip', lambda v: isinstance(v, bool), 'True or False')
+  check('color_jitter', lambda v: isinstance(v, (int, float)) and v >= 0,
+        'a strength >= 0 (0 = off)')
+  check('randaugment_layers', lambda v: is_int(v, 0), 'an integer >= 0 (0 = off)')
+  check('randaugment_magnitude', lambda v: 0 <= v <= 10, 'a magnitude in [0, 10]')
+  check('num_workers', lambda v: is_int(v, 0), 'an integer >= 0 (0 = no threads)')
+  check('prefetch_batches', lambda v: is_int(v, 1), 'a positive integer')
+  check('max_failure_fraction', lambda v: 0 <= v <= 1, 'a fraction in [0, 1]')
+  for field in ('mean_rgb', 'std_rgb'):
+    check(field, lambda v: len(v) == 3 and (field == 'mean_rgb' or min(v) > 0),
+          '3 per-channel values (std > 0)')

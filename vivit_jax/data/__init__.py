@@ -7,7 +7,11 @@ VideoDataset`; add one with `register_dataset` or a line in `DATASETS`.
 
 Modules: synthetic.py (the embedded motion dataset), in_memory.py (a dataset over
 uint8 arrays), sampling.py (temporal clip indices), augment.py (crops, resizing,
-flips, normalisation), dataset.py (the contract, process sharding).
+flips, colour jitter, RandAugment, normalisation), dataset.py (the contract, process
+sharding); decoded sources: pipeline.py (their shared dataset: parallel decoding,
+prefetch, bad-input handling), video_files.py (PyAV), tfrecord.py (SequenceExample
+shards), tfds_source.py (TFDS), prepare.py (video files -> shards), export.py (the
+synthetic set as mp4 files and shards).
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from vivit_jax.data.dataset import SPLITS, VideoDataset, shard_range
 
 DATASETS: dict[str, Union[str, Callable]] = {
     'synthetic': 'vivit_jax.data.synthetic:build_dataset',
+    'video_files': 'vivit_jax.data.video_files:build_dataset',
+    'tfrecord': 'vivit_jax.data.tfrecord:build_dataset',
+    'tfds': 'vivit_jax.data.tfds_source:build_dataset',
 }
 
 

@@ -1,14 +1,21 @@
-"""Spatial ops on one video (numpy): crops, resizing, flips and normalisation.
+"""Spatial ops on one video (numpy): crops, resizing, flips and normalisation, plus the
+training augmentations of the papers (scale jitter, colour jitter, RandAugment), each
+applied with the same parameters to every frame of a clip.
 
 `video` is [T, H, W, C] (uint8 pixels in [0, 255], or float32 in the same units) unless
-a docstring says otherwise. Crop boxes are (y, x, height, width) in pixels. Random ops
-take a `np.random.Generator`, so a pipeline is deterministic given its seed.
+a docstring says otherwise. Crop boxes are (y, x, height, width) in pixels (floats
+allowed where a docstring says so). Random ops take a `np.random.Generator`, so a
+pipeline is deterministic given its seed.
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import numpy as np
+from PIL import Image
 
 Box = tuple[int, int, int, int]     # (y, x, height, width), pixels.
+FloatBox = tuple[float, float, float, float]
 
 
 def crop(video: np.ndarray, box: Box) -> np.ndarray:
@@ -122,3 +129,220 @@ def _check_fits(height, width, size):
   if size > height or size > width:
     raise ValueError(f'A {size}x{size} crop does not fit in {height}x{width} frames; '
                      'resize the video first (e.g. resize_short_side).')
+
+
+# Crops of decoded frames at any resolution (the video-file / TFRecord pipeline).
+
+
+def resize_box(video: np.ndarray, box: FloatBox, height: int, width: int) -> np.ndarray:
+  """uint8[T, height, width, C]: the (float) `box` of every uint8 frame resized to
+  height x width (bilinear, antialiased when shrinking; PIL). An integer box of the
+  output size is a plain crop, bit-exact."""
+  y, x, h, w = box
+  if (h, w) == (height, width) and float(y).is_integer() and float(x).is_integer():
+    return np.ascontiguousarray(crop(video, (int(y), int(x), height, width)))
+  pil_box = (float(x), float(y), float(x + w), float(y + h))
+  return np.stack([np.asarray(Image.fromarray(frame).resize(
+      (width, height), Image.BILINEAR, box=pil_box)) for frame in video])
+
+
+def _short_side_scale(height: int, width: int, min_resize: Optional[int]) -> float:
+  return 1.0 if not min_resize else min_resize / min(height, width)
+
+
+def scale_jitter_box(height: int, width: int, crop_size: int, rng: np.random.Generator,
+                     *, min_resize: Optional[int] = None,
+                     factor_range: Optional[Sequence[float]] = (0.9, 1.33),
+                     prob: float = 1.0) -> FloatBox:
+  """The training crop of the ViViT/Scenic pipeline as a float box in frame pixels.
+
+  Equivalent to: resize the shorter side to `min_resize` (None: keep the size); with
+  probability `prob` scale height and width by independent factors uniform in
+  `factor_range` (the paper: [0.9, 1.33]; None: no jitter); take a uniformly placed
+  crop_size x crop_size crop. Scales are raised where needed so the crop fits. Resize
+  the box to crop_size with `resize_box` (one resampling instead of two).
+  """
+  base = _short_side_scale(height, width, min_resize)
+  sy = sx = base
+  if factor_range is not None and rng.random() < prob:
+    sy, sx = base * rng.uniform(*factor_range), base * rng.uniform(*factor_range)
+  sy, sx = max(sy, crop_size / height), max(sx, crop_size / width)
+  y = int(rng.integers(0, max(int(round(height * sy)) - crop_size, 0) + 1)) / sy
+  x = int(rng.integers(0, max(int(round(width * sx)) - crop_size, 0) + 1)) / sx
+  h, w = crop_size / sy, crop_size / sx
+  return min(y, height - h), min(x, width - w), h, w
+
+
+def eval_view_boxes(height: int, width: int, crop_size: int, num_crops: int,
+                    min_resize: Optional[int] = None) -> list[FloatBox]:
+  """Float boxes in frame pixels of the test crops after resizing the shorter side to
+  `min_resize` (None: keep; raised to crop_size if smaller): 1 = centre, 3 = along the
+  longer side (see three_crop_boxes)."""
+  if num_crops not in (1, 3):
+    raise ValueError(f'num_crops={num_crops} is invalid: expected 1 (centre) or 3.')
+  scale = max(_short_side_scale(height, width, min_resize), crop_size / min(height, width))
+  h, w = max(int(round(height * scale)), crop_size), max(int(round(width * scale)), crop_size)
+  boxes = ([center_crop_box(h, w, crop_size)] if num_crops == 1
+           else three_crop_boxes(h, w, crop_size))
+  return [(by / scale, bx / scale, bh / scale, bw / scale) for by, bx, bh, bw in boxes]
+
+
+# Colour jitter (SimCLR-style, as Scenic's `color_default_augm`), one draw per clip.
+
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _blend(video, other, factor):
+  return other + factor * (video - other)
+
+
+def _gray(video):
+  return (video @ _GRAY)[..., None]
+
+
+def adjust_hue(video: np.ndarray, delta: float) -> np.ndarray:
+  """float32, same shape: hue rotated by `delta` turns (YIQ rotation, luma kept)."""
+  to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                     [0.211, -0.523, 0.312]], np.float32)
+  c, s = np.cos(2 * np.pi * delta), np.sin(2 * np.pi * delta)
+  rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)
+  m = np.linalg.inv(to_yiq) @ rot @ to_yiq
+  return video.astype(np.float32) @ m.T.astype(np.float32)
+
+
+def color_jitter(video: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
+                 prob: float = 0.8) -> np.ndarray:
+  """float32[T, H, W, 3] in [0, 255]: with probability `prob`, brightness, contrast and
+  saturation factors uniform in [1 - 0.8 s, 1 + 0.8 s] and a hue shift uniform in
+  [-0.2 s, 0.2 s] turns (s = strength), in random order, the same for every frame.
+  Contrast blends with the clip's mean grey level (not each frame's)."""
+  out = video.astype(np.float32)
+  if strength <= 0 or rng.random() >= prob:
+    return out
+  lo, hi = max(0.0, 1 - 0.8 * strength), 1 + 0.8 * strength
+  factors = rng.uniform(lo, hi, 3)
+  hue = rng.uniform(-0.2 * strength, 0.2 * strength)
+  for op in rng.permutation(4):
+    if op == 0:
+      out = out * factors[0]
+    elif op == 1:
+      out = _blend(out, _gray(out).mean(), factors[1])
+    elif op == 2:
+      out = _blend(out, _gray(out), factors[2])
+    else:
+      out = adjust_hue(out, hue)
+    out = np.clip(out, 0.0, 255.0)
+  return out
+
+
+# RandAugment (Cubuk et al. 2020), the same ops and parameters on every frame.
+
+RAND_AUGMENT_OPS = ('identity', 'auto_contrast', 'equalize', 'rotate', 'solarize',
+                    'color', 'posterize', 'contrast', 'brightness', 'sharpness',
+                    'shear_x', 'shear_y', 'translate_x', 'translate_y')
+_FILL = 128     # grey for pixels moved in from outside the frame.
+
+
+def _affine(video: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+  """uint8, same shape: out(p) = video(matrix @ p) with p = (x, y, 1) about the frame
+  centre; nearest neighbour, outside pixels grey."""
+  t, h, w, c = video.shape
+  ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+  cy, cx = (h - 1) / 2, (w - 1) / 2
+  src_x = matrix[0, 0] * (xs - cx) + matrix[0, 1] * (ys - cy) + matrix[0, 2] + cx
+  src_y = matrix[1, 0] * (xs - cx) + matrix[1, 1] * (ys - cy) + matrix[1, 2] + cy
+  ix, iy = np.round(src_x).astype(np.int64), np.round(src_y).astype(np.int64)
+  inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+  out = video[:, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]
+  out[:, ~inside] = _FILL
+  return out
+
+
+def _equalize(video: np.ndarray) -> np.ndarray:
+  """PIL's equalize, one histogram per channel over the whole clip."""
+  out = np.empty_like(video)
+  for ch in range(video.shape[-1]):
+    values = video[..., ch]
+    hist = np.bincount(values.ravel(), minlength=256)
+    nonzero = hist[hist > 0]
+    step = (nonzero.sum() - nonzero[-1]) // 255
+    if step == 0:
+      out[..., ch] = values
+      continue
+    lut = (np.cumsum(hist) - hist + step // 2) // step
+    out[..., ch] = np.clip(lut, 0, 255).astype(np.uint8)[values]
+  return out
+
+
+def _auto_contrast(video: np.ndarray) -> np.ndarray:
+  """Each channel stretched to [0, 255] by its min/max over the whole clip."""
+  lo = video.min(axis=(0, 1, 2), keepdims=True).astype(np.float32)
+  hi = video.max(axis=(0, 1, 2), keepdims=True).astype(np.float32)
+  scale = np.where(hi > lo, 255.0 / np.maximum(hi - lo, 1), 1.0)
+  offset = np.where(hi > lo, lo, 0.0)
+  return np.clip((video - offset) * scale, 0, 255).astype(np.uint8)
+
+
+def _smooth(video: np.ndarray) -> np.ndarray:
+  """PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 (edges kept)."""
+  v = video.astype(np.float32)
+  pad = np.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='edge')
+  acc = sum(pad[:, 1 + dy:pad.shape[1] - 1 + dy, 1 + dx:pad.shape[2] - 1 + dx]
+            for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+  out = (acc + 4 * v) / 13
+  out[:, [0, -1]] = v[:, [0, -1]]
+  out[:, :, [0, -1]] = v[:, :, [0, -1]]
+  return out
+
+
+def apply_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
+                          sign: float = 1.0) -> np.ndarray:
+  """uint8[T, H, W, C]: one RandAugment `op` at `magnitude` in [0, 10] (timm's ranges:
+  rotate 30°, shear 0.3, translate 45% of the side, enhance factors 1 ± 0.9, posterize
+  to 4 bits, solarize threshold 256 -> 0), `sign` +-1 for the signed ops."""
+  m = float(magnitude) / 10.0
+  v = video.astype(np.float32)
+  h, w = video.shape[1:3]
+  if op == 'identity':
+    return video
+  if op == 'auto_contrast':
+    return _auto_contrast(video)
+  if op == 'equalize':
+    return _equalize(video)
+  if op == 'solarize':
+    threshold = 256 - 256 * m
+    return np.where(video >= threshold, 255 - video, video).astype(np.uint8)
+  if op == 'posterize':
+    shift = int(round(4 * m))
+    return ((video >> shift) << shift).astype(np.uint8)
+  if op in ('color', 'contrast', 'brightness', 'sharpness'):
+    factor = 1.0 + sign * 0.9 * m
+    other = {'color': lambda: _gray(v), 'contrast': lambda: _gray(v).mean(),
+             'brightness': lambda: 0.0, 'sharpness': lambda: _smooth(video)}[op]()
+    return np.clip(np.round(_blend(v, other, factor)), 0, 255).astype(np.uint8)
+  if op == 'rotate':
+    a = np.deg2rad(sign * 30 * m)
+    matrix = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0]])
+  elif op == 'shear_x':
+    matrix = np.array([[1, sign * 0.3 * m, 0], [0, 1, 0]])
+  elif op == 'shear_y':
+    matrix = np.array([[1, 0, 0], [sign * 0.3 * m, 1, 0]])
+  elif op == 'translate_x':
+    matrix = np.array([[1, 0, sign * 0.45 * m * w], [0, 1, 0]])
+  elif op == 'translate_y':
+    matrix = np.array([[1, 0, 0], [0, 1, sign * 0.45 * m * h]])
+  else:
+    raise ValueError(f'RandAugment op={op!r} is invalid: expected one of '
+                     f'{list(RAND_AUGMENT_OPS)}.')
+  return _affine(video, matrix)
+
+
+def rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers: int = 2,
+                 magnitude: float = 9.0) -> np.ndarray:
+  """uint8[T, H, W, C]: `num_layers` ops drawn uniformly from RAND_AUGMENT_OPS (with
+  replacement), each at `magnitude` with a random sign, the same on every frame."""
+  for _ in range(num_layers):
+    op = RAND_AUGMENT_OPS[int(rng.integers(len(RAND_AUGMENT_OPS)))]
+    sign = 1.0 if rng.random() < 0.5 else -1.0
+    video = apply_rand_augment_op(video, op, magnitude, sign)
+  return video

@@ -42,6 +42,54 @@ def uniform_indices(video_len: int, num_frames: int) -> np.ndarray:
   return np.minimum(np.floor(centres), video_len - 1).astype(np.int32)
 
 
+def uniform_random_indices(video_len: int, num_frames: int,
+                           rng: np.random.Generator) -> np.ndarray:
+  """int32[num_frames]: a random frame inside each of `num_frames` equal segments (the
+  TSN training sampler; `uniform_indices` takes the centres at test time)."""
+  _check(video_len, num_frames, 1)
+  offsets = rng.uniform(0.0, 1.0, num_frames)
+  positions = (np.arange(num_frames) + offsets) * video_len / num_frames
+  return np.minimum(np.floor(positions), video_len - 1).astype(np.int32)
+
+
+def uniform_multi_clip_indices(video_len: int, num_frames: int,
+                               num_clips: int) -> np.ndarray:
+  """int32[num_clips, num_frames]: clip k takes the point (k + 0.5) / num_clips of the
+  way through each of `num_frames` equal segments; one clip = `uniform_indices`."""
+  _check(video_len, num_frames, 1)
+  if num_clips < 1:
+    raise ValueError(f'num_clips={num_clips} is invalid: expected a positive integer.')
+  within = (np.arange(num_clips)[:, None] + 0.5) / num_clips          # [clips, 1]
+  positions = (np.arange(num_frames)[None, :] + within) * video_len / num_frames
+  return np.minimum(np.floor(positions), video_len - 1).astype(np.int32)
+
+
+TEMPORAL_MODES = ('dense', 'uniform')
+
+
+def train_clip_indices(mode: str, video_len: int, num_frames: int, stride: int,
+                       rng: np.random.Generator) -> np.ndarray:
+  """int32[num_frames]: a training clip, 'dense' (random start, `stride`) or 'uniform'
+  (a random frame per segment over the whole video; `stride` unused)."""
+  if mode == 'dense':
+    return dense_clip_indices(video_len, num_frames, stride, rng)
+  if mode == 'uniform':
+    return uniform_random_indices(video_len, num_frames, rng)
+  raise ValueError(f'temporal sampling mode={mode!r} is invalid: expected one of '
+                   f'{list(TEMPORAL_MODES)}.')
+
+
+def eval_clip_indices(mode: str, video_len: int, num_frames: int, stride: int,
+                      num_clips: int) -> np.ndarray:
+  """int32[num_clips, num_frames]: the test clips of `mode` ('dense' | 'uniform')."""
+  if mode == 'dense':
+    return multi_clip_indices(video_len, num_frames, stride, num_clips)
+  if mode == 'uniform':
+    return uniform_multi_clip_indices(video_len, num_frames, num_clips)
+  raise ValueError(f'temporal sampling mode={mode!r} is invalid: expected one of '
+                   f'{list(TEMPORAL_MODES)}.')
+
+
 def multi_clip_indices(video_len: int, num_frames: int, stride: int,
                        num_clips: int) -> np.ndarray:
   """int32[num_clips, num_frames]: evenly spaced dense clips for multi-view testing.

@@ -1,0 +1,344 @@
+"""The input pipeline shared by the decoded sources (video files, TFRecord, TFDS).
+
+A source provides a `Reader` per split: labels, a key per example (its path, for logs)
+and `read(i, choose)`, which decodes only the frames `choose(video_len)` asks for.
+`ClipDataset` turns readers into the `VideoDataset` contract (dataset.py):
+
+- Training order and augmentation depend only on (trainer seed, step, process_index,
+  row in the batch), so resumed runs see the same batches; examples are decoded by a
+  thread pool (`dataset.num_workers`; PyAV, PIL and numpy release the GIL) and
+  `dataset.prefetch_batches` batches are in flight while the trainer runs a step.
+- Bad examples (corrupt, truncated, empty, audio-only, missing) raise `DecodeError`;
+  they are logged once with their path, counted (`stats()`), and replaced in training
+  by a deterministic redraw, masked out in evaluation. More than
+  `dataset.max_failure_fraction` failed reads of a split stops with `DataFailureError`.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import threading
+from typing import Callable, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+from absl import logging
+
+from vivit_jax.config import ConfigError
+from vivit_jax.data import augment
+from vivit_jax.data import dataset as dataset_lib
+from vivit_jax.data import sampling
+
+_ORDER, _AUGMENT, _REPLACE = 0, 1, 2    # seed-sequence tags of the random streams.
+_MAX_REDRAWS = 16                       # replacement attempts for one training row.
+_MIN_READS = 16                         # reads of a split before the failure check.
+
+Chooser = Callable[[int], np.ndarray]   # video_len -> int frame indices (any shape).
+
+
+class DecodeError(Exception):
+  """One example cannot be read; the message names its path and why."""
+
+
+class DataFailureError(RuntimeError):
+  """More than `dataset.max_failure_fraction` of a split's reads failed."""
+
+
+class Reader(Protocol):
+  """This process's examples of one split.
+
+  labels: int32[n]; keys: n strings naming each example in logs (paths);
+  total: examples in the split over all processes.
+  """
+  labels: np.ndarray
+  keys: Sequence[str]
+  total: int
+
+  def read(self, index: int, choose: Chooser) -> np.ndarray:
+    """uint8[*choose(L).shape, H, W, 3]: frames choose(L) of example `index`, a video
+    of L frames (frame indices < L). Raises DecodeError for a bad example."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOptions:
+  """Sampling, augmentation and pipeline settings (config.dataset fields, see
+  `clip_options`)."""
+  num_frames: int
+  crop_size: int
+  stride: int = 1
+  temporal_sampling: str = 'dense'
+  min_resize: Optional[int] = None
+  scale_jitter: Optional[tuple[float, float]] = None
+  scale_jitter_prob: float = 1.0
+  crop_area_range: Optional[tuple[float, float]] = None
+  random_flip: bool = False
+  color_jitter: float = 0.0
+  randaugment_layers: int = 0
+  randaugment_magnitude: float = 9.0
+  num_test_clips: int = 1
+  num_test_crops: int = 1
+  mean_rgb: Sequence[float] = (0.5, 0.5, 0.5)
+  std_rgb: Sequence[float] = (0.5, 0.5, 0.5)
+  num_workers: int = 2
+  prefetch_batches: int = 2
+  max_failure_fraction: float = 0.1
+
+
+def clip_options(config) -> ClipOptions:
+  """ClipOptions from config.dataset (missing fields take the defaults above)."""
+  d = config.dataset
+  defaults = ClipOptions(num_frames=int(d.num_frames), crop_size=int(d.crop_size))
+  values = {}
+  for field in dataclasses.fields(ClipOptions):
+    value = d.get(field.name, None)
+    if value is None:
+      continue
+    if field.name in ('scale_jitter', 'crop_area_range', 'mean_rgb', 'std_rgb'):
+      value = tuple(float(v) for v in value)
+    values[field.name] = value
+  return dataclasses.replace(defaults, **values)
+
+
+@functools.lru_cache(maxsize=8)
+def _permutation(seed: int, process_index: int, epoch: int, n: int) -> np.ndarray:
+  return np.random.default_rng([seed, _ORDER, process_index, epoch]).permutation(n)
+
+
+def train_order(seed: int, process_index: int, step: int, batch_size: int,
+                n: int) -> np.ndarray:
+  """int64[batch_size]: local example indices of training step `step`; the examples
+  of epoch e are a permutation (seeded by seed, process_index, e) of the n local ones."""
+  if n == 0:
+    raise ValueError(f'Process {process_index} has no training examples.')
+  position = step * batch_size + np.arange(batch_size)
+  epoch, within = position // n, position % n
+  index = np.empty(batch_size, np.int64)
+  for e in np.unique(epoch):
+    here = epoch == e
+    index[here] = _permutation(seed, process_index, int(e), n)[within[here]]
+  return index
+
+
+class _Failures:
+  """Thread-safe counts of reads and failures per split, with the stopping rule."""
+
+  def __init__(self, max_fraction: float):
+    self.max_fraction = max_fraction
+    self.reads = collections.Counter()
+    self.failed = collections.Counter()
+    self.bad_keys: dict[str, str] = {}
+    self._lock = threading.Lock()
+
+  def ok(self, split: str):
+    with self._lock:
+      self.reads[split] += 1
+
+  def fail(self, split: str, key: str, error: Exception, split_size: int):
+    with self._lock:
+      self.reads[split] += 1
+      self.failed[split] += 1
+      first = key not in self.bad_keys
+      self.bad_keys[key] = str(error)
+      reads, failed = self.reads[split], self.failed[split]
+    if first:
+      logging.warning('Skipping bad %s example %s: %s', split, key, error)
+    if reads >= min(_MIN_READS, split_size) and failed > self.max_fraction * reads:
+      raise DataFailureError(
+          f'{failed} of {reads} reads of the {split!r} split failed, more than '
+          f'config.dataset.max_failure_fraction={self.max_fraction}. Last: {key}: '
+          f'{error}. Check the data (or raise max_failure_fraction).')
+
+
+class ClipDataset:
+  """`VideoDataset` (see dataset.py) over per-split `Reader`s."""
+
+  def __init__(self, readers: dict[str, Reader], label_names: Sequence[str],
+               options: ClipOptions, *, seed: int, process_index: int,
+               process_count: int, index_stats: Optional[dict] = None):
+    if options.num_test_crops not in (1, 3):
+      raise ConfigError(f'config.dataset.num_test_crops={options.num_test_crops} is '
+                        'invalid: expected 1 (centre) or 3.')
+    self.readers = readers
+    self.label_names = list(label_names)
+    self.num_classes = len(self.label_names)
+    self.options = options
+    self.seed = seed
+    self.process_index = process_index
+    self.process_count = process_count
+    self.failures = _Failures(options.max_failure_fraction)
+    self.index_stats = dict(index_stats or {})
+
+  def num_examples(self, split: str) -> int:
+    """Examples in `split` over all processes (after dropping unusable index rows)."""
+    return self._reader(split).total
+
+  def stats(self) -> dict:
+    """Counts for the metrics: data_failures_<split> (failed reads so far),
+    data_reads_<split>, and the index rows dropped when the dataset was built."""
+    out = {f'data_reads_{s}': float(n) for s, n in self.failures.reads.items()}
+    out.update({f'data_failures_{s}': float(self.failures.failed[s])
+                for s in self.failures.reads})
+    out.update({k: float(v) for k, v in self.index_stats.items()})
+    return out
+
+  def _reader(self, split: str) -> Reader:
+    dataset_lib.check_split(split)
+    if split not in self.readers:
+      raise ValueError(f'split={split!r} is not available: this dataset has '
+                       f'{sorted(self.readers)}.')
+    return self.readers[split]
+
+  # Training.
+
+  def train_batches(self, start_step: int, batch_size: int) -> Iterator[dict]:
+    """Batches of steps start_step, start_step + 1, ... forever (see dataset.py)."""
+    reader = self._reader('train')
+    n = len(reader.labels)
+
+    def tasks(step):
+      order = train_order(self.seed, self.process_index, step, batch_size, n)
+      return [functools.partial(self._train_example, step, row, int(i))
+              for row, i in enumerate(order)]
+
+    for results in self._run(tasks, _count_from(start_step)):
+      clips, labels = zip(*results)
+      yield {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
+
+  def train_batch(self, step: int, batch_size: int) -> dict:
+    """The process-local batch of training step `step`, decoded in this thread (the
+    same arrays `train_batches` yields for that step)."""
+    n = len(self._reader('train').labels)
+    order = train_order(self.seed, self.process_index, step, batch_size, n)
+    clips, labels = zip(*[self._train_example(step, row, int(i))
+                          for row, i in enumerate(order)])
+    return {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
+
+  def _train_example(self, step: int, row: int, index: int):
+    """(float32[T, S, S, 3] normalised clip, label) of one row of a training batch;
+    a bad example is replaced by a redraw seeded by (seed, step, row, attempt)."""
+    reader = self._reader('train')
+    n = len(reader.labels)
+    for attempt in range(_MAX_REDRAWS):
+      if attempt:
+        redraw = np.random.default_rng(
+            [self.seed, _REPLACE, self.process_index, step, row, attempt])
+        index = int(redraw.integers(n))
+      rng = np.random.default_rng([self.seed, _AUGMENT, self.process_index, step, row])
+      try:
+        clip = self.train_clip(reader, index, rng)
+      except DecodeError as e:
+        self.failures.fail('train', reader.keys[index], e, reader.total)
+        continue
+      self.failures.ok('train')
+      return clip, int(reader.labels[index])
+    raise DataFailureError(f'Training step {step}, row {row}: {_MAX_REDRAWS} examples '
+                           'in a row failed to decode; see the warnings above.')
+
+  def train_clip(self, reader: Reader, index: int, rng: np.random.Generator):
+    """float32[T, S, S, 3]: a random clip of example `index`, augmented, normalised."""
+    o = self.options
+    frames = reader.read(index, lambda length: sampling.train_clip_indices(
+        o.temporal_sampling, length, o.num_frames, o.stride, rng))
+    height, width = frames.shape[1:3]
+    if o.crop_area_range is not None:
+      box = augment.random_resized_crop_box(height, width, rng, o.crop_area_range)
+    else:
+      box = augment.scale_jitter_box(height, width, o.crop_size, rng,
+                                     min_resize=o.min_resize,
+                                     factor_range=o.scale_jitter,
+                                     prob=o.scale_jitter_prob)
+    clip = augment.resize_box(frames, box, o.crop_size, o.crop_size)
+    if o.random_flip and rng.random() < 0.5:
+      clip = augment.flip_left_right(clip)
+    if o.randaugment_layers:
+      clip = augment.rand_augment(np.ascontiguousarray(clip), rng, o.randaugment_layers,
+                                  o.randaugment_magnitude)
+    if o.color_jitter:
+      clip = augment.color_jitter(clip, rng, o.color_jitter)
+    return augment.normalize(np.ascontiguousarray(clip), o.mean_rgb, o.std_rgb)
+
+  # Evaluation.
+
+  def num_views(self) -> int:
+    """V = num_test_clips * num_test_crops."""
+    return self.options.num_test_clips * self.options.num_test_crops
+
+  def eval_views(self, reader: Reader, index: int) -> np.ndarray:
+    """float32[V, T, S, S, 3] normalised test views of example `index`, clip-major."""
+    o = self.options
+    frames = reader.read(index, lambda length: sampling.eval_clip_indices(
+        o.temporal_sampling, length, o.num_frames, o.stride, o.num_test_clips))
+    height, width = frames.shape[2:4]
+    boxes = augment.eval_view_boxes(height, width, o.crop_size, o.num_test_crops,
+                                    o.min_resize)
+    views = np.stack([augment.resize_box(clip, box, o.crop_size, o.crop_size)
+                      for clip in frames for box in boxes])
+    return augment.normalize(views, o.mean_rgb, o.std_rgb)
+
+  def _eval_example(self, split: str, index: int):
+    reader = self._reader(split)
+    try:
+      views = self.eval_views(reader, index)
+    except DecodeError as e:
+      self.failures.fail(split, reader.keys[index], e, reader.total)
+      return None
+    self.failures.ok(split)
+    return views
+
+  def eval_batches(self, split: str, batch_size: int) -> Iterator[dict]:
+    """One pass over this process's shard of `split` (see dataset.py); examples that
+    fail to decode get mask 0 (and are counted in `stats()`)."""
+    reader = self._reader(split)
+    n = len(reader.labels)
+    num_batches = -(-dataset_lib.max_shard_size(reader.total, self.process_count)
+                    // batch_size)
+    o = self.options
+    shape = (batch_size, self.num_views(), o.num_frames, o.crop_size, o.crop_size, 3)
+
+    def tasks(b):
+      rows = range(b * batch_size, min((b + 1) * batch_size, n))
+      return [functools.partial(self._eval_example, split, i) for i in rows]
+
+    for b, results in enumerate(self._run(tasks, range(num_batches))):
+      video = np.zeros(shape, np.float32)
+      label = np.zeros(batch_size, np.int32)
+      mask = np.zeros(batch_size, np.float32)
+      for row, views in enumerate(results):
+        label[row] = reader.labels[b * batch_size + row]
+        if views is not None:
+          video[row], mask[row] = views, 1.0
+      yield {'video': video, 'label': label, 'mask': mask}
+
+  # Parallel decoding with prefetch.
+
+  def _run(self, tasks: Callable[[int], list], keys) -> Iterator[list]:
+    """Results of tasks(k) for each k of `keys`, in order. With num_workers > 0 a
+    thread pool runs the tasks of `prefetch_batches` keys ahead of the consumer."""
+    workers, ahead = self.options.num_workers, max(1, self.options.prefetch_batches)
+    if workers <= 0:
+      for k in keys:
+        yield [task() for task in tasks(k)]
+      return
+    keys = iter(keys)
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='decode')
+    pending = collections.deque()
+    try:
+      for k in keys:
+        pending.append([pool.submit(task) for task in tasks(k)])
+        if len(pending) > ahead:
+          yield [f.result() for f in pending.popleft()]
+      while pending:
+        yield [f.result() for f in pending.popleft()]
+    finally:
+      for futures in pending:
+        for f in futures:
+          f.cancel()
+      pool.shutdown(wait=False)
+
+
+def _count_from(start: int):
+  step = start
+  while True:
+    yield step
+    step += 1
