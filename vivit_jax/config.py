@@ -11,7 +11,8 @@ Groups (see ../shared/DESIGN.md):
   optimizer  optax optimiser (`sgd` with momentum, or `adamw`), weight decay, clipping.
   schedule   learning rate: linear warm-up then cosine (or constant) decay.
   trainer    batch size, steps, cadences, seed, parallelism, precision, loss options.
-  init_from  optional checkpoint to initialise from (None = random init).
+  init_from  optional checkpoint to initialise from (`init_from.path`, None = random
+             init; see `init_from_config`).
 """
 from __future__ import annotations
 
@@ -139,8 +140,37 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.eval_batch_size = 32
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
 
-  c.init_from = None
+  c.init_from = init_from_config()
   return c
+
+
+def init_from_config(path=None, **overrides) -> ml_collections.ConfigDict:
+  """The `init_from` group: where the trainer's initial params come from (see
+  vivit_jax/convert/initialise.py). `path=None` is a random init.
+
+    path                     a ViT .npz, a converted dir (`python -m vivit_jax.convert`),
+                             a vivit_jax workdir, a Hugging Face dir or a Scenic checkpoint.
+    format                   None (guessed) or 'vit_npz' / 'vivit_jax' / 'huggingface' /
+                             'scenic'.
+    checkpoint               vivit_jax workdirs: None (newest), 'best' or a step dir.
+    kernel_init              2D -> tubelet patch kernel: 'central_frame' (the kernel at
+                             t // 2, zeros elsewhere) or 'average' (kernel / t everywhere).
+    temporal_attention_init  Model 3 / TimeSformer temporal attention: 'copy_spatial'
+                             (the spatial attention and LayerNorm copied) or 'zeros'
+                             (zero output projection: each block starts as the image block).
+    restore_head             restore output_projection when its shape matches (a head of
+                             another class count is always re-initialised).
+    scenic_config            Scenic sources: their config (a path to a config file), or
+    source_num_frames, source_crop_size, source_attention_type   the facts it gives.
+  """
+  ic = ml_collections.ConfigDict({
+      'path': path, 'format': None, 'checkpoint': None, 'kernel_init': 'central_frame',
+      'temporal_attention_init': 'copy_spatial', 'restore_head': True,
+      'scenic_config': None, 'source_num_frames': None, 'source_crop_size': None,
+      'source_attention_type': None})
+  # None-valued fields take strings (and ints for the source_* facts) from overrides.
+  ic.update(overrides)
+  return ic
 
 
 VIT_SIZES = {  # (hidden_size, num_layers, num_heads, mlp_dim) of the ViT paper.
