@@ -168,3 +168,50 @@ register('vivit', _build_vivit, _validate_vivit)
 
 from vivit_jax.models import timesformer  # noqa: E402  (registers after the shared checks)
 register('timesformer', timesformer.build, timesformer.validate)
+
+
+# ---------------------------------------------------------------------------------
+# Peers: VTN, MViT (v1/v2), Video Swin. Their modules hold build/validate; the checks and
+# the TransformerConfig of the shared options are here.
+
+check_positive_int = _check_positive_int
+check_rate = _check_rate
+
+
+def check_int_tuple(field, value, length: int, meaning: str, minimum: int = 1):
+  """`value` must be `length` integers >= `minimum`; `meaning` names the entries."""
+  items = tuple(value) if isinstance(value, (tuple, list)) else ()
+  if len(items) != length or not all(
+      isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items):
+    raise config_error(field, value, f'{length} integers >= {minimum} {meaning}')
+
+
+def check_options(m: ml_collections.ConfigDict) -> None:
+  """The options every TransformerConfig user shares: rates, dtypes, attention impl,
+  plus `mlp_ratio` and `head_dropout_rate` where the family has them."""
+  for field in ('dropout_rate', 'attention_dropout_rate', 'stochastic_depth',
+                'head_dropout_rate'):
+    _check_rate(f'model.{field}', m.get(field, 0.0))
+  for field in ('dtype', 'param_dtype'):
+    _check_choice(f'model.{field}', m.get(field, 'float32'), ('float32', 'bfloat16'))
+  _check_choice('model.attention_impl', m.get('attention_impl', 'xla'),
+                layers.ATTENTION_IMPLS)
+  ratio = m.get('mlp_ratio', 4.0)
+  if not isinstance(ratio, (int, float)) or ratio <= 0:
+    raise config_error('model.mlp_ratio', ratio, 'a positive number')
+
+
+def transformer_options(m: ml_collections.ConfigDict, **sizes) -> TransformerConfig:
+  """TransformerConfig with the shared options of `config.model` (dropout, stochastic
+  depth, LayerNorm epsilon, GELU, dtypes, attention impl, remat) for families whose
+  sizes vary per stage: `sizes` (hidden_size, num_layers, num_heads, mlp_dim) default to
+  placeholders that the family replaces per stage/block."""
+  sizes = {'hidden_size': 1, 'num_layers': 1, 'num_heads': 1, 'mlp_dim': 1, **sizes}
+  return TransformerConfig.from_model_config(
+      ml_collections.ConfigDict({**m.to_dict(), **sizes}))
+
+
+from vivit_jax.models import mvit, video_swin, vtn  # noqa: E402  (use the checks above)
+register('vtn', vtn.build, vtn.validate)
+register('mvit', mvit.build, mvit.validate)
+register('video_swin', video_swin.build, video_swin.validate)

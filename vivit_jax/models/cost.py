@@ -20,6 +20,15 @@ PAPER_NUMBERS = {
     'vivit_b16x2_factorised_self_attention': (372.3, 117.3),
     'vivit_b16x2_factorised_dot_product': (277.1, 88.9),
     'vivit_b16x2_average_pool': (283.9, 86.7),
+    # MViT (Fan et al. 2021), Table 2 (K400): MViT-B, 16x4 and 32x3 clips at 224^2.
+    'mvit_b_16x4': (70.5, 36.6),
+    'mvit_b_32x3': (170.0, 36.6),
+    # MViTv2 (Li et al. 2022), Table 5 (K400): MViTv2-S 16x4.
+    'mvitv2_s_16x4': (64.0, 34.5),
+    # Video Swin (Liu et al. 2022), Table 1 (K400): 32x224^2, window 8x7x7.
+    'swin_t': (88.0, 28.0),
+    'swin_s': (166.0, 50.0),
+    'swin_b': (282.0, 88.0),
 }
 
 

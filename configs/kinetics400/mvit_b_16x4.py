@@ -1,0 +1,33 @@
+"""MViT-B 16x4 (v1), Kinetics-400: 16 frames at stride 4, 224^2, 5x1 test views.
+
+Paper (Fan et al. 2021, Table 2): 36.6M params, 70.5 GFLOPs per view. Architecture and
+recipe of PySlowFast configs/Kinetics/MVIT_B_16x4_CONV.yaml: AdamW lr 1e-4 (batch 16),
+weight decay 0.05, gradient clip 1, 30 warm-up + cosine to 200 epochs, mixup 0.8, label
+smoothing 0.1, drop path 0.2, head dropout 0.5. mvit_b_32x3.py and mvitv2_s_16x4.py call
+`get_config` of this file with their clip and model.
+"""
+from vivit_jax import config as vc
+from vivit_jax.models import mvit
+
+
+def get_config(arg=None):
+  """arg: 'num_frames,stride[,variant]' (default '16,4,B'; variant 'B' or 'v2-S')."""
+  frames, stride, *variant = (arg or '16,4').split(',')
+  variant = variant[0] if variant else 'B'
+  config = vc.kinetics400_recipe(vc.default_config())
+  name = 'mvitv2_s' if variant == 'v2-S' else 'mvit_b'
+  config.experiment_name = f'k400_{name}_{frames}x{stride}'
+  config.model = mvit.model_config(variant)
+  d = config.dataset
+  d.num_frames, d.stride = int(frames), int(stride)
+  d.num_test_clips, d.num_test_crops = 5, 1
+  t = config.trainer
+  t.batch_size = 16
+  steps_per_epoch = d.num_train_examples // t.batch_size
+  t.num_train_steps = 200 * steps_per_epoch
+  t.mixup_alpha, t.label_smoothing = 0.8, 0.1
+  config.optimizer.name, config.optimizer.weight_decay = 'adamw', 0.05
+  config.optimizer.grad_clip_norm = 1.0
+  config.schedule.base_lr = 1e-4
+  config.schedule.warmup_steps = 30 * steps_per_epoch
+  return config
