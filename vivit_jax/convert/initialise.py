@@ -264,8 +264,12 @@ class _Init:
 def _init_options(config, init_config) -> dict:
   ic = dict(INIT_DEFAULTS)
   if init_config is None:
-    init_config = config.get('init_from') if isinstance(config.get('init_from'), Mapping) else {}
-  ic.update({k: v for k, v in dict(init_config or {}).items() if v is not None})
+    init_config = config.get('init_from')
+  if isinstance(init_config, ml_collections.ConfigDict):
+    init_config = init_config.to_dict()
+  if not isinstance(init_config, Mapping):   # None, or a bare path.
+    init_config = {}
+  ic.update({k: v for k, v in init_config.items() if v is not None})
   if ic['kernel_init'] not in inflate.KERNEL_INITS:
     raise ConversionError(f"init_from.kernel_init={ic['kernel_init']!r} is invalid: "
                           f'expected one of {inflate.KERNEL_INITS}.')
