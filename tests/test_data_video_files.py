@@ -232,7 +232,7 @@ def test_eval_batches_multi_view_and_masks(video_dir):
   assert video.shape == (8, 6, 4, 16, 16, 3)
   # Sorted folders: cat 0, 1; dog 0, 1, zz_corrupt (mask 0); eel 0, 1; padding.
   np.testing.assert_array_equal(mask, [1, 1, 1, 1, 0, 1, 1, 0])
-  np.testing.assert_array_equal(label[:7], [0, 0, 1, 1, 1, 2, 2])
+  np.testing.assert_array_equal(label[:7], [0, 0, 1, 1, 0, 2, 2])   # failed: label 0.
   assert ds.stats()['data_failures_validation'] == 1
   # Clip-major views: clips start at frames 0 and 9 (span 7 of 16), 3 crops each.
   pixels = (video[0] * 0.5 + 0.5) * 255

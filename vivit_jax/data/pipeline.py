@@ -1,6 +1,6 @@
 """The input pipeline shared by the decoded sources (video files, TFRecord, TFDS).
 
-A source provides a `Reader` per split: labels, a key per example (its path, for logs)
+A source provides a `Reader` per split: a key per example (its path, for logs)
 and `read(i, choose)`, which decodes only the frames `choose(video_len)` asks for.
 `ClipDataset` turns readers into the `VideoDataset` contract (dataset.py):
 
@@ -46,18 +46,18 @@ class DataFailureError(RuntimeError):
 
 
 class Reader(Protocol):
-  """This process's examples of one split.
+  """This process's n examples of one split.
 
-  labels: int32[n]; keys: n strings naming each example in logs (paths);
+  keys: n strings naming the examples in logs (paths, shard:offset);
   total: examples in the split over all processes.
   """
-  labels: np.ndarray
   keys: Sequence[str]
   total: int
 
-  def read(self, index: int, choose: Chooser) -> np.ndarray:
-    """uint8[*choose(L).shape, H, W, 3]: frames choose(L) of example `index`, a video
-    of L frames (frame indices < L). Raises DecodeError for a bad example."""
+  def read(self, index: int, choose: Chooser) -> tuple[np.ndarray, int]:
+    """(uint8[*choose(L).shape, H, W, 3], label): frames choose(L) of example `index`,
+    a video of L frames (frame indices < L), and its label in [0, K). Raises
+    DecodeError for a bad example (unreadable, or a label outside the label names)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +193,7 @@ class ClipDataset:
 
   def train_batches(self, start_step: int, batch_size: int) -> Iterator[dict]:
     """Batches of steps start_step, start_step + 1, ... forever (see dataset.py)."""
-    reader = self._reader('train')
-    n = len(reader.labels)
+    n = len(self._reader('train').keys)
 
     def tasks(step):
       order = train_order(self.seed, self.process_index, step, batch_size, n)
@@ -208,7 +207,7 @@ class ClipDataset:
   def train_batch(self, step: int, batch_size: int) -> dict:
     """The process-local batch of training step `step`, decoded in this thread (the
     same arrays `train_batches` yields for that step)."""
-    n = len(self._reader('train').labels)
+    n = len(self._reader('train').keys)
     order = train_order(self.seed, self.process_index, step, batch_size, n)
     clips, labels = zip(*[self._train_example(step, row, int(i))
                           for row, i in enumerate(order)])
@@ -218,7 +217,7 @@ class ClipDataset:
     """(float32[T, S, S, 3] normalised clip, label) of one row of a training batch;
     a bad example is replaced by a redraw seeded by (seed, step, row, attempt)."""
     reader = self._reader('train')
-    n = len(reader.labels)
+    n = len(reader.keys)
     for attempt in range(_MAX_REDRAWS):
       if attempt:
         redraw = np.random.default_rng(
@@ -226,19 +225,20 @@ class ClipDataset:
         index = int(redraw.integers(n))
       rng = np.random.default_rng([self.seed, _AUGMENT, self.process_index, step, row])
       try:
-        clip = self.train_clip(reader, index, rng)
+        clip, label = self.train_clip(reader, index, rng)
       except DecodeError as e:
         self.failures.fail('train', reader.keys[index], e, reader.total)
         continue
       self.failures.ok('train')
-      return clip, int(reader.labels[index])
+      return clip, label
     raise DataFailureError(f'Training step {step}, row {row}: {_MAX_REDRAWS} examples '
                            'in a row failed to decode; see the warnings above.')
 
   def train_clip(self, reader: Reader, index: int, rng: np.random.Generator):
-    """float32[T, S, S, 3]: a random clip of example `index`, augmented, normalised."""
+    """(float32[T, S, S, 3], label): a random clip of example `index`, augmented and
+    normalised."""
     o = self.options
-    frames = reader.read(index, lambda length: sampling.train_clip_indices(
+    frames, label = reader.read(index, lambda length: sampling.train_clip_indices(
         o.temporal_sampling, length, o.num_frames, o.stride, rng))
     height, width = frames.shape[1:3]
     if o.crop_area_range is not None:
@@ -256,7 +256,7 @@ class ClipDataset:
                                   o.randaugment_magnitude)
     if o.color_jitter:
       clip = augment.color_jitter(clip, rng, o.color_jitter)
-    return augment.normalize(np.ascontiguousarray(clip), o.mean_rgb, o.std_rgb)
+    return augment.normalize(np.ascontiguousarray(clip), o.mean_rgb, o.std_rgb), label
 
   # Evaluation.
 
@@ -264,33 +264,34 @@ class ClipDataset:
     """V = num_test_clips * num_test_crops."""
     return self.options.num_test_clips * self.options.num_test_crops
 
-  def eval_views(self, reader: Reader, index: int) -> np.ndarray:
-    """float32[V, T, S, S, 3] normalised test views of example `index`, clip-major."""
+  def eval_views(self, reader: Reader, index: int):
+    """(float32[V, T, S, S, 3] normalised test views, clip-major; label) of example
+    `index`."""
     o = self.options
-    frames = reader.read(index, lambda length: sampling.eval_clip_indices(
+    frames, label = reader.read(index, lambda length: sampling.eval_clip_indices(
         o.temporal_sampling, length, o.num_frames, o.stride, o.num_test_clips))
     height, width = frames.shape[2:4]
     boxes = augment.eval_view_boxes(height, width, o.crop_size, o.num_test_crops,
                                     o.min_resize)
     views = np.stack([augment.resize_box(clip, box, o.crop_size, o.crop_size)
                       for clip in frames for box in boxes])
-    return augment.normalize(views, o.mean_rgb, o.std_rgb)
+    return augment.normalize(views, o.mean_rgb, o.std_rgb), label
 
   def _eval_example(self, split: str, index: int):
     reader = self._reader(split)
     try:
-      views = self.eval_views(reader, index)
+      result = self.eval_views(reader, index)
     except DecodeError as e:
       self.failures.fail(split, reader.keys[index], e, reader.total)
       return None
     self.failures.ok(split)
-    return views
+    return result
 
   def eval_batches(self, split: str, batch_size: int) -> Iterator[dict]:
     """One pass over this process's shard of `split` (see dataset.py); examples that
-    fail to decode get mask 0 (and are counted in `stats()`)."""
+    fail to decode get mask 0 and label 0 (and are counted in `stats()`)."""
     reader = self._reader(split)
-    n = len(reader.labels)
+    n = len(reader.keys)
     num_batches = -(-dataset_lib.max_shard_size(reader.total, self.process_count)
                     // batch_size)
     o = self.options
@@ -304,10 +305,10 @@ class ClipDataset:
       video = np.zeros(shape, np.float32)
       label = np.zeros(batch_size, np.int32)
       mask = np.zeros(batch_size, np.float32)
-      for row, views in enumerate(results):
-        label[row] = reader.labels[b * batch_size + row]
-        if views is not None:
-          video[row], mask[row] = views, 1.0
+      for row, result in enumerate(results):
+        if result is not None:
+          video[row], label[row] = result
+          mask[row] = 1.0
       yield {'video': video, 'label': label, 'mask': mask}
 
   # Parallel decoding with prefetch.

@@ -226,8 +226,8 @@ class VideoFileReader:
     self.labels = np.asarray(labels, np.int32)
     self.total = total
 
-  def read(self, index: int, choose: pipeline.Chooser) -> np.ndarray:
-    return decode_video(self.keys[index], choose)
+  def read(self, index: int, choose: pipeline.Chooser):
+    return decode_video(self.keys[index], choose), int(self.labels[index])
 
 
 def _check_fraction(split, dropped, listed, max_fraction, what):

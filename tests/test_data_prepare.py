@@ -1,0 +1,119 @@
+"""`python -m vivit_jax.data.prepare`: video files -> TFRecord shards -> the same frames
+(up to JPEG loss), bad files skipped with reasons, resumable, parallel."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vivit_jax import data
+from vivit_jax.data import prepare, tfrecord, video_files
+from test_data_video_files import CLASSES, make_config, make_video, write_bad_files
+
+# JPEG q90 with 4:4:4 chroma on top of H.264 decoding: per-frame mean |error| and the
+# largest error over all pixels, in pixel levels (0-255).
+MEAN_TOLERANCE, MAX_TOLERANCE = 1.5, 24
+
+
+def parsed_records(path):
+  """[(frames' JPEG bytes, label, label name)] of a shard (protobuf map fields may
+  serialize in any order, so records are compared parsed)."""
+  blob = open(path, 'rb').read()
+  return [tfrecord.parse_example(blob[o:o + n]) for o, n in tfrecord.record_offsets(path)]
+
+
+@pytest.fixture(scope='module')
+def videos(tmp_path_factory):
+  """6 good videos of 16 frames (2 per class, lengths 12-16) and the 4 bad files in
+  class folders, plus an index with a missing file and an unknown label."""
+  root = tmp_path_factory.mktemp('prepare_videos')
+  for label, name in enumerate(CLASSES):
+    (root / name).mkdir()
+    for i in range(2):
+      video_files.write_video(str(root / name / f'{i}.mp4'),
+                              make_video(num_frames=12 + 2 * i + label, label=label))
+  write_bad_files(str(root / 'cat'))
+  rows = [f'{n}/{i}.mp4,{n}' for n in CLASSES for i in range(2)]
+  rows += ['cat/corrupt.mp4,cat', 'gone.mp4,dog', 'dog/0.mp4,fox']
+  (root / 'train.csv').write_text('\n'.join(rows) + '\n')
+  return root
+
+
+def test_round_trip_same_frames(videos, tmp_path):
+  summary = prepare.prepare(str(videos / 'train.csv'), str(tmp_path), 'train',
+                            num_shards=2, workers=1, label_names=CLASSES)
+  assert summary['listed'] == 9 and summary['written'] == 6
+  assert summary['num_skipped'] == 3 and summary['shards_written'] == 2
+  reasons = dict(summary['skipped'])
+  assert 'InvalidDataError' in reasons[str(videos / 'cat' / 'corrupt.mp4')]
+  assert reasons[str(videos / 'gone.mp4')] == 'file does not exist'
+  assert reasons[str(videos / 'dog' / '0.mp4')] == "unknown label 'fox'"
+  on_disk = json.load(open(tmp_path / 'train.summary.json'))
+  assert on_disk['written'] == 6 and len(on_disk['skipped']) == 3
+  assert json.load(open(tmp_path / 'label_names.json')) == CLASSES
+  # Every record holds all frames of its video, in order, with its label.
+  files = tfrecord.find_shards(str(tmp_path), 'train')
+  assert [os.path.basename(f) for f in files] == [
+      'train.tfrecord-00000-of-00002', 'train.tfrecord-00001-of-00002']
+  seen = []
+  for f in files:
+    blob = open(f, 'rb').read()
+    for offset, length in tfrecord.record_offsets(f):
+      encoded, label, name = tfrecord.parse_example(blob[offset:offset + length])
+      ex = tfrecord._example_pb2().SequenceExample.FromString(blob[offset:offset + length])
+      source = ex.context.feature['video/filename'].bytes_list.value[0].decode()
+      original = video_files.decode_video(source, lambda n: np.arange(n))
+      stored = tfrecord.decode_jpegs(encoded, np.arange(len(encoded)))
+      assert stored.shape == original.shape and name == CLASSES[label]
+      error = np.abs(stored.astype(int) - original)
+      assert error.mean(axis=(1, 2, 3)).max() < MEAN_TOLERANCE
+      assert error.max() <= MAX_TOLERANCE
+      seen.append((os.path.relpath(source, videos), label))
+  assert sorted(seen) == sorted((f'{n}/{i}.mp4', k) for k, n in enumerate(CLASSES)
+                                for i in range(2))
+
+
+def test_resumable_and_parallel(videos, tmp_path):
+  first = prepare.prepare(str(videos), str(tmp_path / 'a'), 'train', num_shards=3,
+                          workers=1)
+  assert first['written'] == 6 and first['num_skipped'] == 4      # the four bad files.
+  shards = [prepare.shard_path(str(tmp_path / 'a'), 'train', k, 3) for k in range(3)]
+  records = [parsed_records(s) for s in shards]
+  assert sum(len(r) for r in records) == 6
+  os.remove(shards[1])
+  again = prepare.prepare(str(videos), str(tmp_path / 'a'), 'train', num_shards=3,
+                          workers=1)
+  assert again['shards_written'] == 1 and again['shards_reused'] == 2
+  assert again['written'] == 6 and again['num_skipped'] == 4
+  assert [parsed_records(s) for s in shards] == records
+  # Two worker processes write the same shards.
+  par = prepare.prepare(str(videos), str(tmp_path / 'b'), 'train', num_shards=3,
+                        workers=2)
+  assert par['shards_written'] == 3
+  assert [parsed_records(prepare.shard_path(str(tmp_path / 'b'), 'train', k, 3))
+          for k in range(3)] == records
+
+
+def test_shards_train_like_the_files(videos, tmp_path):
+  """The tfrecord dataset over prepared shards gives the clips of the video-file
+  dataset (same examples in the same order), within the JPEG tolerance."""
+  prepare.prepare(str(videos), str(tmp_path), 'train', num_shards=1, workers=1)
+  c_files = make_config(videos.parent, max_failure_fraction=0.5)
+  c_files.dataset.splits.train = str(videos)
+  c_shards = make_config(tmp_path)
+  c_shards.dataset.name = 'tfrecord'
+  from_files = data.get_dataset(c_files, process_index=0, process_count=1)
+  from_shards = data.get_dataset(c_shards, process_index=0, process_count=1)
+  assert from_shards.label_names == from_files.label_names == CLASSES
+  # Evaluate both on 'train' (files: 10 listed incl. 4 bad; shards: the 6 good).
+  def good_views(ds):
+    batches = list(ds.eval_batches('train', 4))
+    video = np.concatenate([b['video'] for b in batches])
+    mask = np.concatenate([b['mask'] for b in batches]) > 0
+    label = np.concatenate([b['label'] for b in batches])
+    return video[mask], label[mask]
+  files_video, files_label = good_views(from_files)
+  shards_video, shards_label = good_views(from_shards)
+  np.testing.assert_array_equal(files_label, shards_label)
+  diff = np.abs(files_video - shards_video) * 0.5 * 255       # back to pixel levels.
+  assert diff.mean() < MEAN_TOLERANCE
