@@ -138,6 +138,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.label_smoothing = 0.0
   c.trainer.mixup_alpha = 0.0                # 0 = no mixup.
   c.trainer.eval_batch_size = 32
+  c.trainer.test_at_end = True               # main: multi-view test eval after training.
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
 
   c.init_from = init_from_config()

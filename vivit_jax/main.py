@@ -73,7 +73,10 @@ def main(argv):
   from vivit_jax.train import evaluate, trainer
   config, workdir = _CONFIG.value, _WORKDIR.value
   if _MODE.value == 'train':
-    trainer.train_and_evaluate(config, workdir)
+    result = trainer.train_and_evaluate(config, workdir)
+    finished = result['step'] >= config.trainer.num_train_steps and not result['preempted']
+    if finished and config.trainer.get('test_at_end', True):
+      evaluate.evaluate(config, workdir)   # multi-view test of the final checkpoint.
   else:
     evaluate.evaluate(config, workdir, checkpoint=_CHECKPOINT.value)
 

@@ -138,7 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns {'step': int, 'preempted': bool, 'train': last train metrics,
   'validation': last validation metrics, 'history': [(step, train metrics)] of this
-  process's log points}. Raises NonFiniteError naming the step if the
+  process's log points}, also written to DIR/train_summary.json (see _write_summary).
+  Raises NonFiniteError naming the step if the
   loss or params become non-finite (nothing non-finite is ever saved).
   """
   from clu import metric_writers, periodic_actions   # imports TensorFlow.
@@ -247,5 +248,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpts.close()
     writer.flush()
     writer.close()
-  return {'step': step, 'preempted': preempted, 'train': last_train,
-          'validation': last_val, 'history': history}
+  result = {'step': step, 'preempted': preempted, 'train': last_train,
+            'validation': last_val, 'history': history}
+  _write_summary(result, workdir)
+  return result
+
+
+def _write_summary(result: dict, workdir: str) -> None:
+  """DIR/train_summary.json: final step, last train/validation metrics, the median
+  train clips/s over this run's log intervals (the first, which includes compilation,
+  is left out when there are others) and the peak device memory where the backend
+  reports it (GPU/TPU; None on CPU)."""
+  if jax.process_index() != 0:
+    return
+  speeds = [m['clips_per_sec'] for _, m in result['history'] if 'clips_per_sec' in m]
+  stats = jax.local_devices()[0].memory_stats() or {}
+  summary = {k: result[k] for k in ('step', 'preempted', 'train', 'validation')}
+  summary['train_clips_per_sec'] = float(np.median(speeds[1:] or speeds)) if speeds else None
+  summary['peak_device_bytes'] = stats.get('peak_bytes_in_use')
+  with open(os.path.join(workdir, 'train_summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2, default=float)

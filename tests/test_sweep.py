@@ -1,0 +1,94 @@
+"""The sweep runner: entries validated before compute, run in sub-workdirs, resumable,
+results table + plot; the shipped sweep files resolve to valid configs."""
+import csv
+import json
+import os
+import textwrap
+
+import pytest
+
+from vivit_jax import config as config_lib
+from vivit_jax import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_sweep(tmp_path, body):
+  path = tmp_path / 'my_sweep.py'
+  path.write_text(textwrap.dedent(body))
+  return str(path)
+
+
+def test_overrides_apply_and_typos_are_refused():
+  config = config_lib.load_config(os.path.join(REPO, 'configs/synthetic/vivit_model1.py'))
+  sweep.apply_override(config, 'model.num_layers', 3)
+  assert config.model.num_layers == 3
+  with pytest.raises(config_lib.ConfigError, match='num_layerz'):
+    sweep.apply_override(config, 'model.num_layerz', 3)
+  with pytest.raises(config_lib.ConfigError, match='config.modle'):
+    sweep.apply_override(config, 'modle.num_layers', 3)
+
+
+def test_bad_entry_is_refused_before_any_compute(tmp_path):
+  spec = _write_sweep(tmp_path, """
+      def get_sweep(arg=None):
+        return [dict(name='ok', config='configs/synthetic/vivit_model1.py:tiny'),
+                dict(name='bad', config='configs/synthetic/vivit_model1.py:tiny',
+                     **{'dataset.num_frames': 5})]
+      """)
+  workdir = tmp_path / 'sweep'
+  with pytest.raises(config_lib.ConfigError, match=r"'bad'.*temporal_patch_size"):
+    sweep.run_sweep(spec, str(workdir))
+  assert not (workdir / 'ok').exists()   # nothing ran, not even the valid entry.
+
+
+@pytest.mark.parametrize('sweep_file', ['vivit_ablations.py', 'compare_models.py'])
+@pytest.mark.parametrize('arg', [None, 'tiny'])
+def test_shipped_sweeps_resolve_to_valid_configs(sweep_file, arg):
+  spec = os.path.join(REPO, 'experiments/sweeps', sweep_file) + (f':{arg}' if arg else '')
+  entries = sweep.resolve_entries(sweep.load_sweep(spec))
+  assert len({e.name for e in entries}) == len(entries) >= 9
+  if arg == 'tiny':
+    assert all(e.config.trainer.num_train_steps == 10 for e in entries)
+  if sweep_file == 'vivit_ablations.py':
+    by_name = {e.name: e.config for e in entries}
+    assert [by_name[f'tubelet_t{t}'].model.temporal_patch_size for t in (2, 4, 8)] == [2, 4, 8]
+    assert [by_name[f'model2_lt{n}'].model.temporal_num_layers for n in (0, 1, 4)] == [0, 1, 4]
+    assert by_name['embedding_uniform_frame'].model.embedding == 'uniform_frame'
+  else:
+    families = {e.config.model.name for e in entries}
+    assert families == {'vivit', 'timesformer', 'vtn', 'mvit', 'video_swin'}
+
+
+def test_sweep_runs_resumes_and_writes_results(tmp_path, monkeypatch):
+  spec = _write_sweep(tmp_path, """
+      def get_sweep(arg=None):
+        steps = {'trainer.num_train_steps': 4, 'trainer.eval_every': 4,
+                 'trainer.checkpoint_every': 4, 'trainer.log_every': 2}
+        return [dict(name='m1', config='configs/synthetic/vivit_model1.py:tiny', **steps),
+                dict(name='m1_wide', config='configs/synthetic/vivit_model1.py:tiny',
+                     **{'model.hidden_size': 32, 'model.mlp_dim': 64}, **steps)]
+      """)
+  workdir = tmp_path / 'sweep'
+  rows = sweep.run_sweep(spec, str(workdir))
+  assert [r['name'] for r in rows] == ['m1', 'm1_wide']
+  for r in rows:
+    assert r['family'] == 'vivit' and r['step'] == 4
+    assert 0.0 <= r['test_top1'] <= r['test_top5'] <= 1.0
+    assert r['train_clips_per_sec'] > 0 and r['peak_memory_mib'] > 50
+  # The override reached the child process: the wide model has more params and FLOPs.
+  assert rows[1]['params_m'] > rows[0]['params_m']
+  assert rows[1]['gflops'] > rows[0]['gflops']
+  saved = json.loads((workdir / 'm1_wide' / 'config.json').read_text())
+  assert saved['model']['hidden_size'] == 32
+  with open(workdir / 'results.csv') as f:
+    assert [r['name'] for r in csv.DictReader(f)] == ['m1', 'm1_wide']
+  assert '| m1_wide | vivit |' in (workdir / 'results.md').read_text()
+  assert (workdir / 'accuracy_vs_gflops.png').read_bytes()[:4] == b'\x89PNG'
+
+  # Rerunning skips finished entries and gives the same table.
+  def fail(*args, **kwargs):
+    raise AssertionError('a finished entry ran again')
+  monkeypatch.setattr(sweep, 'run_entry', fail)
+  again = sweep.run_sweep(spec, str(workdir))
+  assert [r['test_top1'] for r in again] == [r['test_top1'] for r in rows]
