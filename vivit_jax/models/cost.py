@@ -29,6 +29,11 @@ PAPER_NUMBERS = {
     'swin_t': (88.0, 28.0),
     'swin_s': (166.0, 50.0),
     'swin_b': (282.0, 88.0),
+    # TimeSformer (Bertasius et al. 2021), 8x224^2, K400: 0.59 TFLOPs for 3 views
+    # (Table 2) and Table 1's params; the paper gives no per-view FLOPs of the ablations.
+    'timesformer_divided_space_time': (196.7, 121.4),
+    'timesformer_joint_space_time': (None, 85.9),
+    'timesformer_space_only': (None, 85.9),
 }
 
 

@@ -1,0 +1,18 @@
+r"""TimeSformer (divided space-time attention) on the synthetic task.
+
+CPU-sized: 16 frames of 32x32, 8x8 patches per frame (16 x 16 = 256 tokens + CLS),
+hidden 64, 2 layers, 4 heads, MLP 256, no dropout: the width/depth of the ViViT synthetic
+configs, with the same data, optimiser and budget (configs/synthetic/vivit_model*.py).
+  python -m vivit_jax.main --config=configs/synthetic/timesformer.py --workdir=/tmp/tsf
+  --config.model.attention_type=joint_space_time | space_only   for the other variants.
+Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.config.synthetic_recipe.
+"""
+from vivit_jax import config as vc
+
+
+def get_config(arg=None):
+  c = vc.default_config()
+  c.experiment_name = 'synthetic_timesformer'
+  m = vc.synthetic_transformer(c.model)
+  m.name, m.attention_type, m.classifier = 'timesformer', 'divided_space_time', 'token'
+  return vc.synthetic_recipe(c, arg)
