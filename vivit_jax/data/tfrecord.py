@@ -16,12 +16,13 @@ else '0' ... 'K-1'. `python -m vivit_jax.data.prepare` writes such shards.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
 import os
 import struct
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -160,15 +161,29 @@ def decode_record(record: bytes, choose: pipeline.Chooser,
     raise DecodeError(f'bad frame: {type(e).__name__}: {e}') from e
 
 
+def record_table(files: Sequence[str], ranges=None) -> np.ndarray:
+  """int64[n, 3]: (file number, offset, length) of the records of `files`, in order;
+  `ranges` optionally keeps records [skip, skip + take) of each file."""
+  tables = []
+  for k, f in enumerate(files):
+    offsets = record_offsets(f)
+    if ranges is not None:
+      skip, take = ranges[k]
+      offsets = offsets[skip:skip + take]
+    tables.append(np.concatenate([np.full((len(offsets), 1), k, np.int64), offsets], 1))
+  return np.concatenate(tables) if tables else np.zeros((0, 3), np.int64)
+
+
 class TFRecordReader:
-  """`pipeline.Reader` over records (file, offset, length) of TFRecord shards."""
+  """`pipeline.Reader` over records (file number, offset, length) of TFRecord files;
+  `decode(record, choose) -> (frames, label)` parses one record (e.g. decode_record)."""
 
   def __init__(self, files: Sequence[str], records: np.ndarray, total: int,
-               label_names: Sequence[str]):
+               decode: Callable):
     self.files = list(files)
-    self.records = records           # int64[n, 3]: file number, offset, length.
+    self.records = records
     self.total = total
-    self.label_names = list(label_names)
+    self.decode = decode
     self.keys = [f'{self.files[f]}@{o}' for f, o, _ in records]
 
   def read(self, index: int, choose: pipeline.Chooser):
@@ -182,7 +197,7 @@ class TFRecordReader:
     if len(record) != length:
       raise DecodeError(f'{self.keys[index]}: truncated record.')
     try:
-      return decode_record(record, choose, self.label_names)
+      return self.decode(record, choose)
     except DecodeError as e:
       raise DecodeError(f'{self.keys[index]}: {e}') from e
 
@@ -228,11 +243,11 @@ def build_dataset(config, *, process_index: int, process_count: int):
         raise FileNotFoundError(f'No TFRecord shards for split {split!r} in '
                                 f'{data_dir!r} (pattern {split_names.get(split, split)!r}).')
       continue
-    records = np.concatenate(
-        [np.concatenate([np.full((len(o), 1), k, np.int64), o], axis=1)
-         for k, o in enumerate(record_offsets(f) for f in files)])
+    records = record_table(files)
     start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
-    readers[split] = TFRecordReader(files, records[start:stop], len(records), label_names)
+    readers[split] = TFRecordReader(
+        files, records[start:stop], len(records),
+        functools.partial(decode_record, label_names=label_names))
   trainer = config.get('trainer', None)
   return pipeline.ClipDataset(
       readers, label_names, options, seed=int(trainer.get('seed', 0)) if trainer else 0,

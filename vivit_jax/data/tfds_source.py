@@ -1,0 +1,100 @@
+"""TFDS video datasets by name (e.g. 'ucf101'), read from a prepared local data_dir.
+
+config.dataset.name = 'tfds'; config.dataset.tfds_name names the dataset (with an
+optional ':version'), config.dataset.data_dir is the TFDS data_dir (nothing is
+downloaded: prepare the dataset there first), config.dataset.splits maps our splits
+to TFDS split strings (e.g. validation -> 'test' or 'train[90%:]'), and
+config.dataset.video_key / label_key name the `Video` and `ClassLabel` features.
+Label names come from the ClassLabel feature.
+
+The records are read with random access like our own shards (tfrecord.py: the split's
+file instructions give the files and record ranges); each `tf.train.Example` holds the
+encoded frames (PNG or JPEG) under video_key and the label under label_key, and only
+the frames a clip needs are decoded. Datasets stored as array_record are not supported.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import numpy as np
+
+from vivit_jax.config import ConfigError
+from vivit_jax.data import dataset as dataset_lib
+from vivit_jax.data import pipeline, tfrecord
+from vivit_jax.data.pipeline import DecodeError
+
+
+def decode_example(record: bytes, choose: pipeline.Chooser, *, video_key: str,
+                   label_key: str, label_names: Sequence[str]):
+  """(uint8[*choose(L).shape, H, W, 3], label) of a serialized TFDS tf.train.Example."""
+  try:
+    example = tfrecord._example_pb2().Example.FromString(record)
+  except Exception as e:   # protobuf's DecodeError and friends.
+    raise DecodeError(f'not a tf.train.Example: {type(e).__name__}: {e}') from e
+  features = example.features.feature
+  if video_key not in features or label_key not in features:
+    raise DecodeError(f'features {sorted(features)} lack {video_key!r} or '
+                      f'{label_key!r} (config.dataset.video_key / label_key).')
+  frames = list(features[video_key].bytes_list.value)
+  labels = features[label_key].int64_list.value
+  label = tfrecord.label_index(int(labels[0]) if labels else -1, None, label_names)
+  if not frames:
+    raise DecodeError(f'no frames under {video_key!r}.')
+  try:
+    return tfrecord.decode_jpegs(frames, np.asarray(choose(len(frames)))), label
+  except (OSError, ValueError) as e:
+    raise DecodeError(f'bad frame: {type(e).__name__}: {e}') from e
+
+
+def build_dataset(config, *, process_index: int, process_count: int):
+  """The `tfds` dataset of config.dataset (see the module docstring)."""
+  d = config.dataset
+  name = d.get('tfds_name', '') or ''
+  if not name:
+    raise ConfigError("config.dataset.tfds_name='' is invalid for name='tfds': "
+                      "expected a TFDS dataset name, e.g. 'ucf101'.")
+  import tensorflow_datasets as tfds
+  data_dir = d.get('data_dir', '') or None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:   # DatasetNotFoundError lists every TFDS name: keep it short.
+    raise FileNotFoundError(f'TFDS dataset {name!r} is not prepared in data_dir '
+                            f'{data_dir!r}: {type(e).__name__}') from e
+  info = builder.info
+  if not builder.is_prepared():
+    raise FileNotFoundError(f'TFDS dataset {name!r} is not prepared in {data_dir!r}: '
+                            'prepare it there first (this reader downloads nothing).')
+  if str(getattr(info, 'file_format', 'tfrecord')).lower().split('.')[-1] != 'tfrecord':
+    raise ConfigError(f'config.dataset.tfds_name={name!r} is stored as '
+                      f'{info.file_format}: expected tfrecord.')
+  video_key, label_key = d.get('video_key', 'video'), d.get('label_key', 'label')
+  for key in (video_key, label_key):
+    if key not in info.features:
+      raise ConfigError(f'config.dataset feature {key!r} is invalid for {name!r}: '
+                        f'expected one of {sorted(info.features.keys())}.')
+  label_names = list(info.features[label_key].names)
+  decode = functools.partial(decode_example, video_key=video_key, label_key=label_key,
+                             label_names=label_names)
+  split_names = dict(d.get('splits', None) or {})
+  readers = {}
+  for split in dataset_lib.SPLITS:
+    tfds_split = split_names.get(split, split)
+    if tfds_split.split('[')[0] not in info.splits:
+      if split == 'train':
+        raise ConfigError(f'config.dataset.splits.train={tfds_split!r} is invalid: '
+                          f'{name!r} has splits {sorted(info.splits.keys())}.')
+      continue
+    instructions = info.splits[tfds_split].file_instructions
+    files = [i.filename for i in instructions]
+    records = tfrecord.record_table(
+        files, [(i.skip, i.take if i.take >= 0 else i.examples_in_shard - i.skip)
+                for i in instructions])
+    start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
+    readers[split] = tfrecord.TFRecordReader(files, records[start:stop], len(records),
+                                             decode)
+  trainer = config.get('trainer', None)
+  return pipeline.ClipDataset(
+      readers, label_names, pipeline.clip_options(config),
+      seed=int(trainer.get('seed', 0)) if trainer else 0,
+      process_index=process_index, process_count=process_count)
