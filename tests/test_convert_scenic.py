@@ -1,0 +1,117 @@
+"""Scenic ViViT checkpoints: trees built to Scenic's naming (scenic/projects/vivit/model.py)
+in flax msgpack and orbax form, for every attention type."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+from vivit_jax import config as vc
+from vivit_jax import convert, models
+from vivit_jax.convert import inflate
+from vivit_jax.convert.common import flatten, unflatten
+
+T, CROP, K = 4, 8, 5
+
+
+def our_config(attention_type, classifier='token', **fields):
+  c = vc.default_config()
+  m = c.model
+  m.attention_type, m.classifier = attention_type, classifier
+  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 16, 2, 4, 32
+  m.patch_size, m.temporal_patch_size, m.embedding = (4, 4), 2, 'tubelet'
+  m.temporal_num_layers = 1
+  m.gelu_approximate = True
+  m.update(fields)
+  c.dataset.num_frames, c.dataset.crop_size, c.dataset.num_classes = T, CROP, K
+  vc.validate_config(c)
+  return c
+
+
+def random_params(c, seed=0):
+  model = models.create_model(c.model, K)
+  abstract = jax.eval_shape(model.init, jax.random.key(0),
+                            jnp.zeros((1, T, CROP, CROP, 3)))['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+                      abstract)
+
+
+def to_scenic(params, attention_type):
+  """Our tree in Scenic's layout (Model 4: heads re-ordered [time | space])."""
+  flat = flatten(params)
+  if attention_type == 'factorised_dot_product':
+    for k in list(flat):
+      if '/MultiHeadDotProductAttention_0/' in k and not k.endswith('out/bias'):
+        axis = 0 if '/out/' in k or k.endswith('bias') else 1
+        flat[k] = inflate.swap_head_halves(flat[k], axis)
+  return unflatten(flat)
+
+
+CASES = [('spatio_temporal', 'token', {}),
+         ('factorised_encoder', 'token', {}),
+         ('factorised_self_attention', 'gap', {'embedding': 'uniform_frame',
+                                               'temporal_patch_size': 1}),
+         ('factorised_dot_product', 'gap', {})]
+
+
+@pytest.mark.parametrize('attention_type, classifier, fields', CASES,
+                         ids=[c[0] for c in CASES])
+def test_msgpack_train_state_roundtrip(tmp_path, attention_type, classifier, fields):
+  c = our_config(attention_type, classifier, **fields)
+  params = random_params(c)
+  state = {'global_step': 7, 'optimizer': {'target': to_scenic(params, attention_type),
+                                           'state': {'step': 7}}}
+  (tmp_path / 'run').mkdir()
+  for step in (3, 7):   # the newest checkpoint_<step> is read.
+    (tmp_path / 'run' / f'checkpoint_{step}').write_bytes(serialization.msgpack_serialize(
+        state if step == 7 else {'params': {}}))
+  scenic_type = {'spatio_temporal': 'spacetime',
+                 'factorised_dot_product': 'factorized_dot_product_attention'}.get(
+                     attention_type)
+  config, loaded = convert.load_scenic(str(tmp_path / 'run'), num_frames=T,
+                                       attention_type=scenic_type)
+  m = config.model
+  assert (m.attention_type, m.classifier, m.embedding, m.num_layers, m.num_heads,
+          m.mlp_dim, m.hidden_size) == (attention_type, classifier, c.model.embedding, 2, 4,
+                                        32, 16)
+  assert (config.dataset.num_frames, config.dataset.crop_size,
+          config.dataset.num_classes) == (T, CROP, K)
+  a, b = flatten(params), flatten(loaded)
+  assert sorted(a) == sorted(b)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  # Same function as the original tree under our model.
+  model = models.create_model(config.model, K)
+  x = np.random.default_rng(1).standard_normal((2, T, CROP, CROP, 3)).astype(np.float32)
+  run = jax.jit(lambda p: model.apply({'params': p}, x))
+  np.testing.assert_allclose(run(loaded), run(params), atol=1e-6)
+
+
+def test_model4_head_halves_follow_scenic_time_then_space(tmp_path):
+  c = our_config('factorised_dot_product', 'gap')
+  scenic = flatten(to_scenic(random_params(c), 'factorised_dot_product'))
+  (tmp_path / 'ckpt').write_bytes(serialization.msgpack_serialize(
+      {'params': unflatten(scenic)}))
+  _, loaded = convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP,
+                                  attention_type='factorized_dot_product_attention')
+  q = 'Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel'
+  # Scenic's first two heads attend over time; ours are the last two.
+  np.testing.assert_array_equal(flatten(loaded)[q][:, 2:], scenic[q][:, :2])
+  np.testing.assert_array_equal(flatten(loaded)[q][:, :2], scenic[q][:, 2:])
+
+
+def test_orbax_directory_and_errors(tmp_path):
+  import orbax.checkpoint as ocp
+  c = our_config('spatio_temporal')
+  params = random_params(c)
+  with ocp.PyTreeCheckpointer() as ckptr:
+    ckptr.save(str(tmp_path / 'orbax'), {'params': params})
+  config, loaded = convert.load_scenic(str(tmp_path / 'orbax'), crop_size=CROP)
+  assert config.dataset.num_frames == T
+  np.testing.assert_array_equal(flatten(loaded)['cls'], params['cls'])
+  with pytest.raises(convert.ConversionError, match='num_frames or crop_size'):
+    convert.load_scenic(str(tmp_path / 'orbax'))
+  (tmp_path / 'junk').write_bytes(b'\x00not msgpack')
+  with pytest.raises(convert.ConversionError, match='junk'):
+    convert.load_scenic(str(tmp_path / 'junk'), crop_size=CROP)
