@@ -303,3 +303,27 @@ def test_init_from_a_converted_directory_through_the_config(tmp_path):
   cfg.init_from.path = str(tmp_path / 'missing')
   with pytest.raises(FileNotFoundError, match='missing'):
     convert.init_from(cfg, fresh)
+
+
+def test_cli_writes_a_directory_usable_as_init_from_and_config(tmp_path):
+  import subprocess
+  import sys
+  vit_cfg = vit_config()
+  vit_params = random_params(vit_cfg)
+  to_vision_transformer_npz(vit_params, tmp_path / 'vit.npz')
+  out = tmp_path / 'converted'
+  run = subprocess.run([sys.executable, '-m', 'vivit_jax.convert', '--from=vit_npz',
+                        str(tmp_path / 'vit.npz'), f'--out={out}'],
+                       capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert 'Wrote' in run.stdout
+  config, params = convert.load_converted(str(out))
+  assert config.to_dict() == vc.load_config(out / 'config.py').to_dict()
+  assert config.model.name == 'vit' and config.dataset.crop_size == CROP
+  a, b = flatten(vit_params), flatten(params)
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  again = subprocess.run([sys.executable, '-m', 'vivit_jax.convert', '--from=vit_npz',
+                          str(tmp_path / 'vit.npz'), f'--out={out}'],
+                         capture_output=True, text=True, timeout=120)
+  assert again.returncode != 0 and 'not empty' in again.stderr

@@ -164,13 +164,15 @@ def init_from_config(path=None, **overrides) -> ml_collections.ConfigDict:
     scenic_config            Scenic sources: their config (a path to a config file), or
     source_num_frames, source_crop_size, source_attention_type   the facts it gives.
   """
+  text = lambda: ml_collections.config_dict.placeholder(str)   # one reference each.
+  number = lambda: ml_collections.config_dict.placeholder(int)
   ic = ml_collections.ConfigDict({
-      'path': path, 'format': None, 'checkpoint': None, 'kernel_init': 'central_frame',
+      'path': text(), 'format': text(), 'checkpoint': text(), 'kernel_init': 'central_frame',
       'temporal_attention_init': 'copy_spatial', 'restore_head': True,
-      'scenic_config': None, 'source_num_frames': None, 'source_crop_size': None,
-      'source_attention_type': None})
-  # None-valued fields take strings (and ints for the source_* facts) from overrides.
-  ic.update(overrides)
+      'scenic_config': text(), 'source_num_frames': number(), 'source_crop_size': number(),
+      'source_attention_type': text()})
+  # Typed placeholders (None until set), so `--config.init_from.path=...` works.
+  ic.update(dict(overrides, path=path) if path is not None else overrides)
   return ic
 
 

@@ -534,6 +534,7 @@ def init_from(config: ml_collections.ConfigDict, params: Mapping[str, Any]) -> d
   source_config, restored = load_source(ic)
   m = source_config.model
   logging.info('init_from: %s (%s, %s %s)', ic.path, ic.get('format') or
-               detect_format(ic.path), m.name, m.get('attention_type', ''))
+               detect_format(ic.path), m.name,
+               '' if m.name == 'vit' else m.get('attention_type', ''))
   new_params, _ = initialise(params, restored, config, ic, source_config=source_config)
   return new_params
