@@ -13,6 +13,7 @@ from test_data_video_files import CLASSES, make_config, make_video, write_bad_fi
 # JPEG q90 with 4:4:4 chroma on top of H.264 decoding: per-frame mean |error| and the
 # largest error over all pixels, in pixel levels (0-255).
 MEAN_TOLERANCE, MAX_TOLERANCE = 1.5, 24
+SYNTHETIC_TOLERANCE = 6.0   # mean |error| on the noisy synthetic frames (see below).
 
 
 def parsed_records(path):
@@ -117,3 +118,33 @@ def test_shards_train_like_the_files(videos, tmp_path):
   np.testing.assert_array_equal(files_label, shards_label)
   diff = np.abs(files_video - shards_video) * 0.5 * 255       # back to pixel levels.
   assert diff.mean() < MEAN_TOLERANCE
+
+
+def test_export_synthetic_same_views_from_every_source(tmp_path):
+  """The synthetic set written as mp4 files and as shards gives the synthetic
+  dataset's test views back (shards: same order; files: by class folder)."""
+  from vivit_jax.data import export
+  c = make_config(tmp_path)
+  d = c.dataset
+  d.name, d.num_frames, d.crop_size, d.stride, d.num_classes = 'synthetic', 4, 8, 1, 10
+  d.num_train_examples, d.num_eval_examples = 12, 6
+  counts = export.export(c, str(tmp_path), workers=2)
+  assert counts == {'train': 12, 'validation': 6, 'test': 6}
+  def views(name, data_dir):
+    c.dataset.name, c.dataset.data_dir = name, data_dir
+    ds = data.get_dataset(c, process_index=0, process_count=1)
+    batch = next(ds.eval_batches('validation', 6))
+    return ds, (batch['video'] * 0.5 + 0.5) * 255, batch['label']
+  synth, ref, ref_label = views('synthetic', '')
+  shards, from_shards, shard_label = views('tfrecord', str(tmp_path / 'shards'))
+  files, from_files, file_label = views('video_files', str(tmp_path / 'videos'))
+  assert shards.label_names == files.label_names == synth.label_names
+  np.testing.assert_array_equal(shard_label, ref_label)
+  # The synthetic frames carry per-pixel noise, which JPEG q95 and H.264 crf 12 lose
+  # in part: about 2-4 levels of mean error on these 10x10 frames.
+  assert np.abs(from_shards - ref).mean() < SYNTHETIC_TOLERANCE
+  folder = np.array(synth.label_names)[ref_label]
+  order = np.argsort(folder, kind='stable')           # class folders A-Z, then index.
+  np.testing.assert_array_equal(file_label, ref_label[order])
+  assert np.abs(from_files - ref[order]).mean() < SYNTHETIC_TOLERANCE
+  assert np.abs(from_files - ref[order[::-1]]).mean() > 3 * SYNTHETIC_TOLERANCE

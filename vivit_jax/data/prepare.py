@@ -76,7 +76,9 @@ def prepare(index: str, out_dir: str, split: str, *, num_shards: int = 1,
   start = time.time()
   os.makedirs(out_dir, exist_ok=True)
   rows = video_files.read_index(index)
-  names = list(label_names) if label_names is not None else sorted(set(rows.labels))
+  if label_names is None:
+    label_names = rows.classes if rows.classes is not None else sorted(set(rows.labels))
+  names = list(label_names)
   codes = video_files.label_indices(rows.labels, names)
   skipped, usable = [], []
   for file, raw, code in zip(rows.paths, rows.labels, codes):
@@ -117,31 +119,34 @@ def prepare(index: str, out_dir: str, split: str, *, num_shards: int = 1,
   return summary
 
 
-_INDEX = flags.DEFINE_string('index', None, 'CSV/TSV/TXT index or class-folder tree.')
-_OUT = flags.DEFINE_string('out_dir', None, 'Output folder for the shards.')
-_SPLIT = flags.DEFINE_string('split', 'train', 'Split name (shard file prefix).')
-_SHARDS = flags.DEFINE_integer('num_shards', 1, 'Number of shards.')
-_WORKERS = flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Worker processes.')
-_MIN_RESIZE = flags.DEFINE_integer('min_resize', 0, 'Shorter side of stored frames '
-                                   '(0: keep the decoded size).')
-_QUALITY = flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of stored frames.')
-_LABELS = flags.DEFINE_string('label_names', None, 'Label names (.txt/.json); default: '
-                              'the sorted labels of the index.')
+def _cli():
+  """Defines the flags (only when run as a program) and runs `prepare`."""
+  index = flags.DEFINE_string('index', None, 'CSV/TSV/TXT index or class-folder tree.')
+  out_dir = flags.DEFINE_string('out_dir', None, 'Output folder for the shards.')
+  split = flags.DEFINE_string('split', 'train', 'Split name (shard file prefix).')
+  num_shards = flags.DEFINE_integer('num_shards', 1, 'Number of shards.')
+  workers = flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Worker processes.')
+  min_resize = flags.DEFINE_integer('min_resize', 0, 'Shorter side of stored frames '
+                                    '(0: keep the decoded size).')
+  quality = flags.DEFINE_integer('jpeg_quality', 90, 'JPEG quality of stored frames.')
+  labels = flags.DEFINE_string('label_names', None, 'Label names (.txt/.json); '
+                               'default: the sorted labels of the index.')
+  flags.mark_flags_as_required(['index', 'out_dir'])
 
+  def main(argv):
+    del argv
+    summary = prepare(index.value, out_dir.value, split.value,
+                      num_shards=num_shards.value, workers=workers.value,
+                      min_resize=min_resize.value or None, quality=quality.value,
+                      label_names=video_files.load_label_names(labels.value))
+    print(f"{summary['split']}: {summary['written']} of {summary['listed']} videos "
+          f"written to {summary['num_shards']} shards ({summary['shards_reused']} "
+          f"reused) in {summary['seconds']} s; {summary['num_skipped']} skipped:")
+    for file, reason in summary['skipped']:
+      print(f'  {file}: {reason}')
 
-def main(argv):
-  del argv
-  names = video_files.load_label_names(_LABELS.value)
-  summary = prepare(_INDEX.value, _OUT.value, _SPLIT.value, num_shards=_SHARDS.value,
-                    workers=_WORKERS.value, min_resize=_MIN_RESIZE.value or None,
-                    quality=_QUALITY.value, label_names=names)
-  print(f"{summary['split']}: {summary['written']} of {summary['listed']} videos "
-        f"written to {summary['num_shards']} shards ({summary['shards_reused']} reused) "
-        f"in {summary['seconds']} s; {summary['num_skipped']} skipped:")
-  for file, reason in summary['skipped']:
-    print(f'  {file}: {reason}')
+  app.run(main)
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['index', 'out_dir'])
-  app.run(main)
+  _cli()

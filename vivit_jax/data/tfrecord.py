@@ -31,12 +31,12 @@ from vivit_jax.config import ConfigError
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import pipeline
 from vivit_jax.data.pipeline import DecodeError
+from vivit_jax.data.video_files import LABEL_NAMES_FILE
 
 FRAMES_KEY = 'image/encoded'
 LABEL_KEY = 'clip/label/index'
 LABEL_STRING_KEY = 'clip/label/string'
 FILENAME_KEY = 'video/filename'
-LABEL_NAMES_FILE = 'label_names.json'
 
 
 def _example_pb2():

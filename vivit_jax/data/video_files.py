@@ -7,10 +7,12 @@ config.dataset.name = 'video_files'; config.dataset.data_dir holds, for each spl
                            optional `path,label` header; paths relative to the index);
   s/<class name>/<video>   a folder per class.
 An absolute index path or folder may be given in splits[s] instead. Labels are class
-names, or integer indices into config.dataset.label_names. Label names: the folder
-names (sorted), else config.dataset.label_names (a list, or a .txt/.json file), else
-the sorted names of the training index. Rows naming a missing file or a label not in
-label_names are dropped, logged and counted (`index_skipped_<split>`).
+names, or integer indices into config.dataset.label_names. Label names:
+config.dataset.label_names (a list, or a .txt/.json file) if set, else
+data_dir/label_names.json if there, else the training
+class folders (sorted, empty ones included), else the sorted names of the training
+index. Rows naming a missing file or a label not in label_names are dropped, logged
+and counted (`index_skipped_<split>`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from vivit_jax.data import pipeline
 from vivit_jax.data.pipeline import DecodeError
 
 INDEX_EXTENSIONS = ('.csv', '.tsv', '.txt')
+LABEL_NAMES_FILE = 'label_names.json'     # optional, in data_dir: names in label order.
 
 
 # Decoding.
@@ -135,10 +138,10 @@ def write_video(path: str, video: np.ndarray, fps: int = 25, codec: str = 'libx2
 @dataclasses.dataclass
 class Index:
   """One split's rows: paths (absolute) and raw labels (names or integer strings);
-  `skipped` counts rows dropped while reading (missing files)."""
+  `classes`: the class folders of a folder tree (sorted, empty ones included)."""
   paths: list[str]
   labels: list[str]
-  skipped: int = 0
+  classes: Optional[list[str]] = None
 
 
 def read_index(location: str) -> Index:
@@ -153,7 +156,7 @@ def read_index(location: str) -> Index:
         if not file.startswith('.'):
           paths.append(os.path.join(folder, file))
           labels.append(name)
-    return Index(paths, labels)
+    return Index(paths, labels, classes)
   if not os.path.isfile(location):
     raise FileNotFoundError(f'Video index {location!r} does not exist: expected a '
                             f'{"/".join(INDEX_EXTENSIONS)} file or a folder of class '
@@ -256,9 +259,14 @@ def build_dataset(config, *, process_index: int, process_count: int):
       logging.info('No %s split in %s.', split, data_dir)
   indexes = {split: read_index(loc) for split, loc in locations.items()}
   label_names = load_label_names(d.get('label_names', None))
+  names_file = os.path.join(data_dir, LABEL_NAMES_FILE)
+  if label_names is None and os.path.isfile(names_file):
+    label_names = load_label_names(names_file)
   if label_names is None:
     raw = indexes['train'].labels
-    if raw and all(l.isdigit() for l in raw):
+    if indexes['train'].classes is not None:
+      label_names = indexes['train'].classes
+    elif raw and all(l.isdigit() for l in raw):
       label_names = [str(i) for i in range(int(d.num_classes))]
     else:
       label_names = sorted(set(raw))
