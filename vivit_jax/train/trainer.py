@@ -132,6 +132,14 @@ def _write_config(config, workdir):
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+def _write_label_names(dataset, workdir):
+  """DIR/label_names.json: the dataset's class names in label order (for predict)."""
+  names = getattr(dataset, 'label_names', None)
+  if names is not None and jax.process_index() == 0:
+    with open(os.path.join(workdir, 'label_names.json'), 'w') as f:
+      json.dump([str(n) for n in names], f, indent=1)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming from its newest checkpoint), evaluating on
   'validation' every `trainer.eval_every` steps and at the end.
@@ -149,6 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_steps = int(t.num_train_steps)
   os.makedirs(workdir, exist_ok=True)
   _write_config(config, workdir)
+  _write_label_names(s.dataset, workdir)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=jax.process_index() > 0)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=t.keep_checkpoints,
@@ -174,6 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, last_train, last_val, history = [], {}, {}, []
   last_saved = start if start else None
   timer = [time.time(), start]
+  input_wait = [0.0]     # seconds blocked on next(batches) since the last flush.
 
   def flush(step):
     """Fetches pending per-step metrics, stops on non-finite loss, writes means."""
@@ -191,6 +201,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if dt > 0 and n > 0:
       summary['steps_per_sec'] = n / dt
       summary['clips_per_sec'] = n * t.batch_size / dt
+      summary['input_wait_fraction'] = input_wait[0] / dt
+    summary.update(getattr(s.dataset, 'stats', dict)())   # e.g. data_failures_train.
+    input_wait[0] = 0.0
     writer.write_scalars(step, summary)
     pending, last_train = [], summary
     history.append((step, summary))
@@ -215,7 +228,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if start < num_steps:
       batches = s.dataset.train_batches(start, t.batch_size // jax.process_count())
     for step in range(start + 1, num_steps + 1):
-      batch = par.put_batch(next(batches))
+      waited = time.time()
+      host_batch = next(batches)
+      input_wait[0] += time.time() - waited
+      batch = par.put_batch(host_batch)
       state, metrics = par.train_step(state, batch, train_rng)
       pending.append((step, metrics))
       report(step)
