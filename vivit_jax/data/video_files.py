@@ -79,6 +79,8 @@ def decode_video(path: str, choose: pipeline.Chooser) -> np.ndarray:
       if not container.streams.video:
         raise DecodeError(f'{path}: no video stream (audio-only or not a video).')
       stream = container.streams.video[0]
+      stream.thread_type = 'NONE'   # one thread per video: the pipeline runs videos in
+      stream.codec_context.thread_count = 1   # parallel (faster for short clips).
       rate = stream.average_rate or stream.guessed_rate
       start_pts = stream.start_time or 0
       length = stream.frames
