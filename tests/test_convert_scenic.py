@@ -115,3 +115,60 @@ def test_orbax_directory_and_errors(tmp_path):
   (tmp_path / 'junk').write_bytes(b'\x00not msgpack')
   with pytest.raises(convert.ConversionError, match='junk'):
     convert.load_scenic(str(tmp_path / 'junk'), crop_size=CROP)
+
+
+def _model3_checkpoint(tmp_path):
+  """A Scenic Model 3 msgpack checkpoint (uniform-frame patches): (path, our-named params)."""
+  c = our_config('factorised_self_attention', 'gap', embedding='uniform_frame',
+                 temporal_patch_size=1)
+  params = random_params(c, seed=3)
+  path = tmp_path / 'checkpoint_5'
+  path.write_bytes(serialization.msgpack_serialize({'optimizer': {'target': params}}))
+  return str(path), params
+
+
+@pytest.mark.parametrize('order', ['time_space', 'space_time'])
+def test_model3_attention_order_from_the_scenic_config(tmp_path, order):
+  """The imported model attends in the Scenic run's order: its logits are the float64
+  reference's for that order (tanh GELU as in Scenic), not the other order's."""
+  import vivit_reference as ref
+  path, params = _model3_checkpoint(tmp_path)
+  (tmp_path / 'scenic_config.py').write_text(
+      'import ml_collections\n\n\ndef get_config():\n'
+      '  c = ml_collections.ConfigDict()\n'
+      '  c.model = ml_collections.ConfigDict()\n'
+      "  c.model.attention_config = ml_collections.ConfigDict(\n"
+      f"      {{'type': 'factorized_self_attention_block', 'attention_order': {order!r}}})\n"
+      "  c.model.classifier = 'gap'\n"
+      f"  c.dataset_configs = ml_collections.ConfigDict({{'num_frames': {T}}})\n"
+      '  return c\n')
+  config, loaded = convert.load_scenic(path, str(tmp_path / 'scenic_config.py'))
+  assert config.model.attention_order == order
+  vc.validate_config(config)
+  model = models.create_model(config.model, K)
+  x = np.random.default_rng(4).standard_normal((2, T, CROP, CROP, 3)).astype(np.float32)
+  logits = jax.jit(lambda p: model.apply({'params': p}, x))(loaded)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  reference = {o: np.stack([ref.model3(v, p64, 2, T, attention_order=o,
+                                       gelu_approximate=True) for v in x.astype(np.float64)])
+               for o in ('time_space', 'space_time')}
+  np.testing.assert_allclose(logits, reference[order], rtol=1e-4, atol=1e-4)
+  other = 'space_time' if order == 'time_space' else 'time_space'
+  assert np.abs(reference[other] - reference[order]).max() > 1e-2
+
+
+def test_model3_attention_order_default_argument_and_error(tmp_path):
+  path, _ = _model3_checkpoint(tmp_path)
+  config, _ = convert.load_scenic(path, num_frames=T)   # no Scenic config: its default.
+  assert config.model.attention_order == 'time_space'
+  config, _ = convert.load_scenic(path, num_frames=T, attention_order='space_time')
+  assert config.model.attention_order == 'space_time'
+  with pytest.raises(convert.ConversionError, match="attention_order='spacetime'"):
+    convert.load_scenic(path, num_frames=T, attention_order='spacetime')
+  # Other attention types keep the default order (a Scenic config may still carry one).
+  c = our_config('spatio_temporal')
+  (tmp_path / 'm1').write_bytes(serialization.msgpack_serialize({'params': random_params(c)}))
+  config, _ = convert.load_scenic(str(tmp_path / 'm1'), num_frames=T,
+                                  attention_order='time_space')
+  assert config.model.attention_order == 'space_time'
+  vc.validate_config(config)

@@ -74,6 +74,39 @@ def test_matches_numpy_reference(attention_type, video):
   assert np.abs(expected).max() > 0.1  # The comparison is not between two near-zeros.
 
 
+def test_model3_time_space_order_matches_reference(video):
+  """Scenic's order (temporal attention first): same parameter names, another function."""
+  space_time = models.create_model(tiny_config('factorised_self_attention').model,
+                                   NUM_CLASSES)
+  time_space = models.create_model(
+      tiny_config('factorised_self_attention', attention_order='time_space').model,
+      NUM_CLASSES)
+  params = randomised_params(time_space, video)
+  assert (jax.tree.structure(params) ==
+          jax.tree.structure(randomised_params(space_time, video)))
+  logits = jit_apply(time_space)({'params': params}, video)
+  x64, p64 = np.asarray(video, np.float64), as_numpy(params)
+  expected = np.stack([ref.model3(v, p64, 2, T // 2, attention_order='time_space')
+                       for v in x64])
+  np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+  # The order matters for these params: the other order is far from both.
+  other = np.stack([ref.model3(v, p64, 2, T // 2, attention_order='space_time') for v in x64])
+  assert np.abs(other - expected).max() > 1e-2
+  np.testing.assert_allclose(jit_apply(space_time)({'params': params}, video), other,
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('attention_type, order, match', [
+    ('factorised_self_attention', 'spacetime', r"attention_order='spacetime'.*'space_time'"),
+    ('spatio_temporal', 'time_space', r"attention_order='time_space'.*'spatio_temporal'"),
+    ('factorised_encoder', 'time_space', r"attention_order='time_space'.*Model 3"),
+])
+def test_attention_order_config_errors(attention_type, order, match):
+  with pytest.raises(vc.ConfigError, match=match):
+    tiny_config(attention_type, attention_order=order)
+  tiny_config(attention_type, attention_order='space_time')   # the default is fine anywhere.
+
+
 def test_average_pool_baseline_matches_reference(video):
   config = tiny_config('factorised_encoder', temporal_num_layers=0)
   model = models.create_model(config.model, NUM_CLASSES)

@@ -14,7 +14,9 @@ def layer_norm(x, p, eps=1e-6):
   return (x - mean) / np.sqrt(var + eps) * p['scale'] + p['bias']
 
 
-def gelu(x):
+def gelu(x, approximate=False):
+  if approximate:   # tanh approximation (flax's nn.gelu default, as in Scenic).
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
   return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
@@ -33,8 +35,8 @@ def attention(x, p, head_masks=None):
   return np.einsum('qhk,hkd->qd', out, p['out']['kernel']) + p['out']['bias']
 
 
-def mlp(x, p):
-  h = gelu(x @ p['Dense_0']['kernel'] + p['Dense_0']['bias'])
+def mlp(x, p, gelu_approximate=False):
+  h = gelu(x @ p['Dense_0']['kernel'] + p['Dense_0']['bias'], gelu_approximate)
   return h @ p['Dense_1']['kernel'] + p['Dense_1']['bias']
 
 
@@ -91,18 +93,24 @@ def model2(video, p, num_layers, temporal_num_layers, num_frames):
   return head(encoder(reps, p['TemporalTransformer'], temporal_num_layers)[0], p)
 
 
-def model3(video, p, num_layers, num_frames):
-  x = embed_tubelets(video, p['embedding']['kernel'], p['embedding']['bias'])
+def model3(video, p, num_layers, num_frames, attention_order='space_time',
+           gelu_approximate=False):
+  """attention_order 'space_time': spatial sub-layer, then temporal; 'time_space' (Scenic's
+  default): temporal first. A 4D embedding kernel is a one-frame tubelet."""
+  kernel = p['embedding']['kernel']
+  kernel = kernel[None] if kernel.ndim == 4 else kernel
+  x = embed_tubelets(video, kernel, p['embedding']['bias'])
   same_t, same_s = grid_masks(num_frames, x.shape[0] // num_frames)
+  sublayers = {'space_time': (('space', same_t), ('time', same_s)),
+               'time_space': (('time', same_s), ('space', same_t))}[attention_order]
   tp = p['Transformer']
   x = x + tp['posembed_input']['pos_embedding'][0]
   for i in range(num_layers):
     b = tp[f'encoderblock_{i}']
-    x = x + attention(layer_norm(x, b['LayerNorm_space']),
-                      b['MultiHeadDotProductAttention_space'], same_t[None])
-    x = x + attention(layer_norm(x, b['LayerNorm_time']),
-                      b['MultiHeadDotProductAttention_time'], same_s[None])
-    x = x + mlp(layer_norm(x, b['LayerNorm_mlp']), b['MlpBlock'])
+    for axis, mask in sublayers:
+      x = x + attention(layer_norm(x, b[f'LayerNorm_{axis}']),
+                        b[f'MultiHeadDotProductAttention_{axis}'], mask[None])
+    x = x + mlp(layer_norm(x, b['LayerNorm_mlp']), b['MlpBlock'], gelu_approximate)
   return head(layer_norm(x, tp['encoder_norm']).mean(0), p)
 
 

@@ -46,6 +46,9 @@ def default_model_config() -> ml_collections.ConfigDict:
   # 'spatio_temporal' (Model 1), 'factorised_encoder' (Model 2),
   # 'factorised_self_attention' (Model 3), 'factorised_dot_product' (Model 4).
   m.attention_type = 'spatio_temporal'
+  # Model 3 only: 'space_time' (spatial attention, then temporal) or 'time_space'
+  # (temporal first; Scenic's default, set by its checkpoint importer).
+  m.attention_order = 'space_time'
   m.embedding = 'tubelet'          # 'tubelet' (3D patches) or 'uniform_frame' (2D patches).
   m.patch_size = (16, 16)          # spatial patch (height, width) in pixels.
   m.temporal_patch_size = 2        # tubelet length t in frames; must be 1 for uniform_frame.

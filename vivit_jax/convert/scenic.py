@@ -16,13 +16,15 @@ This project's ViViT tree uses Scenic's names, so most parameters map one to one
     factorized_dot_product_attention -> factorised_dot_product.
 Model 4: Scenic's `factorized_dot_product_attention` gives the FIRST half of the heads
 to time and the second to space; ours the other way round, so query/key/value/out are
-re-ordered by head halves. Model 3: Scenic's default `attention_order='time_space'`
-attends over time first; ours over space first, so only 'space_time' checkpoints
-compute the same function (others load, with a warning: fine for initialisation).
+re-ordered by head halves. Model 3: Scenic's `attention_config.attention_order`
+('time_space', its default: temporal attention first; or 'space_time') becomes
+`config.model.attention_order`, so the imported model computes Scenic's function.
 
 What the arrays do not say (the clip length / crop size when both are folded into one
-position embedding, Model 4 vs Model 1) comes from the Scenic config (a config file,
-`scenic_config`) or the `num_frames` / `crop_size` / `attention_type` arguments.
+position embedding, Model 4 vs Model 1, Model 3's attention order) comes from the Scenic
+config (a config file, `scenic_config`) or the `num_frames` / `crop_size` /
+`attention_type` / `attention_order` arguments; without either, Model 3 gets Scenic's
+default 'time_space' (logged).
 Scenic uses flax's defaults: tanh-approximate GELU, LayerNorm epsilon 1e-6, and pixels
 in [-1, 1] (mean_rgb = std_rgb = 0.5).
 """
@@ -39,6 +41,7 @@ from absl import logging
 from vivit_jax.convert import inflate
 from vivit_jax.convert.common import (ConversionError, Flat, base_config, flatten,
                                       square_side, unflatten, unwrap_params)
+from vivit_jax.models.vivit import ATTENTION_ORDERS
 
 ATTENTION_TYPES = {
     'spacetime': 'spatio_temporal', 'factorized_encoder': 'factorised_encoder',
@@ -211,31 +214,33 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
         if part == 'out' and k.endswith('bias'):
           continue
         flat[k] = inflate.swap_head_halves(flat[k], axis)
-  if kind == 'factorised_self_attention' and (attention_order or 'time_space') != 'space_time':
-    logging.warning(
-        "scenic: the checkpoint's Model 3 blocks attend over time first "
-        "(attention_order=%r); this project's attend over space first, so the converted "
-        'model computes a different function (fine as an initialisation, not for '
-        'evaluation).', attention_order or 'time_space (Scenic default)')
+  if kind == 'factorised_self_attention':
+    if attention_order is None:
+      attention_order = 'time_space'
+      logging.info("scenic: no attention_order given for the Model 3 checkpoint; using "
+                   "Scenic's default 'time_space' (temporal attention first).")
+    if attention_order not in ATTENTION_ORDERS:
+      raise ConversionError(f'Scenic attention_order={attention_order!r} is invalid: '
+                            f'expected one of {list(ATTENTION_ORDERS)}.')
+    m.attention_order = attention_order
   return config, flat
 
 
 def load_scenic(path: str, scenic_config=None, *, num_frames: Optional[int] = None,
-                crop_size: Optional[int] = None, attention_type: Optional[str] = None
+                crop_size: Optional[int] = None, attention_type: Optional[str] = None,
+                attention_order: Optional[str] = None
                 ) -> tuple[ml_collections.ConfigDict, dict]:
   """(config, params) of a Scenic ViViT checkpoint (module docstring).
 
   scenic_config: the run's Scenic config (a path to its config file, or a ConfigDict);
   num_frames / crop_size / attention_type ('spacetime', 'factorized_dot_product_attention'
-  or this project's names) override or replace what it says.
+  or this project's names) / attention_order (Model 3: 'time_space' or 'space_time')
+  override or replace what it says.
   """
   facts = _facts_from_scenic_config(scenic_config)
-  if num_frames is not None:
-    facts['num_frames'] = num_frames
-  if crop_size is not None:
-    facts['crop_size'] = crop_size
-  if attention_type is not None:
-    facts['attention_type'] = attention_type
+  given = dict(num_frames=num_frames, crop_size=crop_size, attention_type=attention_type,
+               attention_order=attention_order)
+  facts.update({k: v for k, v in given.items() if v is not None})
   tree = unwrap_params(read_checkpoint(path))
   config, flat = scenic_config_and_params(flatten(tree), **facts)
   logging.info('scenic: %s: ViViT %s, %s, %d layers, width %d, %d frames at %d px, '

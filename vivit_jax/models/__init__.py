@@ -137,6 +137,13 @@ def _validate_vivit(m, *, num_frames, crop_size):
     if m.classifier != 'gap':
       raise config_error('model.classifier', m.classifier,
                          f"'gap' for model.attention_type={attention!r} (it has no CLS token)")
+  order = m.get('attention_order', 'space_time')
+  _check_choice('model.attention_order', order, vivit.ATTENTION_ORDERS)
+  if order != 'space_time' and attention != 'factorised_self_attention':
+    raise config_error('model.attention_order', order,
+                       "'space_time' (the default) for model.attention_type="
+                       f"{attention!r}: only 'factorised_self_attention' (Model 3) has "
+                       'ordered spatial/temporal sub-layers')
   if attention == 'factorised_dot_product' and m.num_heads % 2:
     raise config_error('model.num_heads', m.num_heads,
                        "an even number for 'factorised_dot_product' (half the heads attend "
@@ -160,7 +167,8 @@ def _build_vivit(m, num_classes):
     return vivit.FactorisedEncoderViViT(
         temporal_num_layers=m.temporal_num_layers,
         spatial_classifier=m.get('spatial_classifier', 'token'), **common)
-  return vivit.ViViT(attention_type=m.attention_type, **common)
+  return vivit.ViViT(attention_type=m.attention_type,
+                     attention_order=m.get('attention_order', 'space_time'), **common)
 
 
 register('vit', _build_vit, _validate_vit)

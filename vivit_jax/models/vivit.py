@@ -9,7 +9,8 @@ embeddings.py) gives a grid of n_t x n_h x n_w tokens; let S = n_h * n_w.
       index -> one representation per index (CLS or GAP) -> a temporal encoder with its
       own CLS; `temporal_num_layers=0` is the average-pool baseline.
   Model 3 `factorised_self_attention`: each block does spatial attention (same temporal
-      index), then temporal attention (same spatial position), then the MLP. GAP head.
+      index), then temporal attention (same spatial position), then the MLP; or time
+      first with `attention_order='time_space'` (Scenic's default). GAP head.
   Model 4 `factorised_dot_product`: in each attention layer, the first half of the heads
       attends over space, the other half over time; one output projection. GAP head.
 
@@ -33,6 +34,8 @@ from vivit_jax.models.layers import (AttendFn, DropPath, Encoder, EncoderBlock, 
 
 ATTENTION_TYPES = ('spatio_temporal', 'factorised_encoder', 'factorised_self_attention',
                    'factorised_dot_product')
+# Model 3's sub-layer order: 'space_time' (the paper's figure) or 'time_space' (Scenic).
+ATTENTION_ORDERS = ('space_time', 'time_space')
 
 
 def factorised_dot_product_layout(query, key, value, attend: AttendFn, *,
@@ -56,21 +59,28 @@ def factorised_dot_product_layout(query, key, value, attend: AttendFn, *,
 
 
 class FactorisedSelfAttentionBlock(nn.Module):
-  """Model 3 block: x + SpatialAttn(LN(x)); x + TemporalAttn(LN(x)); x + MLP(LN(x)).
+  """Model 3 block. With attention_order='space_time':
+  x + SpatialAttn(LN(x)); x + TemporalAttn(LN(x)); x + MLP(LN(x)); with 'time_space'
+  the two attention sub-layers swap places (same parameters, different function).
 
   x: [B, n_t*S, D] (time-major token order) -> same shape.
   """
   cfg: TransformerConfig
   drop_path: float = 0.0
   num_frames: int = 1
+  attention_order: str = 'space_time'
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
     cfg = self.cfg
+    if self.attention_order not in ATTENTION_ORDERS:
+      raise ValueError(f'attention_order={self.attention_order!r}: expected one of '
+                       f'{ATTENTION_ORDERS}.')
     x = einops.rearrange(x, 'b (t s) d -> b t s d', t=self.num_frames)
     axes = {'space': ('b t s d -> (b t) s d', '(b t) s d -> b t s d'),
             'time': ('b t s d -> (b s) t d', '(b s) t d -> b t s d')}
-    for name, (to_seq, from_seq) in axes.items():
+    for name in self.attention_order.split('_'):
+      to_seq, from_seq = axes[name]
       y = layer_norm(cfg, f'LayerNorm_{name}')(x)
       y = einops.rearrange(y, to_seq)
       y = MultiHeadAttention(cfg, name=f'MultiHeadDotProductAttention_{name}')(
@@ -95,6 +105,7 @@ class ViViT(nn.Module):
   classifier: str = 'token'
   representation_size: Optional[int] = None
   head_bias_init: float = 0.0
+  attention_order: str = 'space_time'   # Model 3 only (FactorisedSelfAttentionBlock).
 
   @nn.compact
   def __call__(self, video, *, train: bool = False):
@@ -107,7 +118,8 @@ class ViViT(nn.Module):
     if self.attention_type == 'spatio_temporal':
       block, block_kwargs = EncoderBlock, {}
     elif self.attention_type == 'factorised_self_attention':
-      block, block_kwargs = FactorisedSelfAttentionBlock, {'num_frames': num_frames}
+      block = FactorisedSelfAttentionBlock
+      block_kwargs = {'num_frames': num_frames, 'attention_order': self.attention_order}
     elif self.attention_type == 'factorised_dot_product':
       layout = functools.partial(factorised_dot_product_layout, num_frames=num_frames)
       block, block_kwargs = EncoderBlock, {'layout': layout}
