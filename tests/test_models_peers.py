@@ -1,0 +1,296 @@
+"""VTN, MViT/MViTv2 and Video Swin: shapes, attention structure, paper sizes, training."""
+import functools
+import itertools
+import pathlib
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vivit_jax import config as vc
+from vivit_jax import models
+from vivit_jax.models import cost, layers, mvit, video_swin, vtn
+
+CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
+SYNTHETIC = ('vtn', 'mvit', 'mvitv2', 'video_swin')   # configs/synthetic/<name>.py
+B = 2
+
+
+def tiny(name, **overrides):
+  config = vc.load_config(CONFIGS / 'synthetic' / f'{name}.py', 'tiny')
+  for k, v in overrides.items():
+    setattr(config.model, k, v)
+  vc.validate_config(config)
+  d = config.dataset
+  return (models.create_model(config.model, d.num_classes),
+          (B, d.num_frames, d.crop_size, d.crop_size, 3), d.num_classes)
+
+
+def noise_params(model, shape, *args, seed=0, scale=0.3, **kwargs):
+  """Abstract init, every leaf replaced by noise (zero heads would hide mistakes)."""
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  shapes = jax.eval_shape(lambda v: model.init(jax.random.key(0), v, *args, **kwargs), x)
+  shapes = shapes['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
+                      shapes)
+
+
+def changed_tokens(fn, x, index, atol=1e-6):
+  """bool mask over fn(x)'s token axes: outputs that move when token `index` of x does."""
+  bump = jnp.linspace(-1.0, 1.0, x.shape[-1])   # not constant: LayerNorm would hide it
+  bumped = x.at[(0, *index)].add(bump)
+  diff = jnp.abs(fn(bumped) - fn(x)).max(axis=-1)[0]
+  return np.asarray(diff > atol)
+
+
+# ---------------------------------------------------------------------------------
+# Every family: shapes on tiny inputs.
+
+@pytest.mark.parametrize('name, overrides', [
+    ('vtn', {}), ('vtn', {'temporal_window': None}), ('mvit', {}), ('mvitv2', {}),
+    ('mvit', {'cls_embed': False, 'sep_pos_embed': False}), ('video_swin', {}),
+], ids=['vtn_windowed', 'vtn_full', 'mvit', 'mvitv2', 'mvit_gap', 'video_swin'])
+def test_logits_shape_and_examples_independent(name, overrides):
+  model, shape, num_classes = tiny(name, **overrides)
+  params = noise_params(model, shape)
+  video = jax.random.normal(jax.random.key(1), shape)
+  apply = jax.jit(lambda p, v: model.apply({'params': p}, v, train=False))
+  logits = apply(params, video)
+  assert logits.shape == (B, num_classes) and logits.dtype == jnp.float32
+  assert np.all(np.isfinite(logits)) and np.abs(logits).max() > 1e-3
+  assert np.abs(logits[0] - logits[1]).max() > 1e-4          # the input matters ...
+  other = apply(params, video.at[0].multiply(-1.0))          # ... per example only.
+  assert np.abs(other[0] - logits[0]).max() > 1e-4
+  np.testing.assert_allclose(other[1], logits[1], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------
+# Video Swin: which tokens a (shifted-)window layer mixes.
+
+def swin_block(shift, grid=(4, 4, 4), window=(2, 2, 2), dim=8):
+  cfg = layers.TransformerConfig(hidden_size=dim, num_heads=2, mlp_dim=16)
+  block = video_swin.SwinBlock(cfg, window, shift)
+  x = jax.random.normal(jax.random.key(0), (1, *grid, dim))
+  params = noise_params(block, x.shape, True, scale=0.1)
+  return jax.jit(lambda v: block.apply({'params': params}, v, True)), x
+
+
+@pytest.mark.parametrize('shift', [(0, 0, 0), (1, 1, 1)])
+@pytest.mark.parametrize('index', [(0, 0, 0), (1, 2, 3), (3, 3, 3), (2, 1, 0)])
+def test_swin_block_mixes_only_inside_its_windows(shift, index):
+  window = (2, 2, 2)
+  block, x = swin_block(shift)
+  changed = changed_tokens(block, x, index)
+  # The original's shifted windows are the regular partition displaced by `shift`, with
+  # no wrap-around: tokens i, j share a window iff floor((x - s) / w) agrees per axis.
+  group = lambda pos: tuple((p - s) // w for p, s, w in zip(pos, shift, window))
+  expected = np.zeros_like(changed)
+  for pos in itertools.product(*map(range, changed.shape)):
+    expected[pos] = group(pos) == group(index)
+  np.testing.assert_array_equal(changed, expected)
+  assert expected.sum() < expected.size / 4   # a real restriction, not global attention
+
+
+def test_swin_window_shrinks_and_pads_like_the_original():
+  assert video_swin.window_and_shift((16, 7, 7), (8, 7, 7), (4, 3, 3)) == ((8, 7, 7), (4, 0, 0))
+  assert video_swin.window_and_shift((4, 3, 14), (8, 7, 7), (4, 3, 3)) == ((4, 3, 7), (0, 0, 3))
+  # A 3x5x5 map with 2x2x2 windows is zero-padded to 4x6x6: still only local mixing.
+  block, x = swin_block((0, 0, 0), grid=(3, 5, 5))
+  changed = changed_tokens(block, x, (2, 4, 4))
+  expected = np.zeros_like(changed)
+  expected[2:, 4:, 4:] = True
+  np.testing.assert_array_equal(changed, expected)
+
+
+def test_swin_relative_position_index_matches_the_original_formula():
+  window = table = (2, 3, 3)
+  index = video_swin.relative_position_index(window, table)
+  coords = list(itertools.product(*map(range, window)))
+  for (i, a), (j, b) in itertools.product(enumerate(coords), repeat=2):
+    d, h, w = (p - q + n - 1 for p, q, n in zip(a, b, table))
+    assert index[i, j] == (d * (2 * table[1] - 1) + h) * (2 * table[2] - 1) + w
+  assert index.max() == (2 * 2 - 1) * 5 * 5 - 1
+  # A shrunk window reads the configured table at the same relative offsets.
+  small = video_swin.relative_position_index((1, 2, 2), (8, 7, 7))
+  centre = (8 - 1) * 13 * 13 + (7 - 1) * 13 + (7 - 1)
+  assert np.all(np.diag(small) == centre)
+
+
+# ---------------------------------------------------------------------------------
+# VTN: windowed temporal attention.
+
+@pytest.mark.parametrize('index, expected', [
+    (0, range(8)),                 # the global CLS is seen by every frame ...
+    (1, [0, 1, 2, 3]),            # ... frames see |i - j| <= window // 2 = 2, plus CLS.
+    (5, [0, 3, 4, 5, 6, 7]),
+])
+def test_vtn_sliding_window_mixes_only_neighbours_and_cls(index, expected):
+  cfg = layers.TransformerConfig(hidden_size=8, num_heads=2, mlp_dim=16)
+  layout = functools.partial(vtn.sliding_window_layout, window=4)
+  attention = layers.MultiHeadAttention(cfg, layout)
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8))
+  params = noise_params(attention, x.shape, deterministic=True, scale=0.1)
+  fn = jax.jit(lambda v: attention.apply({'params': params}, v, deterministic=True))
+  changed = changed_tokens(fn, x, (index,))
+  np.testing.assert_array_equal(np.flatnonzero(changed), np.asarray(expected))
+
+
+def test_vtn_backbone_is_a_per_frame_vit():
+  """Frame order only matters through the temporal position embedding: with it zeroed
+  (and the temporal encoder's full attention), permuting frames keeps the logits."""
+  model, shape, _ = tiny('vtn', temporal_window=None)
+  params = noise_params(model, shape)
+  pos = params['TemporalTransformer']['posembed_input']['pos_embedding']
+  params['TemporalTransformer']['posembed_input']['pos_embedding'] = jnp.zeros_like(pos)
+  video = jax.random.normal(jax.random.key(2), shape)
+  apply = jax.jit(lambda v: model.apply({'params': params}, v))
+  np.testing.assert_allclose(apply(video[:, ::-1]), apply(video), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------
+# MViT: stage shapes and pooled sequence lengths.
+
+def test_mvit_b_schedule_matches_the_paper():
+  """MViT-B (paper Table 3): scale2..5 at 8x56x56 / 8x28x28 / 8x14x14 / 8x7x7 with widths
+  96 / 192 / 384 / 768 and 1 / 2 / 4 / 8 heads; K/V pooled to 8x7x7."""
+  specs = mvit.block_specs(mvit.model_config('B'), (8, 56, 56))
+  assert len(specs) == 16
+  out_dims = [s.dim_out for s in specs]
+  assert out_dims == [192, 192, 384] + [384] * 10 + [768] * 3   # v1 widens in the MLP
+  assert [s.num_heads for s in specs] == [1, 2, 2] + [4] * 11 + [8] * 2
+  grids = [s.grid for s in specs]
+  assert grids == [(8, 56, 56)] * 2 + [(8, 28, 28)] * 2 + [(8, 14, 14)] * 11 + [(8, 7, 7)]
+  assert [i for i, s in enumerate(specs) if s.q_stride] == [1, 3, 14]
+  # K/V strides adapt at the Q-strided block itself, which still sees the finer grid.
+  kv_grids = [mvit.pooled_grid(s.grid, s.kv_kernel, s.kv_stride) for s in specs]
+  assert kv_grids == [(8, 7, 7) if i not in (1, 3, 14) else (8, 14, 14) for i in range(16)]
+  v2 = mvit.block_specs(mvit.model_config('v2-S'), (8, 56, 56))
+  assert [s.dim_out for s in v2] == [96, 192, 192, 384] + [384] * 10 + [768] * 2
+  assert all(s.q_kernel == (3, 3, 3) for s in v2)       # v2 pools Q in every block
+
+
+@pytest.mark.parametrize('variant', ['B', 'v2-S'])
+def test_mvit_block_outputs_and_pooled_lengths_at_paper_size(variant):
+  m = mvit.model_config(variant)
+  model = models.create_model(m, 400)
+  shape = (1, 16, 224, 224, 3)
+  params = cost.abstract_params(model, shape)
+  _, state = jax.eval_shape(
+      lambda p, v: model.apply({'params': p}, v, capture_intermediates=True), params,
+      jax.ShapeDtypeStruct(shape, jnp.float32))
+  inter = state['intermediates']
+  for i, spec in enumerate(mvit.block_specs(m, (8, 56, 56))):
+    out_grid = mvit.pooled_grid(spec.grid, spec.q_kernel, spec.q_stride)
+    tokens = 1 + int(np.prod(out_grid))
+    assert inter[f'block_{i}']['__call__'][0].shape == (1, tokens, spec.dim_out)
+    layout = inter[f'block_{i}']['MultiHeadDotProductAttention_0']['layout']
+    head_dim = (spec.dim_out if m.dim_mul_in_att else spec.dim) // spec.num_heads
+    kv_grid = mvit.pooled_grid(spec.grid, spec.kv_kernel, spec.kv_stride)
+    assert kv_grid == ((8, 14, 14) if i in (1, 3, 14) else (8, 7, 7))
+    assert layout['pool_k']['__call__'][0].shape == (spec.num_heads, *kv_grid, head_dim)
+  last = inter['block_15']['__call__'][0]
+  assert last.shape == (1, 1 + 8 * 7 * 7, 768)
+
+
+def test_mvit_relative_distances_follow_pyslowfast():
+  np.testing.assert_array_equal(mvit.relative_distances(3, 3),
+                                [[2, 1, 0], [3, 2, 1], [4, 3, 2]])
+  # Keys pooled 4x coarser: each key step counts as 4 query steps.
+  np.testing.assert_array_equal(mvit.relative_distances(4, 1), [[0], [1], [2], [3]])
+  np.testing.assert_array_equal(mvit.relative_distances(1, 2), [[1, 0]])
+
+
+def test_mvitv2_relative_position_and_residual_pooling_change_the_output():
+  model, shape, _ = tiny('mvitv2')
+  no_residual, _, _ = tiny('mvitv2', residual_pooling=False)
+  params = noise_params(model, shape)
+  video = jax.random.normal(jax.random.key(3), shape)
+  apply = jax.jit(lambda m, p: m.apply({'params': p}, video), static_argnums=0)
+  base = apply(model, params)
+  zeroed = jax.tree_util.tree_map_with_path(
+      lambda path, p: jnp.zeros_like(p) if 'rel_pos' in jax.tree_util.keystr(path) else p,
+      params)
+  assert np.abs(apply(model, zeroed) - base).max() > 1e-4
+  assert np.abs(apply(no_residual, params) - base).max() > 1e-4
+
+
+# ---------------------------------------------------------------------------------
+# Paper sizes (abstract init only).
+
+PAPER = {name: numbers for name, numbers in cost.PAPER_NUMBERS.items()
+         if name.startswith(('mvit', 'swin'))}
+
+
+@pytest.mark.parametrize('name', sorted(PAPER))
+def test_paper_config_params(name):
+  config = vc.load_config(CONFIGS / 'kinetics400' / f'{name}.py')
+  vc.validate_config(config)
+  d = config.dataset
+  model = models.create_model(config.model, d.num_classes)
+  params = cost.abstract_params(model, (1, d.num_frames, d.crop_size, d.crop_size, 3))
+  params_m = cost.count_params(params) / 1e6
+  assert abs(params_m / PAPER[name][1] - 1) <= 0.01, params_m
+
+
+def test_vtn_paper_config_params():
+  config = vc.load_config(CONFIGS / 'kinetics400' / 'vtn_vit_b.py')
+  vc.validate_config(config)
+  model = models.create_model(config.model, 400)
+  params = cost.abstract_params(model, (1, 16, 224, 224, 3))
+  # ViT-B/16 at 224^2 without its classifier: 86,567,656 - 768 * 1000 - 1000.
+  assert cost.count_params(params['backbone']) == 85_798_656
+  layer = 4 * (768 * 768 + 768) + 2 * 768 * 3072 + 3072 + 768 + 4 * 768
+  assert cost.count_params(params['TemporalTransformer']) == 3 * layer + 17 * 768 + 2 * 768
+  assert abs(cost.count_params(params) / 1e6 - 107.98) < 0.01
+
+
+# ---------------------------------------------------------------------------------
+# Training: a few SGD steps lower the loss.
+
+def fan_in_init(model, shape, seed=0):
+  """A plain init from abstract shapes (a jitted `model.init` costs a compile): kernels
+  N(0, 1/fan_in), biases 0, LayerNorm scales 1, the classifier 0, other tables N(0, 0.02^2)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    path = jax.tree_util.keystr(path)
+    if path.endswith("['scale']"):
+      return jnp.ones(s.shape, s.dtype)
+    if path.endswith("['bias']") or 'output_projection' in path:
+      return jnp.zeros(s.shape, s.dtype)
+    std = 1 / np.sqrt(np.prod(s.shape[:-1])) if path.endswith("['kernel']") else 0.02
+    return jnp.asarray(std * rng.standard_normal(s.shape), s.dtype)
+
+  return jax.tree_util.tree_map_with_path(leaf, cost.abstract_params(model, shape))
+
+
+@pytest.mark.parametrize('name', SYNTHETIC)
+def test_sgd_steps_lower_the_loss(name):
+  model, shape, num_classes = tiny(name)
+  shape = (8,) + shape[1:]
+  video = jax.random.normal(jax.random.key(4), shape)
+  labels = jnp.arange(shape[0]) % num_classes
+  params = fan_in_init(model, shape)
+  tx = optax.sgd(0.1, momentum=0.9)
+
+  def loss_fn(p, rng):
+    logits = model.apply({'params': p}, video, train=True, rngs={'dropout': rng})
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  @jax.jit
+  def step(p, opt_state, rng):
+    loss, grads = jax.value_and_grad(loss_fn)(p, rng)
+    updates, opt_state = tx.update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state, loss
+
+  opt_state, losses = tx.init(params), []
+  for i in range(10):
+    params, opt_state, loss = step(params, opt_state, jax.random.key(i))
+    losses.append(float(loss))
+  assert np.isfinite(losses).all()
+  assert losses[0] == pytest.approx(np.log(num_classes), rel=1e-3)   # zero-init head
+  assert losses[-1] < 0.8 * losses[0], losses
