@@ -327,3 +327,61 @@ def test_cli_writes_a_directory_usable_as_init_from_and_config(tmp_path):
                           str(tmp_path / 'vit.npz'), f'--out={out}'],
                          capture_output=True, text=True, timeout=120)
   assert again.returncode != 0 and 'not empty' in again.stderr
+
+
+def test_training_run_starts_from_a_converted_vit(tmp_path):
+  """configs/synthetic/vivit_model1.py:tiny with init_from = a converted ViT .npz: the
+  trainer's step-0 params are the initialised ones, and training then moves them.
+
+  The warm-up schedule's lr is 0 at the first update, so checkpoint 1 holds exactly the
+  step-0 params; checkpoint 3 holds trained ones.
+  """
+  from vivit_jax.train import checkpoint as ckpt_lib
+  from vivit_jax.train import trainer
+  config = vc.load_config(os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'configs', 'synthetic', 'vivit_model1.py'), 'tiny')
+  d, m = config.dataset, config.model
+  # The ViT the tiny video model inflates: same width/depth/heads, 2D patches, crop, classes.
+  vit_cfg = vc.default_config()
+  vit_cfg.model.update(name='vit', classifier='token', patch_size=m.patch_size,
+                       hidden_size=m.hidden_size, num_layers=m.num_layers,
+                       num_heads=m.num_heads, mlp_dim=m.mlp_dim)
+  vit_cfg.dataset.num_frames, vit_cfg.dataset.crop_size = 1, d.crop_size
+  vit_cfg.dataset.num_classes = d.num_classes
+  vit_params = random_params(vit_cfg)
+  to_vision_transformer_npz(vit_params, tmp_path / 'vit.npz')
+  src_config, src_params = convert.load_vit_npz(str(tmp_path / 'vit.npz'))
+  converted = convert.save_converted(src_config, src_params, str(tmp_path / 'converted'))
+
+  config.init_from.path = converted
+  t = config.trainer
+  t.num_train_steps, t.checkpoint_every, t.log_every, t.eval_every = 3, 1, 1, 3
+  t.keep_checkpoints, t.async_checkpointing = 3, False
+  out = trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert out['step'] == 3
+  lrs = [metrics['train_lr'] for _, metrics in out['history']]
+  assert lrs[0] == 0.0 and lrs[-1] > 0.0
+  assert all(np.isfinite(metrics['train_loss']) for _, metrics in out['history'])
+
+  def params_at(step):
+    step_dir, _ = ckpt_lib.resolve_checkpoint(str(tmp_path / 'run'),
+                                              str(tmp_path / 'run' / 'checkpoints' / str(step)))
+    return flatten(jax.device_get(ckpt_lib.load_params(step_dir)))
+
+  start, trained = params_at(1), params_at(3)
+  # Every leaf comes from the ViT (same class count: the head too), so the expected tree
+  # is init_from applied to any params of the right shapes.
+  expected = flatten(convert.init_from(config, random_params(config, seed=7)))
+  assert sorted(start) == sorted(expected)
+  for key in expected:
+    np.testing.assert_array_equal(start[key], expected[key], err_msg=key)
+  t_patch = m.temporal_patch_size   # central_frame: the 2D kernel at t // 2, zeros elsewhere.
+  kernel = start['embedding/kernel']
+  assert kernel.shape == (t_patch,) + vit_params['embedding']['kernel'].shape
+  np.testing.assert_array_equal(kernel[t_patch // 2], vit_params['embedding']['kernel'])
+  np.testing.assert_array_equal(np.delete(kernel, t_patch // 2, axis=0), 0.0)
+  np.testing.assert_array_equal(start['output_projection/kernel'],
+                                vit_params['output_projection']['kernel'])
+  # Training moved the params away from the initialisation.
+  assert np.abs(trained['embedding/kernel'] - kernel).max() > 0
+  assert np.abs(trained['cls'] - start['cls']).max() > 0
