@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vivit_jax.models import layers
+
 # Published (GFLOPs per view, params in millions) of the paper-sized configs, keyed by the
 # config file's stem under configs/kinetics400/.
 PAPER_NUMBERS = {
@@ -54,8 +56,9 @@ def forward_gflops(model, input_shape, params=None) -> float:
   if params is None:
     params = abstract_params(model, input_shape)
   dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-  lowered = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False)).lower(
-      params, dummy)
+  with layers.flop_counting():   # loops/custom calls would hide attention FLOPs.
+    lowered = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False)).lower(
+        params, dummy)
   cost = lowered.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older jax returned one dict per computation.
     cost = cost[0]
