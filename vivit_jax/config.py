@@ -67,8 +67,11 @@ def default_model_config() -> ml_collections.ConfigDict:
   m.gelu_approximate = False       # False: exact erf GELU; True: tanh approximation.
   m.dtype = 'float32'              # compute dtype ('float32' or 'bfloat16').
   m.param_dtype = 'float32'
-  m.attention_impl = 'xla'         # see models.layers.dot_product_attention.
-  m.remat = False                  # nn.remat each encoder block.
+  # 'xla': fastest correct kernel per backend (CPU: 'chunked'; GPU: cuDNN where it
+  # applies); 'cudnn', 'chunked', 'explicit' force one. See models.layers.
+  m.attention_impl = 'xla'
+  m.remat = False                  # nn.remat each encoder block (less memory, more compute).
+  m.remat_policy = 'nothing_saveable'   # what remat keeps: models.layers.REMAT_POLICIES.
   m.head_bias_init = 0.0
   return m
 
@@ -141,6 +144,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.label_smoothing = 0.0
   c.trainer.mixup_alpha = 0.0                # 0 = no mixup.
   c.trainer.eval_batch_size = 32
+  c.trainer.prefetch_to_device = 2           # batches put on device ahead of the step.
   c.trainer.test_at_end = True               # main: multi-view test eval after training.
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
 
@@ -310,6 +314,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise config_error('trainer.batch_size', t.batch_size, 'a positive integer')
   if t.get('parallelism', 'jit') not in ('jit', 'pmap'):
     raise config_error('trainer.parallelism', t.parallelism, "one of 'jit', 'pmap'")
+  prefetch = t.get('prefetch_to_device', 2)
+  if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
+    raise config_error('trainer.prefetch_to_device', prefetch,
+                       'a non-negative integer (0 = no prefetch)')
+  from vivit_jax.models import layers   # pylint: disable=import-outside-toplevel
+  policy = config.model.get('remat_policy', 'nothing_saveable')
+  if policy not in layers.REMAT_POLICIES:
+    raise config_error('model.remat_policy', policy, f'one of {sorted(layers.REMAT_POLICIES)}')
 
 
 def _validate_dataset_fields(d: ml_collections.ConfigDict) -> None:

@@ -11,8 +11,9 @@ which one runs.
 """
 from __future__ import annotations
 
+import collections
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +82,22 @@ def check_batch_sizes(config) -> None:
         f'(trainer.batch_size={t.batch_size} over {n} devices).')
 
 
+def prefetch_to_device(batches: Iterable, put_batch: Callable, size: int) -> Iterator:
+  """`put_batch(b)` for each `b` of `batches`, with `size` batches already transferred.
+
+  The host reads and starts the transfer of batch s + size while the device runs the
+  step of batch s (steps are dispatched asynchronously); the order is unchanged, so
+  resumed runs see the same batches. `size` 0 transfers each batch when it is asked for.
+  """
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(put_batch(batch))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
 def _gather(tree):
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
@@ -124,9 +141,12 @@ def _jit_parallel(train_step_fn, eval_step_fn) -> Parallel:
 
 def _pmap_parallel(train_step_fn, eval_step_fn) -> Parallel:
   n = jax.local_device_count()
+  # Leading axis = local device: pmap takes such arrays without another transfer.
+  local = NamedSharding(Mesh(np.asarray(jax.local_devices()), (PMAP_AXIS,)), P(PMAP_AXIS))
 
-  def put_state(state):
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape), state)
+  def put_state(state):   # placed as pmap places it, so the first step donates it too.
+    return jax.tree.map(lambda x: jax.device_put(jnp.broadcast_to(x, (n,) + x.shape), local),
+                        state)
 
   def get_state(state):
     return jax.tree.map(lambda x: x[0], state)
@@ -137,7 +157,7 @@ def _pmap_parallel(train_step_fn, eval_step_fn) -> Parallel:
       if x.shape[0] % n:
         raise ValueError(f'batch of {x.shape[0]} examples does not split over {n} '
                          'local devices.')
-      return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+      return jax.device_put(x.reshape((n, x.shape[0] // n) + x.shape[1:]), local)
     return jax.tree.map(shard, batch)
 
   train_p = jax.pmap(functools.partial(train_step_fn, axis_name=PMAP_AXIS),

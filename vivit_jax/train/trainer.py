@@ -226,12 +226,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpts.install_sigterm()
   try:
     if start < num_steps:
-      batches = s.dataset.train_batches(start, t.batch_size // jax.process_count())
+      batches = parallel.prefetch_to_device(   # device batches, transfers ahead.
+          s.dataset.train_batches(start, t.batch_size // jax.process_count()),
+          par.put_batch, t.get('prefetch_to_device', 2))
     for step in range(start + 1, num_steps + 1):
       waited = time.time()
-      host_batch = next(batches)
+      batch = next(batches)
       input_wait[0] += time.time() - waited
-      batch = par.put_batch(host_batch)
       state, metrics = par.train_step(state, batch, train_rng)
       pending.append((step, metrics))
       report(step)

@@ -1,0 +1,286 @@
+"""The speed paths compute what the plain paths compute (issue 8); no timing here.
+
+Chunked attention == explicit attention (bias, mask, dropout, gradients, bf16); the
+'xla' default and FLOP counting; bf16 compute in the real train step; remat policies
+give identical gradients; buffer donation and device prefetch leave results unchanged.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vivit_jax import config as vc
+from vivit_jax import models
+from vivit_jax.models import cost, layers
+from vivit_jax.train import optim, parallel, steps
+
+B, T, HW, C = 2, 4, 8, 3
+NUM_CLASSES = 5
+
+
+def qkv(b, lq, lk, h, d, seed=0, dtype=jnp.float32):
+  r = np.random.default_rng(seed)
+  return tuple(jnp.asarray(r.standard_normal(s), dtype)
+               for s in ((b, lq, h, d), (b, lk, h, d), (b, lk, h, d)))
+
+
+def explicit(q, k, v, **kw):
+  return layers.dot_product_attention(q, k, v, impl='explicit', **kw)
+
+
+def chunked(chunk_size, **static):
+  return jax.jit(functools.partial(layers.chunked_attention, chunk_size=chunk_size,
+                                   **static))
+
+
+# --- Chunked attention --------------------------------------------------------------
+
+@pytest.mark.parametrize('lq,lk,chunk', [
+    (37, 37, 8),     # 5 chunks, last one padded.
+    (32, 19, 8),     # chunks divide Lq exactly; cross-attention (Lk != Lq).
+    (6, 11, 8),      # Lq <= chunk: one batched computation.
+])
+def test_chunked_attention_equals_explicit(lq, lk, chunk):
+  q, k, v = qkv(2, lq, lk, 3, 4)
+  r = np.random.default_rng(1)
+  bias = jnp.asarray(r.standard_normal((1, 3, lq, lk)), jnp.float32)   # per head.
+  mask = jnp.asarray(r.random((2, 1, lq, lk)) > 0.3)                    # per example.
+  row_bias = bias[:, :, :1]                                              # one row, all q.
+  for kw in ({}, {'bias': bias}, {'mask': mask}, {'bias': bias, 'mask': mask},
+             {'bias': row_bias, 'mask': mask[0, 0]}):
+    want = explicit(q, k, v, **kw)
+    got = chunked(chunk)(q, k, v, **kw)
+    assert got.shape == (2, lq, 3, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # The mask really removes keys: masking all but key 0 returns value 0.
+  only_first = jnp.zeros((lq, lk), bool).at[:, 0].set(True)
+  got = chunked(chunk)(q, k, v, mask=only_first)
+  np.testing.assert_allclose(got, jnp.broadcast_to(v[:, :1], got.shape), rtol=1e-6)
+
+
+def test_chunked_attention_gradients_equal_explicit():
+  q, k, v = qkv(1, 21, 21, 2, 4, seed=3)
+  bias = jnp.asarray(np.random.default_rng(4).standard_normal((1, 2, 21, 21)), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(5).standard_normal((1, 21, 2, 4)), jnp.float32)
+
+  def loss(fn):
+    return jax.jit(jax.grad(lambda q, k, v, b: jnp.sum(fn(q, k, v, bias=b) * w),
+                            argnums=(0, 1, 2, 3)))
+  want = loss(explicit)(q, k, v, bias)
+  got = loss(functools.partial(layers.chunked_attention, chunk_size=4))(q, k, v, bias)
+  for g, e in zip(got, want):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_attention_dropout_is_explicit_attention_with_its_masks():
+  b, lq, lk, h, chunk, rate = 2, 10, 7, 2, 4, 0.3
+  q, k, v = qkv(b, lq, lk, h, 4, seed=6)
+  rng = jax.random.key(7)
+  got = chunked(chunk, dropout_rate=rate)(q, k, v, dropout_rng=rng)
+  # The masks chunked_attention draws: per (head g = b * H + h, query chunk j).
+  n = -(-lq // chunk)
+  keep = jnp.stack([
+      jnp.concatenate([layers.chunk_dropout_keep(rng, g, j, rate, (chunk, lk))
+                       for j in range(n)])[:lq]
+      for g in range(b * h)]).reshape(b, h, lq, lk)
+  assert 0.5 < float(keep.mean()) < 0.9          # about 1 - rate are kept.
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) / 2.0
+  probs = jax.nn.softmax(logits, -1) * keep / (1 - rate)
+  want = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  no_dropout = chunked(chunk)(q, k, v)
+  assert float(jnp.abs(got - no_dropout).max()) > 1e-2
+  other = chunked(chunk, dropout_rate=rate)(q, k, v, dropout_rng=jax.random.key(8))
+  assert float(jnp.abs(got - other).max()) > 1e-2
+
+
+def test_chunked_attention_bfloat16_keeps_float32_softmax():
+  q, k, v = qkv(1, 40, 40, 2, 8, seed=9)
+  want = explicit(q, k, v)
+  got = chunked(16)(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
+  assert got.dtype == jnp.bfloat16
+  # bf16 inputs/outputs (8 bits of mantissa); fp32 logits, max, exp and normaliser.
+  np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=3e-2)
+  # Large logits would overflow a bf16/fp16 exp without the fp32 max subtraction.
+  big = chunked(16)(*(a.astype(jnp.bfloat16) * 30 for a in (q, k, v)))
+  assert bool(jnp.isfinite(big.astype(jnp.float32)).all())
+
+
+def test_attention_errors_name_the_bad_value():
+  q, k, v = qkv(1, 5, 5, 2, 4)
+  with pytest.raises(ValueError, match='bias of shape'):
+    layers.chunked_attention(q, k, v, bias=jnp.zeros((3, 5, 5)))
+  with pytest.raises(ValueError, match="'flash'"):
+    layers.dot_product_attention(q, k, v, impl='flash')
+  with pytest.raises(ValueError, match='dropout_rng'):
+    layers.chunked_attention(q, k, v, dropout_rate=0.1)
+
+
+def test_default_impl_is_chunked_on_cpu_and_explicit_when_counting_flops():
+  assert jax.default_backend() == 'cpu'
+  assert layers.resolve_attention_impl('xla') == 'chunked'
+  assert layers.resolve_attention_impl('explicit') == 'explicit'
+  with layers.flop_counting():
+    assert layers.resolve_attention_impl('xla') == 'explicit'
+    assert layers.resolve_attention_impl('cudnn') == 'explicit'
+  assert layers.resolve_attention_impl('xla') == 'chunked'
+
+
+# --- Whole models and the train step --------------------------------------------------
+
+def tiny_config(attention_type='spatio_temporal', **overrides):
+  config = vc.default_config()
+  m = config.model
+  m.attention_type = attention_type
+  m.classifier = 'token' if attention_type == 'spatio_temporal' else 'gap'
+  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 16, 2, 4, 32
+  m.patch_size, m.temporal_patch_size = (4, 4), 2
+  config.dataset.num_frames, config.dataset.crop_size = T, HW
+  config.dataset.num_classes = NUM_CLASSES
+  config.trainer.batch_size = B
+  config.optimizer.name, config.schedule.name, config.schedule.base_lr = 'sgd', 'constant', 0.1
+  config.schedule.warmup_steps = 0
+  for k, v in overrides.items():
+    setattr(m, k, v)
+  vc.validate_config(config)
+  return config
+
+
+def noisy_params(model, seed=0):
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, T, HW, HW, C))))
+  r = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(0.3 * r.standard_normal(s.shape), s.dtype),
+                      shapes['params'])
+
+
+@pytest.fixture(scope='module')
+def video():
+  return jax.random.normal(jax.random.key(42), (B, T, HW, HW, C))
+
+
+def test_models_with_chunked_attention_equal_explicit(video, monkeypatch):
+  monkeypatch.setattr(layers, 'QUERY_CHUNK_SIZE', 4)   # 9 tokens -> 3 chunks in Model 1.
+  for attention_type in ('spatio_temporal', 'factorised_dot_product'):
+    out = {}
+    for impl in ('explicit', 'chunked', 'xla'):
+      model = models.create_model(tiny_config(attention_type, attention_impl=impl).model,
+                                  NUM_CLASSES)
+      out[impl] = jax.jit(model.apply)({'params': noisy_params(model)}, video)
+    np.testing.assert_allclose(out['chunked'], out['explicit'], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out['xla'], out['chunked'])   # CPU default = chunked.
+
+
+def test_flops_are_counted_through_the_chunked_kernel():
+  shape = (1, T, HW, HW, C)
+  gflops = {}
+  for impl in ('explicit', 'chunked'):
+    model = models.create_model(tiny_config(attention_impl=impl).model, NUM_CLASSES)
+    gflops[impl] = cost.forward_gflops(model, shape)
+  assert gflops['chunked'] == gflops['explicit'] > 0
+
+
+def make_step(config):
+  model = models.create_model(config.model, NUM_CLASSES)
+  tx, lr_fn = optim.create_optimizer(config, 10)
+  step = functools.partial(steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+                           num_classes=NUM_CLASSES)
+  return model, tx, step
+
+
+def batch_of(video):
+  return {'video': np.asarray(video), 'label': np.arange(B, dtype=np.int32) % NUM_CLASSES}
+
+
+def test_bfloat16_train_step_keeps_float32_params_loss_and_grads(video):
+  """bf16 compute: loss within 2% and updated params within 5% of the update size of
+  the float32 step; params, grads and metrics stay float32."""
+  out = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = tiny_config(dtype=dtype)
+    model, tx, step = make_step(config)
+    params = noisy_params(model)
+    state = steps.create_train_state(params, tx)
+    new, metrics = jax.jit(step)(state, batch_of(video), jax.random.key(0))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new.params))
+    assert metrics['loss'].dtype == jnp.float32
+    out[dtype] = (params, new.params, metrics)
+  (p0, p32, m32), (_, p16, m16) = out['float32'], out['bfloat16']
+  assert abs(float(m16['loss']) - float(m32['loss'])) < 0.02 * float(m32['loss'])
+  assert abs(float(m16['grad_norm']) - float(m32['grad_norm'])) < 0.05 * float(m32['grad_norm'])
+  update = max(float(jnp.abs(a - b).max()) for a, b in
+               zip(jax.tree.leaves(p32), jax.tree.leaves(p0)))
+  diff = max(float(jnp.abs(a - b).max()) for a, b in
+             zip(jax.tree.leaves(p32), jax.tree.leaves(p16)))
+  assert 0 < diff < 0.05 * update
+
+
+@pytest.mark.parametrize('policy', sorted(layers.REMAT_POLICIES))
+def test_remat_policies_give_identical_gradients(video, policy):
+  grads = {}
+  for remat in (False, True):
+    config = tiny_config(remat=remat, remat_policy=policy, dropout_rate=0.1,
+                         stochastic_depth=0.2)
+    model = models.create_model(config.model, NUM_CLASSES)
+    params = noisy_params(model)
+    loss = lambda p: jnp.sum(model.apply({'params': p}, video, train=True,
+                                         rngs={'dropout': jax.random.key(1)}) ** 2)
+    grads[remat] = jax.jit(jax.grad(loss))(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               grads[False], grads[True])
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[True])) > 0
+
+
+def test_remat_policy_is_validated():
+  config = tiny_config()
+  config.model.remat_policy = 'save_everything'
+  with pytest.raises(vc.ConfigError, match='model.remat_policy'):
+    vc.validate_config(config)
+  config = tiny_config()
+  config.trainer.prefetch_to_device = -1
+  with pytest.raises(vc.ConfigError, match='trainer.prefetch_to_device'):
+    vc.validate_config(config)
+
+
+@pytest.mark.parametrize('kind', ['jit', 'pmap'])
+def test_donated_train_step_equals_undonated(video, kind):
+  config = tiny_config()
+  config.trainer.parallelism = kind
+  config.trainer.batch_size = jax.local_device_count()   # one example per device.
+  model, tx, step = make_step(config)
+  state0 = steps.create_train_state(noisy_params(model), tx)
+  vid = jnp.concatenate([video] * (config.trainer.batch_size // B + 1))
+  batch = batch_of(vid[:config.trainer.batch_size])
+  batch['label'] = np.arange(config.trainer.batch_size, dtype=np.int32) % NUM_CLASSES
+  rng = jax.random.key(3)
+  plain = jax.jit(step)            # no donation.
+  want, want_m = plain(state0, batch, rng)
+  want, want_m2 = plain(want, batch, rng)
+  par = parallel.make_parallel(config, train_step_fn=step, eval_step_fn=lambda p, b: p)
+  dev_state = par.put_state(state0)
+  dev_batch = par.put_batch(batch)
+  for _ in range(2):
+    before = dev_state
+    dev_state, metrics = par.train_step(dev_state, dev_batch, rng)
+    assert all(x.is_deleted() for x in jax.tree.leaves(before.params))   # donated.
+  got = par.get_state(dev_state)
+  np.testing.assert_allclose(metrics['loss'], want_m2['loss'], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               got.params, want.params)
+
+
+def test_prefetch_to_device_keeps_order_and_places_batches():
+  seen = []
+
+  def put(batch):
+    seen.append(batch)
+    return jnp.asarray(batch)
+  host = (np.full((2,), i) for i in range(5))
+  it = parallel.prefetch_to_device(host, put, size=2)
+  first = next(it)
+  assert len(seen) == 3                        # two batches in flight ahead of step 1.
+  assert isinstance(first, jax.Array) and int(first[0]) == 0
+  assert [int(b[0]) for b in it] == [1, 2, 3, 4]
+  assert [int(b[0]) for b in parallel.prefetch_to_device(iter([np.zeros(1)] * 3), put, 0)] \
+      == [0, 0, 0]
