@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import einops
 import flax.linen as nn
@@ -84,15 +84,15 @@ def relative_position_index(window: Sequence[int], table_window: Sequence[int]) 
   rel = coords[:, :, None] - coords[:, None, :] + (np.asarray(table_window) - 1)[:, None, None]
   strides = np.array([(2 * table_window[1] - 1) * (2 * table_window[2] - 1),
                       2 * table_window[2] - 1, 1])
-  return np.einsum('cij,c->ij', rel, strides)
+  return np.einsum('cij,c->ij', rel, strides).astype(np.int32)
 
 
-def shifted_window_mask(grid: Sequence[int], window: Sequence[int],
-                        shift: Sequence[int]) -> np.ndarray:
-  """bool[nW, N, N] for the rolled map of `grid` (multiples of `window`): token i may
-  attend to j iff both came from the same region before the cyclic roll, i.e. were
-  neighbours in the unrolled video. Regions along a side: [0, G-w), [G-w, G-s), [G-s, G)
-  (one region when that side is not shifted)."""
+def shifted_window_regions(grid: Sequence[int], window: Sequence[int],
+                           shift: Sequence[int]) -> np.ndarray:
+  """int[nW, N]: for each window of the rolled map of `grid` (multiples of `window`),
+  the region each token came from; tokens attend only within their region, i.e. to
+  their neighbours in the unrolled video. Regions along a side: [0, G-w), [G-w, G-s),
+  [G-s, G) (one region when that side is not shifted)."""
   region = np.zeros(tuple(grid), np.int32)
   for axis, (g, w, s) in enumerate(zip(grid, window, shift)):
     ids = np.zeros(g, np.int32)
@@ -102,9 +102,8 @@ def shifted_window_mask(grid: Sequence[int], window: Sequence[int],
     shape = [1, 1, 1]
     shape[axis] = g
     region = region * 3 + ids.reshape(shape)
-  windows = einops.rearrange(region, '(nd wd) (nh wh) (nw ww) -> (nd nh nw) (wd wh ww)',
-                             wd=window[0], wh=window[1], ww=window[2])
-  return windows[:, :, None] == windows[:, None, :]
+  return einops.rearrange(region, '(nd wd) (nh wh) (nw ww) -> (nd nh nw) (wd wh ww)',
+                          wd=window[0], wh=window[1], ww=window[2])
 
 
 class ShiftedWindowLayout(nn.Module):
@@ -141,9 +140,10 @@ class ShiftedWindowLayout(nn.Module):
           wd=wd, wh=wh, ww=ww)
 
     mask = None
-    if shifted:
-      mask = shifted_window_mask(grid, self.window, self.shift)[:, None]  # [nW, 1, N, N]
-      mask = jnp.broadcast_to(mask, (batch, *mask.shape)).reshape(-1, *mask.shape[1:])
+    if shifted:  # [B*nW, 1, N, N], batch-major like the windows; built in the graph.
+      regions = jnp.asarray(shifted_window_regions(grid, self.window, self.shift))
+      regions = einops.repeat(regions, 'w n -> (b w) 1 n', b=batch)
+      mask = regions[..., :, None] == regions[..., None, :]
     out = attend(to_windows(query), to_windows(key), to_windows(value),
                  bias=bias.astype(query.dtype), mask=mask)
     out = einops.rearrange(
