@@ -24,9 +24,11 @@ Config fields (config.model): the backbone ViT: hidden_size D, num_layers, num_h
 mlp_dim, patch_size, classifier ('token'|'gap'); the temporal encoder (width D):
 temporal_num_layers (3), temporal_num_heads (12), temporal_mlp_dim (3072),
 temporal_window (18; None = full attention), temporal_dropout_rate (0.1),
-temporal_attention_dropout_rate (0.1); head_mlp_dim (768), head_dropout_rate (0.5); and the
-shared dropout_rate / attention_dropout_rate / stochastic_depth (both encoders, each linear
-in its own depth), layer_norm_epsilon, dtype, param_dtype, attention_impl, remat.
+temporal_attention_dropout_rate (0.1); head_mlp_dim (768), head_dropout_rate (0.5);
+dropout_rate / attention_dropout_rate (the backbone's), stochastic_depth (both encoders,
+each linear in its own depth), layer_norm_epsilon, dtype, param_dtype, attention_impl,
+remat. VTN with ViT-B (configs/kinetics400/vtn_vit_b.py) has 107.98M params; the
+original's separate global q/k/v projections would add 3 x 3 x (D^2 + D) = 5.3M.
 
 Parameter tree (original names on the right):
   backbone/...                             backbone (timm ViT-B/16; see vit.py for names)
