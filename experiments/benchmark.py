@@ -1,0 +1,509 @@
+r"""Throughput, latency, memory and MFU of the model zoo, next to Hugging Face PyTorch.
+
+  python experiments/benchmark.py --config=configs/kinetics400/vivit_b16x2_spatio_temporal.py
+  python experiments/benchmark.py --all --num_layers=2 --runs=3      # every paper config
+  python experiments/benchmark.py --config=... --dtype=bfloat16 --remat \
+      --train_batch_size=0 --json=/tmp/bench.json                      # GPU: largest batch
+
+For each config (`--config`, repeatable, `path[:arg]`; `--all` = `--configs` glob):
+  inference  jitted forward (train=False) at `--batch_size`: median seconds per call over
+             `--runs` timed calls after `--warmup` calls, spread (min-max), clips/s and
+             latency per clip;
+  train      one optimiser update of the real training path (`train/steps.train_step`
+             under `train/parallel.py`'s jit wrapper with buffer donation, the config's
+             optimizer) at `--train_batch_size` (0 = the largest power of two whose
+             compiled program fits the device memory; on CPU `--batch_size`): step time,
+             clips/s, memory (compiled `memory_analysis()` bytes and, where the backend
+             has them, `memory_stats()['peak_bytes_in_use']`).
+FLOPs are model FLOPs: XLA `cost_analysis()['flops']` of the lowered program with
+attention traced as its explicit formulation and no remat (`layers.flop_counting()`;
+loops and cuDNN calls would otherwise hide FLOPs, recomputation would add some).
+Achieved FLOP/s = FLOPs / median time; MFU = that / the device's peak (`PEAK_TFLOPS`
+below by device kind and dtype, or `--peak_tflops`).
+
+With torch and transformers installed (`--hf`, on by default), configs with a Hugging
+Face counterpart (ViViT Model 1 with tubelets -> `VivitForVideoClassification`,
+TimeSformer -> `TimesformerForVideoClassification`, sdpa attention) run the same shapes
+with random weights built locally, interleaved run by run with ours so a shared machine
+slows both alike; `ratio` = our clips/s / theirs (> 1: ours is faster). The training
+step there is forward, cross-entropy, backward, global-norm clipping and SGD momentum.
+
+Reduced shapes (`--num_frames`, `--crop_size`, `--num_layers`) keep CPU runs short; the
+attention shapes only change with frames and crop. Output: a markdown table on stdout
+and `--json=PATH` rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Optional
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vivit_jax import config as vc
+from vivit_jax import models
+from vivit_jax.models import layers
+from vivit_jax.train import optim, parallel, steps
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string('config', [], 'Config file(s), `path[:arg]`.')
+flags.DEFINE_bool('all', False, 'Benchmark every config matching --configs.')
+flags.DEFINE_string('configs', 'configs/kinetics400/*.py', 'Glob used by --all.')
+flags.DEFINE_integer('batch_size', 1, 'Inference batch (clips per call).')
+flags.DEFINE_integer('train_batch_size', None,
+                     'Training batch; 0 = largest power of two that fits the device '
+                     '(accelerators only); default: --batch_size.')
+flags.DEFINE_integer('max_train_batch', 512, 'Upper bound of the 0 search.')
+flags.DEFINE_integer('runs', 5, 'Timed calls per measurement (median and spread).')
+flags.DEFINE_integer('warmup', 1, 'Untimed calls after compilation.')
+flags.DEFINE_integer('num_frames', None, 'Override config.dataset.num_frames.')
+flags.DEFINE_integer('crop_size', None, 'Override config.dataset.crop_size.')
+flags.DEFINE_integer('num_layers', None, 'Override config.model.num_layers.')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Override config.model.dtype.')
+flags.DEFINE_bool('remat', None, 'Override config.model.remat.')
+flags.DEFINE_string('remat_policy', None, 'Override config.model.remat_policy.')
+flags.DEFINE_string('attention_impl', None, 'Override config.model.attention_impl.')
+flags.DEFINE_bool('inference', True, 'Measure inference.')
+flags.DEFINE_bool('train', True, 'Measure a training step.')
+flags.DEFINE_bool('hf', True, 'Also run Hugging Face PyTorch counterparts if installed.')
+flags.DEFINE_float('peak_tflops', None, 'Device peak TFLOP/s for MFU (default: table).')
+flags.DEFINE_string('json', None, 'Write the rows as JSON to this path.')
+
+# Dense peak TFLOP/s per chip by compute dtype: bf16 tensor cores / MXU, and float32
+# as XLA runs it by default (TF32 tensor cores on NVIDIA, bf16 passes on TPU).
+# Longest matching substring of `device_kind` wins (e.g. 'H100 PCIe' before 'H100').
+PEAK_TFLOPS = {
+    'H100 PCIe': {'bfloat16': 756.0, 'float32': 378.0},
+    'H100': {'bfloat16': 989.4, 'float32': 494.7},     # SXM; 'NVIDIA H100 80GB HBM3'.
+    'H200': {'bfloat16': 989.4, 'float32': 494.7},
+    'A100': {'bfloat16': 312.0, 'float32': 156.0},
+    'TPU v4': {'bfloat16': 275.0, 'float32': 275.0},
+    'TPU v5 lite': {'bfloat16': 197.0, 'float32': 197.0},   # v5e.
+    'TPU v5e': {'bfloat16': 197.0, 'float32': 197.0},
+    'TPU v5p': {'bfloat16': 459.0, 'float32': 459.0},
+    'TPU v5': {'bfloat16': 459.0, 'float32': 459.0},
+    'TPU v6 lite': {'bfloat16': 918.0, 'float32': 918.0},   # Trillium (v6e).
+}
+
+
+def peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
+  """Table peak of `device_kind` for `dtype` (None when unknown, e.g. CPUs)."""
+  if FLAGS.peak_tflops:
+    return FLAGS.peak_tflops
+  matches = [k for k in PEAK_TFLOPS if k.lower() in device_kind.lower()]
+  return PEAK_TFLOPS[max(matches, key=len)][dtype] if matches else None
+
+
+# --------------------------------------------------------------------------------------
+# Timing.
+
+@dataclasses.dataclass
+class Timing:
+  """Seconds per call: median and spread of the timed runs."""
+  times: list
+
+  @property
+  def median(self):
+    return statistics.median(self.times)
+
+  def as_dict(self):
+    return {'median_s': self.median, 'min_s': min(self.times), 'max_s': max(self.times),
+            'runs': len(self.times)}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict:
+  """Times each `fn()` (which must block until done) `runs` times, round-robin, so
+  machine load hits every candidate alike. Returns {name: Timing}."""
+  for fn in fns.values():
+    for _ in range(warmup):
+      fn()
+  times = {name: [] for name in fns}
+  for _ in range(runs):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: Timing(t) for name, t in times.items()}
+
+
+def _cost(compiled_or_lowered) -> float:
+  cost = compiled_or_lowered.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost.get('flops', 0.0)) if cost else 0.0
+
+
+def _memory(compiled) -> Optional[int]:
+  """Bytes the compiled program needs: arguments + outputs + temporaries - aliased."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:   # pylint: disable=broad-except
+    return None
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+
+
+def _peak_bytes_in_use() -> Optional[int]:
+  stats = jax.local_devices()[0].memory_stats()
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
+
+
+# --------------------------------------------------------------------------------------
+# Ours.
+
+def load(spec: str):
+  """Config of `path[:arg]` with the shape and speed overrides of the flags applied."""
+  path, _, arg = spec.partition(':')
+  config = vc.load_config(path, arg or None)
+  d, m = config.dataset, config.model
+  if FLAGS.num_frames:
+    d.num_frames = FLAGS.num_frames
+  if FLAGS.crop_size:
+    d.crop_size = FLAGS.crop_size
+  if FLAGS.num_layers:
+    m.num_layers = FLAGS.num_layers
+  for field in ('dtype', 'remat', 'remat_policy', 'attention_impl'):
+    value = getattr(FLAGS, field)
+    if value is not None:
+      m[field] = value
+  config.trainer.grad_accum_steps = 1
+  vc.validate_config(config)
+  return config
+
+
+def random_params(model, video_shape, seed=0):
+  """Params of `model` filled with small noise (no eager init: fast on CPU)."""
+  abstract = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros(video_shape, jnp.float32)))['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda s: jnp.asarray(0.02 * rng.standard_normal(s.shape), s.dtype), abstract)
+
+
+def video_shape(config, batch):
+  d = config.dataset
+  return (batch, d.num_frames, d.crop_size, d.crop_size, 3)
+
+
+class Ours:
+  """Jitted inference and training step of one config (our real code paths)."""
+
+  def __init__(self, config):
+    self.config = config
+    self.num_classes = config.dataset.num_classes
+    self.model = models.create_model(config.model, self.num_classes)
+    self.params = random_params(self.model, video_shape(config, 1))
+    self.forward = jax.jit(lambda p, x: self.model.apply({'params': p}, x, train=False))
+
+  def counting_model(self):
+    """The same model without remat (model FLOPs, not recomputation)."""
+    m = self.config.model.copy_and_resolve_references()
+    m.remat = False
+    return models.create_model(m, self.num_classes)
+
+  def inference_flops(self, batch) -> float:
+    model = self.counting_model()
+    x = jax.ShapeDtypeStruct(video_shape(self.config, batch), jnp.float32)
+    with layers.flop_counting():
+      lowered = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False)).lower(
+          self.params, x)
+    return _cost(lowered)
+
+  def make_inference(self, batch):
+    """(run() -> blocks, compiled bytes)."""
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(
+        video_shape(self.config, batch)).astype(np.float32))
+    compiled = self.forward.lower(self.params, x).compile()
+    return (lambda: jax.block_until_ready(compiled(self.params, x))), _memory(compiled)
+
+  def _train_parts(self, batch, model=None):
+    config = self.config
+    tx, lr_fn = optim.create_optimizer(config, max(config.trainer.num_train_steps, 1))
+    model = model or self.model
+    step_fn = lambda state, b, rng, axis_name=None: steps.train_step(
+        state, b, rng, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+        num_classes=self.num_classes,
+        label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
+        mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
+        axis_name=axis_name)
+    rng = np.random.default_rng(2)
+    host_batch = {
+        'video': rng.standard_normal(video_shape(config, batch)).astype(np.float32),
+        'label': rng.integers(0, self.num_classes, (batch,)).astype(np.int32)}
+    return step_fn, tx, host_batch
+
+  def train_flops(self, batch) -> float:
+    step_fn, tx, host_batch = self._train_parts(batch, self.counting_model())
+    state = jax.eval_shape(lambda p: steps.create_train_state(p, tx), self.params)
+    b = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch)
+    with layers.flop_counting():
+      lowered = jax.jit(step_fn).lower(state, b, jax.random.key(0))
+    return _cost(lowered)
+
+  def make_train(self, batch):
+    """(run() -> blocks, compiled bytes) of one optimiser update (state donated)."""
+    step_fn, tx, host_batch = self._train_parts(batch)
+    par = parallel.make_parallel(self.config, train_step_fn=step_fn,
+                                 eval_step_fn=lambda p, b: None)
+    holder = {'state': par.put_state(steps.create_train_state(self.params, tx))}
+    dev_batch = par.put_batch(host_batch)
+    rng = jax.random.key(0)
+    compiled = par.train_step.lower(holder['state'], dev_batch, rng).compile()
+
+    def run():
+      holder['state'], metrics = compiled(holder['state'], dev_batch, rng)
+      jax.block_until_ready(metrics['loss'])
+    return run, _memory(compiled)
+
+  def train_fits(self, batch) -> bool:
+    """Whether the training step at `batch` compiles within the device's memory."""
+    try:
+      _, need = self.make_train(batch)
+    except Exception as e:   # pylint: disable=broad-except
+      if 'RESOURCE_EXHAUSTED' in str(e) or 'out of memory' in str(e).lower():
+        return False
+      raise
+    limit = (jax.local_devices()[0].memory_stats() or {}).get('bytes_limit')
+    return need is None or limit is None or need <= limit
+
+
+def largest_train_batch(ours: Ours) -> int:
+  batch, best = 1, 0
+  while batch <= FLAGS.max_train_batch and ours.train_fits(batch):
+    best, batch = batch, batch * 2
+  if not best:
+    raise RuntimeError(f'{ours.config.experiment_name}: a training batch of 1 does not '
+                       'fit the device.')
+  return best
+
+
+# --------------------------------------------------------------------------------------
+# Hugging Face PyTorch counterparts.
+
+def hf_available() -> bool:
+  try:
+    import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import transformers  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def hf_model(config):
+  """(model, device, dtype, attention) of the Hugging Face counterpart of `config`, with
+  random weights, or None."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+  m, d = config.model, config.dataset
+  act = 'gelu_pytorch_tanh' if m.get('gelu_approximate', False) else 'gelu'
+  common = dict(hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
+                num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim,
+                hidden_act=act, layer_norm_eps=m.get('layer_norm_epsilon', 1e-6),
+                image_size=d.crop_size, num_frames=d.num_frames, num_labels=d.num_classes,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  if (m.name == 'vivit' and m.attention_type == 'spatio_temporal'
+      and m.embedding == 'tubelet' and m.classifier == 'token'):
+    hf_config = transformers.VivitConfig(
+        tubelet_size=[m.temporal_patch_size, *m.patch_size], qkv_bias=True, **common)
+    cls = transformers.VivitForVideoClassification
+  elif m.name == 'timesformer':
+    hf_config = transformers.TimesformerConfig(
+        patch_size=m.patch_size[0], attention_type=m.attention_type, **common)
+    cls = transformers.TimesformerForVideoClassification
+  else:
+    return None
+  torch.manual_seed(0)
+  dtype = torch.bfloat16 if m.get('dtype', 'float32') == 'bfloat16' else torch.float32
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  for attn in ('sdpa', 'eager'):   # TimeSformer has no sdpa path in transformers 5.
+    hf_config._attn_implementation = attn   # pylint: disable=protected-access
+    try:
+      model = cls(hf_config)
+    except ValueError:
+      continue
+    return model.to(device=device, dtype=dtype), device, dtype, attn
+  raise RuntimeError(f'{cls.__name__} could not be built with sdpa or eager attention')
+
+
+class Theirs:
+  """Inference and a training step of the Hugging Face counterpart."""
+
+  def __init__(self, config):
+    self.config = config
+    self.model, self.device, self.dtype, self.attn = hf_model(config)
+    self.name = type(self.model).__name__
+
+  def _inputs(self, batch):
+    import torch  # pylint: disable=import-outside-toplevel
+    d = self.config.dataset
+    g = torch.Generator().manual_seed(1)
+    video = torch.randn((batch, d.num_frames, 3, d.crop_size, d.crop_size), generator=g)
+    labels = torch.randint(0, d.num_classes, (batch,), generator=g)
+    return video.to(self.device, self.dtype), labels.to(self.device)
+
+  def _sync(self):
+    import torch  # pylint: disable=import-outside-toplevel
+    if self.device == 'cuda':
+      torch.cuda.synchronize()
+
+  def make_inference(self, batch):
+    import torch  # pylint: disable=import-outside-toplevel
+    video, _ = self._inputs(batch)
+    self.model.eval()
+
+    def run():
+      with torch.inference_mode():
+        self.model(pixel_values=video).logits.float().cpu()
+      self._sync()
+    return run
+
+  def make_train(self, batch):
+    import torch  # pylint: disable=import-outside-toplevel
+    video, labels = self._inputs(batch)
+    opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+
+    def run():
+      self.model.train()
+      logits = self.model(pixel_values=video).logits.float()
+      loss = torch.nn.functional.cross_entropy(logits, labels)
+      loss.backward()
+      torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+      opt.step()
+      opt.zero_grad(set_to_none=True)
+      loss.item()
+      self._sync()
+    return run
+
+
+# --------------------------------------------------------------------------------------
+
+def benchmark(spec: str, use_hf: bool) -> list[dict]:
+  config = load(spec)
+  m, d = config.model, config.dataset
+  name = pathlib.Path(spec.partition(':')[0]).stem + (
+      f':{spec.partition(":")[2]}' if spec.partition(':')[2] else '')
+  dev = jax.local_devices()[0]
+  dtype = m.get('dtype', 'float32')
+  peak = peak_tflops(dev.device_kind, dtype)
+  base = {'config': name, 'input': f'{d.num_frames}x{d.crop_size}x{d.crop_size}',
+          'num_layers': m.num_layers, 'dtype': dtype,
+          'attention_impl': layers.resolve_attention_impl(m.get('attention_impl', 'xla')),
+          'remat': bool(m.get('remat', False)),
+          'remat_policy': m.get('remat_policy', None) if m.get('remat', False) else None,
+          'device': dev.device_kind, 'platform': dev.platform}
+  ours = Ours(config)
+  theirs = Theirs(config) if use_hf and hf_model_supported(config) else None
+  rows = []
+  modes = [('inference', FLAGS.batch_size)] if FLAGS.inference else []
+  if FLAGS.train:
+    tb = FLAGS.train_batch_size
+    if tb is None or (tb == 0 and dev.platform == 'cpu'):
+      tb = FLAGS.batch_size
+    elif tb == 0:
+      tb = largest_train_batch(ours)
+    modes.append(('train', tb))
+  for mode, batch in modes:
+    print(f'# {name} {mode} batch {batch}: compiling...', file=sys.stderr, flush=True)
+    if mode == 'inference':
+      run, need = ours.make_inference(batch)
+      flops = ours.inference_flops(batch)
+    else:
+      run, need = ours.make_train(batch)
+      flops = ours.train_flops(batch)
+    fns = {'ours': run}
+    if theirs is not None:
+      fns['theirs'] = (theirs.make_inference(batch) if mode == 'inference'
+                       else theirs.make_train(batch))
+    timing = interleaved(fns, FLAGS.runs, FLAGS.warmup)
+    t = timing['ours']
+    row = dict(base, mode=mode, batch=batch, **t.as_dict(),
+               clips_per_s=batch / t.median, latency_per_clip_s=t.median / batch,
+               gflops=flops / 1e9, achieved_tflops=flops / t.median / 1e12,
+               mfu=(flops / t.median / 1e12 / peak) if peak else None,
+               peak_tflops=peak, compiled_bytes=need, peak_bytes_in_use=_peak_bytes_in_use())
+    if theirs is not None:
+      th = timing['theirs']
+      row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
+                 ratio=th.median / t.median)
+    rows.append(row)
+    print(markdown_row(row), flush=True)
+  return rows
+
+
+def hf_model_supported(config) -> bool:
+  m = config.model
+  return ((m.name == 'vivit' and m.attention_type == 'spatio_temporal'
+           and m.embedding == 'tubelet' and m.classifier == 'token')
+          or m.name == 'timesformer')
+
+
+HEADER = ('| config | mode | input | layers | dtype | attn | batch | median s (min-max) | '
+          'clips/s | ms/clip | GFLOPs | TFLOP/s | MFU | memory GB | HF (model: median s) | '
+          'ours/HF |\n' + '|---' * 16 + '|')
+
+
+def _gb(x):
+  return '-' if x is None else f'{x / 2**30:.2f}'
+
+
+def markdown_row(r) -> str:
+  hf = (f"{r['hf_model'].replace('ForVideoClassification', '')} ({r['hf_attention']}): "
+        f"{r['hf']['median_s']:.3f}" if 'hf' in r else '-')
+  ratio = f"{r['ratio']:.2f}x" if 'ratio' in r else '-'
+  mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
+  mem = r['peak_bytes_in_use'] if r['peak_bytes_in_use'] is not None else r['compiled_bytes']
+  return (f"| {r['config']} | {r['mode']} | {r['input']} | {r['num_layers']} | "
+          f"{r['dtype']}{' remat' if r['remat'] else ''} | {r['attention_impl']} | "
+          f"{r['batch']} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | "
+          f"{r['clips_per_s']:.2f} | {1e3 * r['latency_per_clip_s']:.0f} | "
+          f"{r['gflops']:.4g} | {r['achieved_tflops']:.3g} | {mfu} | {_gb(mem)} | {hf} | "
+          f"{ratio} |")
+
+
+def environment() -> dict:
+  env = {'date': time.strftime('%Y-%m-%d %H:%M %Z'), 'jax': jax.__version__,
+         'device': jax.local_devices()[0].device_kind, 'device_count': jax.device_count(),
+         'cpu_count': os.cpu_count(), 'python': platform.python_version(),
+         'machine': platform.processor() or platform.machine(),
+         'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  if hf_available():
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+    env.update(torch=torch.__version__, transformers=transformers.__version__,
+               torch_threads=torch.get_num_threads())
+  return env
+
+
+def main(argv):
+  del argv
+  specs = list(FLAGS.config)
+  if FLAGS.all:
+    specs += sorted(glob.glob(FLAGS.configs))
+  if not specs:
+    raise app.UsageError('give --config=PATH (repeatable) or --all')
+  use_hf = FLAGS.hf and hf_available()
+  env = environment()
+  print(' '.join(f'{k}={v}' for k, v in env.items()))
+  print(HEADER, flush=True)
+  rows = []
+  for spec in specs:
+    rows.extend(benchmark(spec, use_hf))
+  if FLAGS.json:
+    pathlib.Path(FLAGS.json).write_text(json.dumps({'environment': env, 'rows': rows},
+                                                   indent=2))
+
+
+if __name__ == '__main__':
+  app.run(main)
