@@ -9,19 +9,20 @@ synthetic recipe's data and optimisation (600 steps of batch 32), plus the space
 controls of Model 1 (frames shuffled / one frame repeated), which stay near chance.
 """
 
-CONFIGS = {
-    'vivit_model1': 'vivit_model1.py',
-    'vivit_model2': 'vivit_model2.py',
-    'vivit_model3': 'vivit_model3.py',
-    'vivit_model4': 'vivit_model4.py',
-    'timesformer_divided': 'timesformer.py',
-    'timesformer_joint': 'timesformer.py:joint_space_time',
-    'timesformer_space_only': 'timesformer.py:space_only',
-    'vtn': 'vtn.py',
-    'mvit': 'mvit.py',
-    'video_swin': 'video_swin.py',
-    'control_vivit_model1_shuffle': 'vivit_model1.py:shuffle',
-    'control_vivit_model1_single_frame': 'vivit_model1.py:single_frame',
+CONFIGS = {   # name: (config file under configs/synthetic/[:arg], overrides)
+    'vivit_model1': ('vivit_model1.py', {}),
+    'vivit_model2': ('vivit_model2.py', {}),
+    'vivit_model3': ('vivit_model3.py', {}),
+    'vivit_model4': ('vivit_model4.py', {}),
+    'timesformer_divided': ('timesformer.py', {}),
+    'timesformer_joint': ('timesformer.py', {'model.attention_type': 'joint_space_time'}),
+    'timesformer_space_only': ('timesformer.py', {'model.attention_type': 'space_only'}),
+    'vtn': ('vtn.py', {}),
+    'mvit': ('mvit.py', {}),
+    'mvitv2': ('mvitv2.py', {}),
+    'video_swin': ('video_swin.py', {}),
+    'control_vivit_model1_shuffle': ('vivit_model1.py:shuffle', {}),
+    'control_vivit_model1_single_frame': ('vivit_model1.py:single_frame', {}),
 }
 
 
@@ -36,5 +37,6 @@ def get_sweep(arg=None):
   tiny = arg == 'tiny'
   budget = {'trainer.num_train_steps': 10} if tiny else {}
   return [dict(name=name, config=_with_arg('configs/synthetic/' + spec,
-                                           'tiny' if tiny else None), **budget)
-          for name, spec in CONFIGS.items()]
+                                           'tiny' if tiny else None),
+               **overrides, **budget)
+          for name, (spec, overrides) in CONFIGS.items()]
