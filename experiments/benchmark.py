@@ -25,8 +25,14 @@ With torch and transformers installed (`--hf`, on by default), configs with a Hu
 Face counterpart (ViViT Model 1 with tubelets -> `VivitForVideoClassification`,
 TimeSformer -> `TimesformerForVideoClassification`, sdpa attention) run the same shapes
 with random weights built locally, interleaved run by run with ours so a shared machine
-slows both alike; `ratio` = our clips/s / theirs (> 1: ours is faster). The training
+slows both alike; `ratio` = our clips/s / theirs (> 1: ours is faster), `cpu_ratio`
+the same by CPU seconds per call (this process, all threads), which a shared
+machine's load hardly changes. The training
 step there is forward, cross-entropy, backward, global-norm clipping and SGD momentum.
+
+`--attention_kernels` instead times one attention layer over the config's full token
+sequence with `jax.nn.dot_product_attention`, the explicit path, the chunked kernel and
+torch sdpa (where the gap between JAX and PyTorch on CPU was).
 
 Reduced shapes (`--num_frames`, `--crop_size`, `--num_layers`) keep CPU runs short; the
 attention shapes only change with frames and crop. Output: a markdown table on stdout
@@ -78,6 +84,9 @@ flags.DEFINE_bool('train', True, 'Measure a training step.')
 flags.DEFINE_bool('hf', True, 'Also run Hugging Face PyTorch counterparts if installed.')
 flags.DEFINE_float('peak_tflops', None, 'Device peak TFLOP/s for MFU (default: table).')
 flags.DEFINE_string('json', None, 'Write the rows as JSON to this path.')
+flags.DEFINE_bool('attention_kernels', False,
+                  'Only time one attention layer of each config\'s largest '
+                  'sequence with every kernel (and torch sdpa).')
 
 # Dense peak TFLOP/s per chip by compute dtype: bf16 tensor cores / MXU, and float32
 # as XLA runs it by default (TF32 tensor cores on NVIDIA, bf16 passes on TPU).
@@ -109,16 +118,23 @@ def peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
 
 @dataclasses.dataclass
 class Timing:
-  """Seconds per call: median and spread of the timed runs."""
+  """Seconds per call, wall clock and this process's CPU time (all its threads), over
+  the timed runs. CPU seconds are what a call costs on a shared machine: other users'
+  load stretches wall time but hardly the CPU time a call needs."""
   times: list
+  cpu_times: list
 
   @property
   def median(self):
     return statistics.median(self.times)
 
+  @property
+  def cpu_median(self):
+    return statistics.median(self.cpu_times)
+
   def as_dict(self):
     return {'median_s': self.median, 'min_s': min(self.times), 'max_s': max(self.times),
-            'runs': len(self.times)}
+            'cpu_median_s': self.cpu_median, 'runs': len(self.times)}
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict:
@@ -127,13 +143,14 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> di
   for fn in fns.values():
     for _ in range(warmup):
       fn()
-  times = {name: [] for name in fns}
+  times = {name: ([], []) for name in fns}
   for _ in range(runs):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      start, cpu = time.perf_counter(), time.process_time()
       fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: Timing(t) for name, t in times.items()}
+      times[name][0].append(time.perf_counter() - start)
+      times[name][1].append(time.process_time() - cpu)
+  return {name: Timing(*t) for name, t in times.items()}
 
 
 def _cost(compiled_or_lowered) -> float:
@@ -179,6 +196,7 @@ def load(spec: str):
     if value is not None:
       m[field] = value
   config.trainer.grad_accum_steps = 1
+  config.trainer.parallelism = 'jit'   # the default wrapper (mesh over all devices).
   vc.validate_config(config)
   return config
 
@@ -252,41 +270,59 @@ class Ours:
       lowered = jax.jit(step_fn).lower(state, b, jax.random.key(0))
     return _cost(lowered)
 
-  def make_train(self, batch):
-    """(run() -> blocks, compiled bytes) of one optimiser update (state donated)."""
+  def _compile_train(self, batch):
+    """(parallel wrapper, tx, host batch, compiled step) at `batch`; nothing allocated."""
     step_fn, tx, host_batch = self._train_parts(batch)
     par = parallel.make_parallel(self.config, train_step_fn=step_fn,
                                  eval_step_fn=lambda p, b: None)
+    state = jax.eval_shape(lambda p: steps.create_train_state(p, tx), self.params)
+    b = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch)
+    compiled = par.train_step.lower(state, b, jax.random.key(0)).compile()
+    return par, tx, host_batch, compiled
+
+  def train_bytes(self, batch) -> Optional[int]:
+    """Compiled memory of the training step at `batch` (None: the compiler gave up)."""
+    try:
+      return _memory(self._compile_train(batch)[3])
+    except Exception as e:   # pylint: disable=broad-except
+      if 'RESOURCE_EXHAUSTED' in str(e) or 'out of memory' in str(e).lower():
+        return None
+      raise
+
+  def make_train(self, batch):
+    """(run() -> blocks, compiled bytes) of one optimiser update (state donated)."""
+    par, tx, host_batch, compiled = self._compile_train(batch)
     holder = {'state': par.put_state(steps.create_train_state(self.params, tx))}
     dev_batch = par.put_batch(host_batch)
     rng = jax.random.key(0)
-    compiled = par.train_step.lower(holder['state'], dev_batch, rng).compile()
 
     def run():
       holder['state'], metrics = compiled(holder['state'], dev_batch, rng)
       jax.block_until_ready(metrics['loss'])
     return run, _memory(compiled)
 
-  def train_fits(self, batch) -> bool:
-    """Whether the training step at `batch` compiles within the device's memory."""
-    try:
-      _, need = self.make_train(batch)
-    except Exception as e:   # pylint: disable=broad-except
-      if 'RESOURCE_EXHAUSTED' in str(e) or 'out of memory' in str(e).lower():
-        return False
-      raise
-    limit = (jax.local_devices()[0].memory_stats() or {}).get('bytes_limit')
-    return need is None or limit is None or need <= limit
 
-
-def largest_train_batch(ours: Ours) -> int:
-  batch, best = 1, 0
-  while batch <= FLAGS.max_train_batch and ours.train_fits(batch):
-    best, batch = batch, batch * 2
-  if not best:
+def largest_train_batch(ours: Ours, limit: Optional[int], max_batch: int) -> Optional[int]:
+  """Largest power of two <= max_batch whose training step fits in 95% of `limit` bytes
+  of device memory: bytes(b) extrapolated linearly from b = 1, 2, then checked (and
+  halved until it fits), so only a few compilations are needed. None if no limit."""
+  if not limit:
+    return None
+  budget = 0.95 * limit
+  one, two = ours.train_bytes(1), ours.train_bytes(2)
+  if one is None or one > budget:
     raise RuntimeError(f'{ours.config.experiment_name}: a training batch of 1 does not '
-                       'fit the device.')
-  return best
+                       f'fit the device ({one} bytes needed, {limit} available).')
+  per_clip = max((two or 2 * one) - one, 1)
+  batch = 1
+  while batch * 2 <= max_batch and one + (batch * 2 - 1) * per_clip <= budget:
+    batch *= 2
+  while batch > 1:
+    need = ours.train_bytes(batch)
+    if need is not None and need <= budget:
+      break
+    batch //= 2
+  return batch
 
 
 # --------------------------------------------------------------------------------------
@@ -412,7 +448,8 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
     if tb is None or (tb == 0 and dev.platform == 'cpu'):
       tb = FLAGS.batch_size
     elif tb == 0:
-      tb = largest_train_batch(ours)
+      limit = (dev.memory_stats() or {}).get('bytes_limit')
+      tb = largest_train_batch(ours, limit, FLAGS.max_train_batch) or FLAGS.batch_size
     modes.append(('train', tb))
   for mode, batch in modes:
     print(f'# {name} {mode} batch {batch}: compiling...', file=sys.stderr, flush=True)
@@ -436,9 +473,49 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
     if theirs is not None:
       th = timing['theirs']
       row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
-                 ratio=th.median / t.median)
+                 ratio=th.median / t.median, cpu_ratio=th.cpu_median / t.cpu_median)
     rows.append(row)
     print(markdown_row(row), flush=True)
+  return rows
+
+
+def attention_kernels(spec: str) -> list[dict]:
+  """One self-attention layer over all tokens of `spec`'s video (the Model 1 sequence:
+  n_t * n_h * n_w + 1 tokens) with every kernel, and torch sdpa, interleaved."""
+  config = load(spec)
+  m, d = config.model, config.dataset
+  tokens = (d.num_frames // m.get('temporal_patch_size', 1)) * (
+      d.crop_size // m.patch_size[0]) * (d.crop_size // m.patch_size[1]) + 1
+  heads, head_dim = m.num_heads, m.hidden_size // m.num_heads
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.standard_normal((FLAGS.batch_size, tokens, heads, head_dim)),
+                         jnp.float32) for _ in range(3))
+  fns = {}
+  for impl in ('xla', 'explicit', 'chunked'):
+    fn = jax.jit(lambda q, k, v, impl=impl: (
+        jax.nn.dot_product_attention(q, k, v) if impl == 'xla'
+        else layers.dot_product_attention(q, k, v, impl=impl)))
+    fns['jax.nn.dot_product_attention' if impl == 'xla' else impl] = (
+        lambda fn=fn: jax.block_until_ready(fn(q, k, v)))
+  if hf_available():
+    import torch  # pylint: disable=import-outside-toplevel
+    tq, tk, tv = (torch.from_numpy(np.array(a)).transpose(1, 2).contiguous()
+                  for a in (q, k, v))
+
+    def sdpa():
+      with torch.inference_mode():
+        torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
+    fns['torch sdpa'] = sdpa
+  timing = interleaved(fns, FLAGS.runs, FLAGS.warmup)
+  flops = 4 * FLAGS.batch_size * tokens * tokens * heads * head_dim
+  rows = []
+  for name, t in timing.items():
+    rows.append({'kernel': name, 'tokens': tokens, 'heads': heads, 'head_dim': head_dim,
+                 'batch': FLAGS.batch_size, **t.as_dict(),
+                 'achieved_tflops': flops / t.median / 1e12})
+    print(f"| {name} | {tokens} x {heads} x {head_dim} | {t.median:.3f} "
+          f"({min(t.times):.3f}-{max(t.times):.3f}) | {t.cpu_median:.3f} | "
+          f"{flops / t.median / 1e9:.0f} |", flush=True)
   return rows
 
 
@@ -450,8 +527,8 @@ def hf_model_supported(config) -> bool:
 
 
 HEADER = ('| config | mode | input | layers | dtype | attn | batch | median s (min-max) | '
-          'clips/s | ms/clip | GFLOPs | TFLOP/s | MFU | memory GB | HF (model: median s) | '
-          'ours/HF |\n' + '|---' * 16 + '|')
+          'CPU s | clips/s | ms/clip | GFLOPs | TFLOP/s | MFU | compiled GB | '
+          'HF (attn): median s | ours/HF clips/s |\n' + '|---' * 17 + '|')
 
 
 def _gb(x):
@@ -461,12 +538,13 @@ def _gb(x):
 def markdown_row(r) -> str:
   hf = (f"{r['hf_model'].replace('ForVideoClassification', '')} ({r['hf_attention']}): "
         f"{r['hf']['median_s']:.3f}" if 'hf' in r else '-')
-  ratio = f"{r['ratio']:.2f}x" if 'ratio' in r else '-'
+  ratio = f"{r['ratio']:.2f}x (CPU {r['cpu_ratio']:.2f}x)" if 'ratio' in r else '-'
   mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
-  mem = r['peak_bytes_in_use'] if r['peak_bytes_in_use'] is not None else r['compiled_bytes']
+  mem = r['compiled_bytes']
   return (f"| {r['config']} | {r['mode']} | {r['input']} | {r['num_layers']} | "
           f"{r['dtype']}{' remat' if r['remat'] else ''} | {r['attention_impl']} | "
           f"{r['batch']} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | "
+          f"{r['cpu_median_s']:.3f} | "
           f"{r['clips_per_s']:.2f} | {1e3 * r['latency_per_clip_s']:.0f} | "
           f"{r['gflops']:.4g} | {r['achieved_tflops']:.3g} | {mfu} | {_gb(mem)} | {hf} | "
           f"{ratio} |")
@@ -496,10 +574,16 @@ def main(argv):
   use_hf = FLAGS.hf and hf_available()
   env = environment()
   print(' '.join(f'{k}={v}' for k, v in env.items()))
-  print(HEADER, flush=True)
   rows = []
-  for spec in specs:
-    rows.extend(benchmark(spec, use_hf))
+  if FLAGS.attention_kernels:
+    print('| kernel | tokens x heads x head_dim | median s (min-max) | CPU s | GFLOP/s |\n'
+          '|---|---|---|---|---|', flush=True)
+    for spec in specs:
+      rows.extend(attention_kernels(spec))
+  else:
+    print(HEADER, flush=True)
+    for spec in specs:
+      rows.extend(benchmark(spec, use_hf))
   if FLAGS.json:
     pathlib.Path(FLAGS.json).write_text(json.dumps({'environment': env, 'rows': rows},
                                                    indent=2))

@@ -40,6 +40,7 @@ def chunked(chunk_size, **static):
 @pytest.mark.parametrize('lq,lk,chunk', [
     (37, 37, 8),     # 5 chunks, last one padded.
     (32, 19, 8),     # chunks divide Lq exactly; cross-attention (Lk != Lq).
+    (70, 9, 32),     # 3 balanced chunks of 24 rows rather than 32 + 32 + 6.
     (6, 11, 8),      # Lq <= chunk: one batched computation.
 ])
 def test_chunked_attention_equals_explicit(lq, lk, chunk):
