@@ -26,9 +26,11 @@ def synthetic_model(variant):
 
 
 def tiny_model(m):
-  """Test-sized: 4x8x8 clips, stem 3x3x3/2x2x2 -> 2x4x4 tokens, width 8, 2 blocks."""
+  """Test-sized: 4x8x8 clips, stem 3x3x3/2x2x2 -> 2x4x4 tokens, width 8, 2 blocks,
+  pooling kernels 1x3x3 (fewer taps to compile)."""
   m.patch_kernel, m.patch_stride, m.patch_padding = (3, 3, 3), (2, 2, 2), (1, 1, 1)
   m.embed_dim, m.depth = 8, 2
+  m.pool_kvq_kernel = (1, 3, 3)
   m.dim_mul = m.head_mul = ((1, 2.0),)
   m.pool_q_stride = ((0, 1, 1, 1), (1, 1, 2, 2)) if m.dim_mul_in_att else ((1, 1, 2, 2),)
   m.pool_kv_stride_adaptive = (1, 2, 2)
