@@ -18,6 +18,7 @@ import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from vivit_jax.models.embeddings import AddPositionEmbedding
 
@@ -198,13 +199,21 @@ def _attention_block(q, kt, v, bias, mask, keep, rate):
     logits = logits + bias
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-  denom = jnp.sum(e, axis=-1, keepdims=True)
+  # Names of the small [..., c, 1|Dh] results that `chunked_attention` keeps for the
+  # backward pass (`_CHUNK_SAVED`): only the logits and exp are recomputed.
+  row_max = checkpoint_name(jnp.max(logits, axis=-1, keepdims=True), 'attention_max')
+  e = jnp.exp(logits - row_max)
+  denom = checkpoint_name(jnp.sum(e, axis=-1, keepdims=True), 'attention_denominator')
   if keep is not None:
     e = jnp.where(keep, e / (1.0 - rate), 0.0)
   out = jnp.einsum('...qk,...kd->...qd', e.astype(v.dtype), v,
                    preferred_element_type=jnp.float32)
+  out = checkpoint_name(out, 'attention_unnormalised')
   return (out / denom).astype(v.dtype)
+
+
+_CHUNK_SAVED = jax.checkpoint_policies.save_only_these_names(
+    'attention_max', 'attention_denominator', 'attention_unnormalised')
 
 
 def chunk_dropout_keep(rng, group: int, chunk: int, rate: float, shape):
@@ -225,8 +234,9 @@ def chunked_attention(query, key, value, *, bias=None, mask=None,
   over the B*H heads runs a `lax.scan` over ceil(Lq / chunk_size) equal chunks of at
   most `chunk_size` queries (the last one padded): the
   [chunk, Lk] logits of one head stay in cache between the two matmuls and the softmax,
-  which is what makes it fast on CPU, and the chunk body is rematerialised in the
-  backward pass, so training memory is O(chunk * Lk) per head instead of O(Lq * Lk).
+  which is what makes it fast on CPU. The backward pass recomputes a chunk's logits and
+  exp (one matmul) from its saved row max, normaliser and unnormalised output, so
+  training memory is O(chunk * Lk) per head instead of O(Lq * Lk).
   Dropout (rate > 0 needs `dropout_rng`) drops attention probabilities; its masks are
   `chunk_dropout_keep` per (head, chunk), or one mask over [B, H, Lq, Lk] when unchunked.
   """
@@ -270,7 +280,7 @@ def chunked_attention(query, key, value, *, bias=None, mask=None,
     per_chunk = {name: chunks(x) for name, x in rows.items() if x.shape[0] > 1}
     fixed = {name: x for name, x in rows.items() if x.shape[0] == 1}
 
-    @functools.partial(jax.checkpoint, prevent_cse=False)
+    @functools.partial(jax.checkpoint, prevent_cse=False, policy=_CHUNK_SAVED)
     def per_chunk_fn(j, q_c, extra_c):
       extra = {**fixed, **extra_c}
       keep = (chunk_dropout_keep(dropout_rng, g, j, rate, (chunk_size, lk))
