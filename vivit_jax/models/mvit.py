@@ -362,7 +362,7 @@ class MViT(nn.Module):
     if self.use_abs_pos:
       x = self.position_embedding(x, grid)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
-    block = nn.remat(MViTBlock, static_argnums=(2,)) if cfg.remat else MViTBlock
+    block = cfg.maybe_remat(MViTBlock)
     for i, spec in enumerate(block_specs(self, grid)):
       width = spec.dim_out if self.dim_mul_in_att else spec.dim
       block_cfg = dataclasses.replace(cfg, hidden_size=width, num_heads=spec.num_heads,

@@ -151,8 +151,7 @@ class TimeSformer(nn.Module):
       x = jnp.concatenate([cls, einops.rearrange(tokens, 'b t s d -> b (t s) d')], axis=1)
       if self.attention_type == 'divided_space_time':
         block, block_kwargs = DividedSpaceTimeBlock, {'num_frames': num_frames}
-    if cfg.remat:
-      block = nn.remat(block, static_argnums=(2,))
+    block = cfg.maybe_remat(block)
     for i in range(cfg.num_layers):
       x = block(cfg, drop_path=cfg.drop_path_rate(i), name=f'encoderblock_{i}',
                 **block_kwargs)(x, not train)

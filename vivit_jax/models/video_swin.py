@@ -228,7 +228,7 @@ class VideoSwin(nn.Module):
     x = layer_norm(cfg, 'embedding_norm')(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
     shift = tuple(w // 2 for w in self.window_size)
-    block = nn.remat(SwinBlock, static_argnums=(2,)) if cfg.remat else SwinBlock
+    block = cfg.maybe_remat(SwinBlock)
     index = itertools.count()
     for s, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
       width = self.embed_dim * 2 ** s
