@@ -285,3 +285,26 @@ def test_prefetch_to_device_keeps_order_and_places_batches():
   assert [int(b[0]) for b in it] == [1, 2, 3, 4]
   assert [int(b[0]) for b in parallel.prefetch_to_device(iter([np.zeros(1)] * 3), put, 0)] \
       == [0, 0, 0]
+
+
+def test_gpu_default_tries_cudnn_for_half_precision_and_falls_back_to_xla(monkeypatch):
+  """No GPU here: the backend and jax.nn.dot_product_attention are stood in for, to
+  check which implementation the 'xla' default asks for."""
+  calls = []
+
+  def fake(q, k, v, *, bias=None, mask=None, implementation=None):
+    calls.append(implementation)
+    if implementation == 'cudnn' and fake.reject:
+      raise NotImplementedError('cuDNN does not support this configuration')
+    return q
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  monkeypatch.setattr(jax.nn, 'dot_product_attention', fake)
+  q, k, v = qkv(1, 5, 5, 2, 8)
+  fake.reject = False
+  layers.dot_product_attention(q.astype(jnp.bfloat16), k, v)
+  layers.dot_product_attention(q, k, v)              # float32: XLA directly.
+  fake.reject = True
+  layers.dot_product_attention(q.astype(jnp.bfloat16), k, v)
+  assert calls == ['cudnn', 'xla', 'cudnn', 'xla']
+  with pytest.raises(NotImplementedError):          # a forced 'cudnn' does not fall back.
+    layers.dot_product_attention(q.astype(jnp.bfloat16), k, v, impl='cudnn')

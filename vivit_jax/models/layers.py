@@ -118,9 +118,10 @@ def resolve_attention_impl(impl: str) -> str:
   """The kernel `impl` runs on the default backend: 'xla' picks the fastest correct one.
 
   'xla' -> 'chunked' on CPU (query-chunked heads-first kernel, ~4x faster than XLA's
-  generic attention there) and `jax.nn.dot_product_attention` elsewhere (cuDNN flash
-  attention on GPU where the shapes allow). Other values are returned as given, except
-  inside `flop_counting()`, where everything is 'explicit'.
+  generic attention there) and `jax.nn.dot_product_attention` elsewhere, which
+  `dot_product_attention` runs as cuDNN flash attention on GPU for bf16/fp16 inputs that
+  cuDNN accepts, XLA otherwise. Other values are returned as given, except inside
+  `flop_counting()`, where everything is 'explicit'.
   """
   if impl not in ATTENTION_IMPLS:
     raise ValueError(f'attention impl {impl!r} is invalid: expected one of {ATTENTION_IMPLS}.')
@@ -159,8 +160,17 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   if impl != 'explicit' and not use_dropout:
     if mask is not None:
       mask = jnp.asarray(mask, bool)
-    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
-                                        implementation=impl)
+    attention = functools.partial(jax.nn.dot_product_attention, query, key, value,
+                                  bias=bias, mask=mask)
+    if (impl == 'xla' and jax.default_backend() == 'gpu'
+        and query.dtype in (jnp.bfloat16, jnp.float16)):
+      # jax's own default is XLA; try cuDNN flash attention, which rejects (at trace
+      # time) dtypes, head sizes and layouts it does not support.
+      try:
+        return attention(implementation='cudnn')
+      except (ValueError, NotImplementedError, RuntimeError, TypeError):
+        pass
+    return attention(implementation=impl)
   scale = query.shape[-1] ** -0.5
   logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
                       preferred_element_type=jnp.float32) * scale
