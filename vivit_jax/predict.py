@@ -28,15 +28,18 @@ from typing import Optional, Sequence
 import numpy as np
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + '
-                               'checkpoints/).')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
-    'written by `python -m vivit_jax.convert`.')
-_CONFIG = flags.DEFINE_string('config', None, 'Config file (.py with get_config, or '
-                              'config.json); default: the workdir/checkpoint config.json.')
-_TOP_K = flags.DEFINE_integer('top_k', 5, 'Classes printed per video.')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
+
+def _define_flags():
+  """The CLI flags, defined only when run as a program (so importing this module next to
+  `vivit_jax.main`, which has its own --workdir/--config, cannot clash)."""
+  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
+  flags.DEFINE_string(
+      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
+      'written by `python -m vivit_jax.convert`.')
+  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
+                      'default: the workdir/checkpoint config.json.')
+  flags.DEFINE_integer('top_k', 5, 'Classes printed per video.')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
 
 
 # ---------------------------------------------------------------------------------
@@ -139,22 +142,23 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
 
 
 def main(argv):
+  FLAGS = flags.FLAGS
   videos = argv[1:]
   if not videos:
     raise app.UsageError('Pass one or more video files.')
-  if not _WORKDIR.value and not _CHECKPOINT.value:
+  if not FLAGS.workdir and not FLAGS.checkpoint:
     raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
                          'checkpoint directory holds config.json).')
-  config = load_config(_CONFIG.value, _WORKDIR.value, _CHECKPOINT.value)
-  model, params, step_dir = load_model(config, _WORKDIR.value, _CHECKPOINT.value)
+  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
   names = label_names(config, config.dataset.num_classes,
-                      [_WORKDIR.value, _CHECKPOINT.value, step_dir])
+                      [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predict = Predictor(config, model, params)
   from vivit_jax.data.pipeline import DecodeError
   results, failed = [], 0
   for path in videos:
     try:
-      result = {'path': path, 'top': top_k(predict(path), names, _TOP_K.value)}
+      result = {'path': path, 'top': top_k(predict(path), names, FLAGS.top_k)}
     except (DecodeError, OSError, ValueError) as e:
       failed += 1
       message = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -163,11 +167,11 @@ def main(argv):
       print(f'ERROR {message}', file=sys.stderr, flush=True)
       result = {'path': path, 'error': message}
     results.append(result)
-    if not _JSON.value and 'top' in result:
+    if not FLAGS.json and 'top' in result:
       print(path)
       for r in result['top']:
         print(f'  {r["prob"]:.4f}  {r["label"]}')
-  if _JSON.value:
+  if FLAGS.json:
     print(json.dumps({'checkpoint': step_dir, 'num_views':
                       int(config.dataset.get('num_test_clips', 1)) *
                       int(config.dataset.get('num_test_crops', 1)),
@@ -176,4 +180,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -296,18 +296,23 @@ def run_sweep(spec: str, workdir: str, *, only: Optional[list[str]] = None) -> l
   return rows
 
 
-_SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file path[:arg] (get_sweep(arg)).')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory (one sub-dir per entry).')
-_ONLY = flags.DEFINE_list('only', None, 'Run only these entry names.')
+def _define_flags():
+  """The CLI flags, defined only when run as a program (so importing this module next to
+  another entry point, e.g. predict's --workdir, cannot clash)."""
+  flags.DEFINE_string('sweep', None, 'Sweep file path[:arg] (get_sweep(arg)).')
+  flags.DEFINE_string('workdir', None, 'Sweep directory (one sub-dir per entry).')
+  flags.DEFINE_list('only', None, 'Run only these entry names.')
+  flags.mark_flags_as_required(['sweep', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  rows = run_sweep(_SWEEP.value, _WORKDIR.value, only=_ONLY.value)
+  FLAGS = flags.FLAGS
+  rows = run_sweep(FLAGS.sweep, FLAGS.workdir, only=FLAGS.only)
   print(markdown_table(rows))
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['sweep', 'workdir'])
+  _define_flags()
   app.run(main)
