@@ -76,6 +76,19 @@ def default_model_config() -> ml_collections.ConfigDict:
   return m
 
 
+def shared_model_options(model: ml_collections.ConfigDict, *,
+                         layer_norm_epsilon: float = 1e-6) -> ml_collections.ConfigDict:
+  """Sets the numerics/memory options every model family has (see default_model_config
+  for their meaning): LayerNorm epsilon, exact GELU, fp32 compute and params, the
+  backend's default attention kernel, no remat."""
+  model.layer_norm_epsilon = layer_norm_epsilon
+  model.gelu_approximate = False
+  model.dtype = model.param_dtype = 'float32'
+  model.attention_impl = 'xla'
+  model.remat, model.remat_policy = False, 'nothing_saveable'
+  return model
+
+
 def default_config() -> ml_collections.ConfigDict:
   """Every group with its defaults; config files override fields."""
   c = ml_collections.ConfigDict()

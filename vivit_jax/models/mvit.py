@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vivit_jax import config as vc
 from vivit_jax.models import embeddings
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
                                      TransformerConfig, layer_norm)
@@ -404,12 +405,7 @@ def model_config(variant: str = 'B') -> ml_collections.ConfigDict:
   m.stochastic_depth = 0.2
   m.dropout_rate = m.attention_dropout_rate = 0.0
   m.head_dropout_rate = 0.5
-  m.layer_norm_epsilon = 1e-6
-  m.gelu_approximate = False
-  m.dtype = m.param_dtype = 'float32'
-  m.attention_impl = 'xla'
-  m.remat = False
-  return m
+  return vc.shared_model_options(m)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vivit_jax import config as vc
 from vivit_jax.models import embeddings
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
                                      TransformerConfig, layer_norm)
@@ -263,12 +264,7 @@ def model_config(variant: str = 'T') -> ml_collections.ConfigDict:
   m.attention_dropout_rate = 0.0
   m.stochastic_depth = {'T': 0.1, 'S': 0.2, 'B': 0.3, 'L': 0.3}[variant]
   m.head_dropout_rate = 0.5
-  m.layer_norm_epsilon = 1e-5
-  m.gelu_approximate = False
-  m.dtype = m.param_dtype = 'float32'
-  m.attention_impl = 'xla'
-  m.remat = False
-  return m
+  return vc.shared_model_options(m, layer_norm_epsilon=1e-5)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:

@@ -131,12 +131,7 @@ def model_config(backbone: str = 'B') -> ml_collections.ConfigDict:
   m.temporal_dropout_rate = m.temporal_attention_dropout_rate = 0.1
   m.head_mlp_dim, m.head_dropout_rate = 768, 0.5
   m.dropout_rate = m.attention_dropout_rate = m.stochastic_depth = 0.0
-  m.layer_norm_epsilon = 1e-6
-  m.gelu_approximate = False
-  m.dtype = m.param_dtype = 'float32'
-  m.attention_impl = 'xla'
-  m.remat = False
-  return m
+  return vc.shared_model_options(m)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:
