@@ -240,9 +240,13 @@ def kinetics400_recipe(config: ml_collections.ConfigDict) -> ml_collections.Conf
 
 
 def synthetic_transformer(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The CPU-sized transformer of the synthetic configs: tubelets 2x8x8 on 16x32x32 clips
-  (8x4x4 = 128 tokens), hidden 64, 2 layers, 4 heads, MLP 256."""
-  model.embedding, model.patch_size, model.temporal_patch_size = 'tubelet', (8, 8), 2
+  """The CPU-sized transformer of the synthetic configs: tubelets 8x4x4 on 16x32x32 clips
+  (2x8x8 = 128 tokens), hidden 64, 2 layers, 4 heads, MLP 256.
+
+  Measured on the synthetic task (Model 1, validation top-1 after 2000 steps): 8x8
+  patches (t=2 or 4) learn the moves but not the direction of rotation/growth (57-60%),
+  4x4 patches do better (t=4: 70%, 256 tokens; t=8: 70-74% at half the cost)."""
+  model.embedding, model.patch_size, model.temporal_patch_size = 'tubelet', (4, 4), 8
   model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = 64, 2, 4, 256
   return model
 
@@ -263,8 +267,8 @@ def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = Non
                      tiny_model: Callable = tiny_transformer) -> ml_collections.ConfigDict:
   """Data, optimisation and trainer of the synthetic motion task; then applies `arg`.
 
-  16 frames of 32x32, 10 classes; AdamW lr 1e-3, warm-up 50 + cosine, batch 32, 600
-  steps. `arg` is comma-separated (`--config=configs/synthetic/x.py:tiny,shuffle`):
+  16 frames of 32x32, 10 classes, 16384 training videos; AdamW lr 1e-3, warm-up 100 +
+  cosine, batch 32, 3000 steps (about 8 minutes for Model 1 on 2 CPU cores). `arg` is comma-separated (`--config=configs/synthetic/x.py:tiny,shuffle`):
     tiny          test-sized data and trainer (seconds on CPU); `tiny_model(model)`
                   shrinks the model (each family passes its own).
     shuffle       space-only control: frames shuffled (one random permutation per batch).
@@ -273,13 +277,14 @@ def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = Non
   """
   d = config.dataset
   d.name, d.num_frames, d.crop_size, d.num_classes = 'synthetic', 16, 32, 10
+  d.num_train_examples = 16384     # underfits rather than overfits at this budget.
   o = config.optimizer
   o.name, o.weight_decay, o.grad_clip_norm = 'adamw', 1e-4, 1.0
   s = config.schedule
-  s.name, s.base_lr, s.warmup_steps = 'warmup_cosine', 1e-3, 50
+  s.name, s.base_lr, s.warmup_steps = 'warmup_cosine', 1e-3, 100
   t = config.trainer
-  t.batch_size, t.eval_batch_size, t.num_train_steps = 32, 64, 600
-  t.log_every, t.eval_every, t.checkpoint_every = 50, 200, 200
+  t.batch_size, t.eval_batch_size, t.num_train_steps = 32, 64, 3000
+  t.log_every, t.eval_every, t.checkpoint_every = 100, 1000, 1000
   for a in (arg or '').split(','):
     a = a.strip()
     if not a:

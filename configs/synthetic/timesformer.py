@@ -15,4 +15,5 @@ def get_config(arg=None):
   c.experiment_name = 'synthetic_timesformer'
   m = vc.synthetic_transformer(c.model)
   m.name, m.attention_type, m.classifier = 'timesformer', 'divided_space_time', 'token'
+  m.patch_size = (8, 8)   # per-frame patches: 16 x 16 = 256 tokens, as Model 1's count.
   return vc.synthetic_recipe(c, arg)

@@ -1,6 +1,6 @@
 r"""ViViT Model 2 (factorised encoder: spatial, then temporal transformer) on the synthetic task.
 
-CPU-sized: 16 frames of 32x32, tubelets 2x8x8 (8x4x4 = 128 tokens), hidden 64, 4 heads.
+CPU-sized: 16 frames of 32x32, tubelets 8x4x4 (2x8x8 = 128 tokens), hidden 64, 4 heads.
   python -m vivit_jax.main --config=configs/synthetic/vivit_model2.py --workdir=/tmp/m2
 Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.config.synthetic_recipe.
 """

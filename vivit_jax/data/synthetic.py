@@ -47,11 +47,11 @@ SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
 
 _CHUNK = 64                 # examples per seeded generation chunk (fixes the data).
 _SLOTS = 3                  # shapes per video: the target and up to two distractors.
-_SIZE_RANGE = (0.08, 0.25)  # shape half-length as a fraction of the frame side.
+_SIZE_RANGE = (0.1, 0.3)    # shape half-length as a fraction of the frame side.
 _ASPECT_RANGE = (0.3, 0.5)  # half-width / half-length.
 # Change over one clip (`clip_frames` frames):
 _SHIFT_RANGE = (0.25, 0.6)                    # displacement, fractions of the side.
-_TURN_RANGE = (np.pi / 3, 5 * np.pi / 6)      # rotation in radians (shapes have 180° symmetry).
+_TURN_RANGE = (np.pi / 2, 5 * np.pi / 6)      # rotation in radians (shapes have 180° symmetry).
 _GROWTH_RANGE = (1.4, 2.0)                    # size ratio end / start.
 _WALK_STD = 0.01            # distractor random-walk step, fraction of the side per frame.
 
@@ -166,7 +166,7 @@ def _sample_params(rng, n, num_frames, size, clip_frames):
                 aspect=aspect, roundness=roundness, colour=colour, background=background,
                 **_background_texture(rng, n, size))
   params = {k: v.astype(np.float32) for k, v in params.items()}
-  noise_mask = np.array([3, 7, 15, 31], np.uint8)[rng.integers(0, 4, n)]
+  noise_mask = np.array([3, 7, 15], np.uint8)[rng.integers(0, 3, n)]
   return dict(params, label=label, visible=visible, noise_mask=noise_mask)
 
 
