@@ -24,15 +24,25 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 
-def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of the config file at `path` (as `--config=path:arg` would)."""
+def load_config(path: str, arg: str | None = None, **kwargs) -> ml_collections.ConfigDict:
+  """`get_config(arg, **kwargs)` of the config file at `path` (as `--config=path:arg`
+  would, for no kwargs)."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'config file {str(path)!r} does not exist')
   spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  if arg is None and not kwargs:
+    return module.get_config()
+  return module.get_config(arg, **kwargs)
+
+
+def sibling_config(config_file: str, name: str, arg: str | None = None,
+                   **kwargs) -> ml_collections.ConfigDict:
+  """The config of file `name` next to `config_file` (configs/ is not a package), for
+  a config that is a variant of another: `sibling_config(__file__, 'swin_t.py', 'S')`."""
+  return load_config(pathlib.Path(config_file).resolve().parent / name, arg, **kwargs)
 
 
 class ConfigError(ValueError):

@@ -5,14 +5,9 @@ of mvit_b_16x4.py on longer clips (its recipe too). PySlowFast's MVIT_B_32x3_CON
 sets DEPTH twice (16, then 24); 24 layers is MViT-B-24, the paper's K600 model (52.9M,
 236 GFLOPs), not this one.
 """
-import importlib.util
-import os
+from vivit_jax import config as vc
 
 
 def get_config(arg=None):
   del arg
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mvit_b_16x4.py')
-  spec = importlib.util.spec_from_file_location('k400_mvit_b_16x4', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('32,3')
+  return vc.sibling_config(__file__, 'mvit_b_16x4.py', '32,3')

@@ -2,14 +2,9 @@
 
 Paper (Liu et al. 2022, Table 1): 88M params, 282 GFLOPs per view.
 """
-import importlib.util
-import os
+from vivit_jax import config as vc
 
 
 def get_config(arg=None):
   del arg
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'swin_t.py')
-  spec = importlib.util.spec_from_file_location('k400_swin_t', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('B')
+  return vc.sibling_config(__file__, 'swin_t.py', 'B')

@@ -35,5 +35,7 @@ def timesformer_config(attention_type: str, experiment_name: str):
 
 
 def get_config(arg=None):
-  del arg
-  return timesformer_config('divided_space_time', 'k400_timesformer_divided_space_time')
+  """arg: the attention type (default 'divided_space_time'; the other two have their
+  own config files that pass it)."""
+  attention_type = arg or 'divided_space_time'
+  return timesformer_config(attention_type, f'k400_timesformer_{attention_type}')

@@ -1,15 +1,9 @@
 """TimeSformer with space only attention (the paper's Table 1 ablation), Kinetics-400:
 the recipe of timesformer_divided_space_time.py with attention_type='space_only'.
 """
-import importlib.util
-import os
+from vivit_jax import config as vc
 
 
 def get_config(arg=None):
   del arg
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      'timesformer_divided_space_time.py')
-  spec = importlib.util.spec_from_file_location('timesformer_divided_space_time', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.timesformer_config('space_only', 'k400_timesformer_space_only')
+  return vc.sibling_config(__file__, 'timesformer_divided_space_time.py', 'space_only')
