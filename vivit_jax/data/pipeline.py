@@ -150,6 +150,16 @@ class _Failures:
           f'{error}. Check the data (or raise max_failure_fraction).')
 
 
+def required_field(dataset_config, field: str, expected: str) -> str:
+  """`config.dataset.<field>`, which the source `config.dataset.name` cannot do without;
+  raises ConfigError naming the field, the source and `expected` when it is empty."""
+  value = dataset_config.get(field, '') or ''
+  if not value:
+    raise ConfigError(f'config.dataset.{field}={value!r} is invalid for '
+                      f'name={dataset_config.name!r}: expected {expected}.')
+  return value
+
+
 class ClipDataset:
   """`VideoDataset` (see dataset.py) over per-split `Reader`s."""
 

@@ -50,10 +50,7 @@ def decode_example(record: bytes, choose: pipeline.Chooser, *, video_key: str,
 def build_dataset(config, *, process_index: int, process_count: int):
   """The `tfds` dataset of config.dataset (see the module docstring)."""
   d = config.dataset
-  name = d.get('tfds_name', '') or ''
-  if not name:
-    raise ConfigError("config.dataset.tfds_name='' is invalid for name='tfds': "
-                      "expected a TFDS dataset name, e.g. 'ucf101'.")
+  name = pipeline.required_field(d, 'tfds_name', "a TFDS dataset name, e.g. 'ucf101'")
   import tensorflow_datasets as tfds
   data_dir = d.get('data_dir', '') or None
   try:

@@ -27,7 +27,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from vivit_jax.config import ConfigError
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import pipeline
 from vivit_jax.data.pipeline import DecodeError
@@ -228,10 +227,7 @@ def load_label_names(d, data_dir: str) -> list[str]:
 def build_dataset(config, *, process_index: int, process_count: int):
   """The `tfrecord` dataset of config.dataset (see the module docstring)."""
   d = config.dataset
-  data_dir = d.get('data_dir', '') or ''
-  if not data_dir:
-    raise ConfigError("config.dataset.data_dir='' is invalid for name='tfrecord': "
-                      'expected the folder of the TFRecord shards.')
+  data_dir = pipeline.required_field(d, 'data_dir', 'the folder of the TFRecord shards')
   options = pipeline.clip_options(config)
   label_names = load_label_names(d, data_dir)
   split_names = dict(d.get('splits', None) or {})

@@ -26,7 +26,6 @@ from typing import Optional, Sequence
 import numpy as np
 from absl import logging
 
-from vivit_jax.config import ConfigError
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import pipeline
 from vivit_jax.data.pipeline import DecodeError
@@ -245,10 +244,8 @@ def _check_fraction(split, dropped, listed, max_fraction, what):
 def build_dataset(config, *, process_index: int, process_count: int):
   """The `video_files` dataset of config.dataset (see the module docstring)."""
   d = config.dataset
-  data_dir = d.get('data_dir', '') or ''
-  if not data_dir:
-    raise ConfigError("config.dataset.data_dir='' is invalid for name='video_files': "
-                      'expected a folder with a CSV/TSV index or class folders per split.')
+  data_dir = pipeline.required_field(
+      d, 'data_dir', 'a folder with a CSV/TSV index or class folders per split')
   options = pipeline.clip_options(config)
   split_names = dict(d.get('splits', None) or {})
   locations = {}
