@@ -83,6 +83,17 @@ def assert_close(a, b, what):
   assert diff <= TOL, f'{what}: max abs diff {diff}'
 
 
+def assert_export_import_identity(config, params, out_dir):
+  """Exports to `out_dir` and imports back: the same config and bit-equal params."""
+  convert.save_huggingface(config, params, str(out_dir))
+  config2, params2 = convert.load_huggingface(str(out_dir))
+  assert config2.to_dict() == config.to_dict()
+  a, b = flatten(params), flatten(params2)
+  assert sorted(a) == sorted(b)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 @pytest.mark.parametrize('tubelet, act, eps', [((2, 4, 4), 'gelu_fast', 1e-6),
                                                ((1, 4, 4), 'gelu', 1e-5)])
 def test_vivit_import_matches_pytorch(tmp_path, tubelet, act, eps):
@@ -157,13 +168,7 @@ def test_vivit_export_import_identity_and_loads_in_transformers(tmp_path):
   hf_model.save_pretrained(tmp_path / 'hf')
   config, params = convert.load_huggingface(str(tmp_path / 'hf'))
   config.dataset.label_names = ('run', 'jump', 'swim')
-  convert.save_huggingface(config, params, str(tmp_path / 'out'))
-  config2, params2 = convert.load_huggingface(str(tmp_path / 'out'))
-  assert config2.to_dict() == config.to_dict()
-  a, b = flatten(params), flatten(params2)
-  assert sorted(a) == sorted(b)
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert_export_import_identity(config, params, tmp_path / 'out')
   again = transformers.VivitForVideoClassification.from_pretrained(tmp_path / 'out').eval()
   assert again.config.id2label[1] == 'jump'
   x = video(2)
@@ -204,13 +209,7 @@ def test_timesformer_export_import_identity(tmp_path):
   hf_model.save_pretrained(tmp_path / 'hf')
   config, params = convert.load_huggingface(str(tmp_path / 'hf'))
   assert config.model.gelu_approximate
-  convert.save_huggingface(config, params, str(tmp_path / 'out'))
-  config2, params2 = convert.load_huggingface(str(tmp_path / 'out'))
-  assert config2.to_dict() == config.to_dict()
-  a, b = flatten(params), flatten(params2)
-  assert sorted(a) == sorted(b)
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert_export_import_identity(config, params, tmp_path / 'out')
   again = transformers.TimesformerForVideoClassification.from_pretrained(
       tmp_path / 'out').eval()
   x = video(4)
