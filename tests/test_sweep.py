@@ -55,6 +55,10 @@ def test_shipped_sweeps_resolve_to_valid_configs(sweep_file, arg):
     assert [by_name[f'tubelet_t{t}'].model.temporal_patch_size for t in (2, 4, 8)] == [2, 4, 8]
     assert [by_name[f'model2_lt{n}'].model.temporal_num_layers for n in (0, 1, 4)] == [0, 1, 4]
     assert by_name['embedding_uniform_frame'].model.embedding == 'uniform_frame'
+    # The embedding ablation compares the two at the same number of tokens.
+    time_slots = [c.dataset.num_frames // c.model.temporal_patch_size for c in (
+        by_name['embedding_uniform_frame'], by_name['embedding_tubelet'])]
+    assert time_slots[0] == time_slots[1]
   else:
     families = {e.config.model.name for e in entries}
     assert families == {'vivit', 'timesformer', 'vtn', 'mvit', 'video_swin'}
@@ -70,9 +74,11 @@ def test_sweep_runs_resumes_and_writes_results(tmp_path, monkeypatch):
                      **{'model.hidden_size': 32, 'model.mlp_dim': 64}, **steps)]
       """)
   workdir = tmp_path / 'sweep'
-  rows = sweep.run_sweep(spec, str(workdir))
-  assert [r['name'] for r in rows] == ['m1', 'm1_wide']
+  jobs = min(2, len(os.sched_getaffinity(0)))
+  rows = sweep.run_sweep(spec, str(workdir), jobs=jobs)
+  assert [r['name'] for r in rows] == ['m1', 'm1_wide']   # sweep order, whichever ends first.
   for r in rows:
+    assert r['cpus'] == len(os.sched_getaffinity(0)) // jobs
     assert r['family'] == 'vivit' and r['step'] == 4
     assert 0.0 <= r['test_top1'] <= r['test_top5'] <= 1.0
     assert r['train_clips_per_sec'] > 0 and r['peak_memory_mib'] > 50
@@ -92,3 +98,12 @@ def test_sweep_runs_resumes_and_writes_results(tmp_path, monkeypatch):
   monkeypatch.setattr(sweep, 'run_entry', fail)
   again = sweep.run_sweep(spec, str(workdir))
   assert [r['test_top1'] for r in again] == [r['test_top1'] for r in rows]
+
+
+def test_cpu_slots_split_the_cores_and_refuse_too_many_jobs():
+  cores = os.sched_getaffinity(0)
+  slots = sweep.cpu_slots(len(cores))
+  assert sorted(c for s in slots for c in s) == sorted(cores)
+  assert all(len(s) == 1 for s in slots)
+  with pytest.raises(ValueError, match=f'--jobs={len(cores) + 1} is invalid'):
+    sweep.cpu_slots(len(cores) + 1)
