@@ -128,3 +128,26 @@ def test_distributed_only_when_asked():
   assert main_lib.want_distributed(None, {'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234'})
   assert main_lib.want_distributed(True, {})
   assert not main_lib.want_distributed(False, {'JAX_COORDINATOR_ADDRESS': 'x:1'})
+
+
+def test_cpu_devices_flag_is_capped_and_never_overrides_an_explicit_count():
+  flag = '--xla_force_host_platform_device_count'
+  assert main_lib.xla_flags_for_cpu_devices(2, '', cores=2) == f'{flag}=2'
+  assert main_lib.xla_flags_for_cpu_devices(8, '--xla_foo', cores=2) == f'--xla_foo {flag}=2'
+  assert main_lib.xla_flags_for_cpu_devices(2, '', cores=1) == ''
+  assert main_lib.xla_flags_for_cpu_devices(1, '', cores=4) == ''
+  assert main_lib.xla_flags_for_cpu_devices(4, f'{flag}=8', cores=4) == f'{flag}=8'
+
+
+def test_cpu_devices_splits_the_host_for_training(tmp_path):
+  """trainer.cpu_devices reaches XLA when main starts JAX: the run trains data-parallel
+  on that many CPU devices (the batch split over them)."""
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  expected = min(2, len(os.sched_getaffinity(0)))
+  proc = subprocess.run(
+      [sys.executable, '-m', 'vivit_jax.main', f'--workdir={tmp_path}',
+       f'--config={CONFIG}:tiny', '--config.trainer.num_train_steps=2',
+       '--config.trainer.cpu_devices=2', '--config.trainer.test_at_end=False'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'on {expected} devices' in proc.stderr

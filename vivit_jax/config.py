@@ -163,6 +163,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.keep_checkpoints = 3
   c.trainer.seed = 0
   c.trainer.parallelism = 'jit'              # 'jit' (mesh + NamedSharding) or 'pmap'.
+  c.trainer.cpu_devices = 1                  # CPU backend: split the cores into this many
+                                             # devices (main; capped at the cores).
   c.trainer.grad_accum_steps = 1
   c.trainer.label_smoothing = 0.0
   c.trainer.mixup_alpha = 0.0                # 0 = no mixup.
@@ -342,6 +344,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise config_error('trainer.batch_size', t.batch_size, 'a positive integer')
   if t.get('parallelism', 'jit') not in ('jit', 'pmap'):
     raise config_error('trainer.parallelism', t.parallelism, "one of 'jit', 'pmap'")
+  cpu_devices = t.get('cpu_devices', 1)
+  if not isinstance(cpu_devices, int) or isinstance(cpu_devices, bool) or cpu_devices < 1:
+    raise config_error('trainer.cpu_devices', cpu_devices, 'a positive integer')
   prefetch = t.get('prefetch_to_device', 2)
   if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
     raise config_error('trainer.prefetch_to_device', prefetch,
