@@ -13,4 +13,4 @@ def get_config(arg=None):
   m = vc.synthetic_transformer(c.model)
   m.attention_type, m.classifier = 'factorised_encoder', 'token'
   m.temporal_num_layers = 2
-  return vc.synthetic_recipe(c, arg)
+  return vc.synthetic_recipe(c, arg, base_lr=3e-4)   # 1e-3 stalls on the loss plateau.

@@ -12,4 +12,4 @@ def get_config(arg=None):
   c.experiment_name = 'synthetic_vivit_model3'
   m = vc.synthetic_transformer(c.model)
   m.attention_type, m.classifier = 'factorised_self_attention', 'gap'
-  return vc.synthetic_recipe(c, arg)
+  return vc.synthetic_recipe(c, arg, base_lr=3e-4)   # 1e-3 stalls on the loss plateau.

@@ -3,10 +3,11 @@
   python -m vivit_jax.sweep --sweep=experiments/sweeps/vivit_ablations.py --workdir=DIR
   (arg 'tiny': test-sized models and 10 steps, to check the sweep end to end)
 
-Entries, each with the synthetic recipe's budget (600 steps of batch 32):
-  embedding   uniform frame sampling (2D 8x8 patches, 16x4x4 tokens) vs tubelets 2x8x8;
-  tubelet t   temporal tubelet size 2 / 4 / 8 (Model 1);
-  frames      8 / 16 / 32 input frames (Model 1, tubelets 2x8x8);
+Entries, each with the synthetic recipe's budget (vivit_jax.config.synthetic_recipe):
+  embedding   tubelets 8x4x4 on 16 frames vs uniform frame sampling (2D 4x4 patches) of
+              2 frames 8 apart: the same 2x8x8 = 128 tokens;
+  tubelet t   temporal tubelet size 2 / 4 / 8 (Model 1; 512 / 256 / 128 tokens);
+  frames      8 / 16 / 32 input frames (Model 1, tubelets 8x4x4);
   L_t         Model 2 temporal encoder depth 0 (average pool) / 1 / 4.
 """
 
@@ -23,7 +24,8 @@ def get_sweep(arg=None):
   entries = [
       dict(name='embedding_tubelet', config=cfg(MODEL1)),
       dict(name='embedding_uniform_frame', config=cfg(MODEL1),
-           **{'model.embedding': 'uniform_frame', 'model.temporal_patch_size': 1}),
+           **{'model.embedding': 'uniform_frame', 'model.temporal_patch_size': 1,
+              'dataset.num_frames': 2, 'dataset.stride': frames // 2}),
   ]
   entries += [dict(name=f'tubelet_t{t}', config=cfg(MODEL1),
                    **{'model.temporal_patch_size': t, 'dataset.num_frames': frames})
