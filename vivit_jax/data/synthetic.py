@@ -26,12 +26,12 @@ from the same parameter distribution (the odd class is rendered from the even cl
 trajectories read backwards), so the two have identically distributed *sets* of frames.
 And across all classes every object's state in one frame has the same distribution:
 positions are uniform on a torus (shapes wrap around the frame edges), orientations are
-uniform, static sizes and opacities are drawn from the time-averaged ones of a growing
-(fading-in) shape, and the
-number of shapes in view has the same distribution (appear/disappear videos carry one
-distractor more while their target is out of view half the frames). So a one-frame
-classifier is at chance (10%); an order-blind model (shuffled frames) can still tell
-*what* changes (the five pairs) but not in which direction, so it is capped near 50%.
+uniform, static sizes and opacities are those of a growing (fading-in) shape at a random
+frame, and the number of shapes in view has the same distribution (appear/disappear
+videos carry one distractor more while their target is out of view half the frames).
+So a one-frame classifier is at chance (10%); an order-blind model (shuffled frames)
+can still tell *what* changes (the five pairs) but not in which direction, so it is
+capped near 50%.
 
 Deterministic: example i of `generate(..., seed=s)` depends only on (s, i, the sizes).
 Pure numpy and vectorised over examples: 5120 videos of 16x32x32 take about a second.
