@@ -242,6 +242,11 @@ def test_remat_policy_is_validated():
   config.trainer.prefetch_to_device = -1
   with pytest.raises(vc.ConfigError, match='trainer.prefetch_to_device'):
     vc.validate_config(config)
+  for bad in (0, -2):
+    config = tiny_config()
+    config.trainer.cpu_devices = bad
+    with pytest.raises(vc.ConfigError, match=rf'trainer.cpu_devices={bad!r}.*positive'):
+      vc.validate_config(config)
 
 
 @pytest.mark.parametrize('kind', ['jit', 'pmap'])
