@@ -56,6 +56,7 @@ def base():
     (lambda c: setattr(c.model, 'num_heads', 7), r'config\.model\.num_heads=7 .*hidden_size=768'),
     (lambda c: (setattr(c.model, 'attention_type', 'factorised_self_attention')),
      r"config\.model\.classifier='token' .*'gap'"),
+    (lambda c: setattr(c.model, 'classifier', 'max'), r"config\.model\.classifier='max' .*'gmp'"),
     (lambda c: (setattr(c.model, 'attention_type', 'factorised_dot_product'),
                 setattr(c.model, 'classifier', 'gap'), setattr(c.model, 'num_heads', 3),
                 setattr(c.model, 'hidden_size', 96)),

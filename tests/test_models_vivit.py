@@ -74,6 +74,26 @@ def test_matches_numpy_reference(attention_type, video):
   assert np.abs(expected).max() > 0.1  # The comparison is not between two near-zeros.
 
 
+@pytest.mark.parametrize('pool', ['gmp', 'gsp'])
+@pytest.mark.parametrize('attention_type', ['factorised_self_attention',
+                                            'factorised_dot_product'])
+def test_token_pooling_matches_reference(attention_type, pool, video):
+  """Scenic's max ('gmp') and sum ('gsp') pooling heads of the CLS-free Models 3 and 4."""
+  model = models.create_model(tiny_config(attention_type, classifier=pool).model,
+                              NUM_CLASSES)
+  params = randomised_params(model, video)
+  logits = jit_apply(model)({'params': params}, video, train=False)
+  reference = {'factorised_self_attention': functools.partial(ref.model3, num_layers=2),
+               'factorised_dot_product': functools.partial(ref.model4, num_layers=2,
+                                                           num_heads=4)}[attention_type]
+  expected = np.stack([reference(np.asarray(v, np.float64), as_numpy(params),
+                                 num_frames=T // 2, pool=pool) for v in video])
+  np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+  gap = np.stack([reference(np.asarray(v, np.float64), as_numpy(params),
+                            num_frames=T // 2) for v in video])
+  assert np.abs(expected - gap).max() > 0.1   # The pooling changed the function.
+
+
 def test_model3_time_space_order_matches_reference(video):
   """Scenic's order (temporal attention first): same parameter names, another function."""
   space_time = models.create_model(tiny_config('factorised_self_attention').model,

@@ -42,6 +42,14 @@ def test_bad_entry_is_refused_before_any_compute(tmp_path):
   assert not (workdir / 'ok').exists()   # nothing ran, not even the valid entry.
 
 
+def _flatten(tree, prefix=''):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _flatten(value, f'{prefix}{key}.')
+    else:
+      yield f'{prefix}{key}', value
+
+
 @pytest.mark.parametrize('sweep_file', ['vivit_ablations.py', 'compare_models.py'])
 @pytest.mark.parametrize('arg', [None, 'tiny'])
 def test_shipped_sweeps_resolve_to_valid_configs(sweep_file, arg):
@@ -52,12 +60,34 @@ def test_shipped_sweeps_resolve_to_valid_configs(sweep_file, arg):
     assert all(e.config.trainer.num_train_steps == 10 for e in entries)
   if sweep_file == 'vivit_ablations.py':
     by_name = {e.name: e.config for e in entries}
-    assert [by_name[f'tubelet_t{t}'].model.temporal_patch_size for t in (2, 4, 8)] == [2, 4, 8]
+    flat = lambda c: dict(_flatten(c.to_dict()))
+    base = flat(by_name['baseline'])
+
+    def changed(name):
+      return {k for k, v in flat(by_name[name]).items() if base.get(k) != v} - {
+          'experiment_name'}
+
+    # Each Model 1 entry changes only what its group ablates.
+    for name in by_name:
+      if name.startswith('tubelet_t'):
+        assert changed(name) == {'model.temporal_patch_size'}, name
+      elif name.startswith('frames_'):
+        assert changed(name) == {'dataset.num_frames'}, name
+    assert changed('embedding_uniform_frame') <= {
+        'model.embedding', 'model.temporal_patch_size', 'dataset.num_frames',
+        'dataset.stride'}
+    ts = sorted(by_name[n].model.temporal_patch_size for n in by_name
+                if n.startswith('tubelet_t') or n == 'baseline')
+    frames = sorted(by_name[n].dataset.num_frames for n in by_name
+                    if n.startswith('frames_') or n == 'baseline')
+    if arg is None:
+      assert (ts, frames) == ([2, 4, 8], [8, 16, 32])
+      assert {e.config.trainer.num_train_steps for e in entries} == {2000}
     assert [by_name[f'model2_lt{n}'].model.temporal_num_layers for n in (0, 1, 4)] == [0, 1, 4]
     assert by_name['embedding_uniform_frame'].model.embedding == 'uniform_frame'
     # The embedding ablation compares the two at the same number of tokens.
     time_slots = [c.dataset.num_frames // c.model.temporal_patch_size for c in (
-        by_name['embedding_uniform_frame'], by_name['embedding_tubelet'])]
+        by_name['embedding_uniform_frame'], by_name['baseline'])]
     assert time_slots[0] == time_slots[1]
   else:
     families = {e.config.model.name for e in entries}

@@ -93,8 +93,11 @@ def model2(video, p, num_layers, temporal_num_layers, num_frames):
   return head(encoder(reps, p['TemporalTransformer'], temporal_num_layers)[0], p)
 
 
+POOLS = {'gap': lambda x: x.mean(0), 'gmp': lambda x: x.max(0), 'gsp': lambda x: x.sum(0)}
+
+
 def model3(video, p, num_layers, num_frames, attention_order='space_time',
-           gelu_approximate=False):
+           gelu_approximate=False, pool='gap'):
   """attention_order 'space_time': spatial sub-layer, then temporal; 'time_space' (Scenic's
   default): temporal first. A 4D embedding kernel is a one-frame tubelet."""
   kernel = p['embedding']['kernel']
@@ -111,12 +114,12 @@ def model3(video, p, num_layers, num_frames, attention_order='space_time',
       x = x + attention(layer_norm(x, b[f'LayerNorm_{axis}']),
                         b[f'MultiHeadDotProductAttention_{axis}'], mask[None])
     x = x + mlp(layer_norm(x, b['LayerNorm_mlp']), b['MlpBlock'], gelu_approximate)
-  return head(layer_norm(x, tp['encoder_norm']).mean(0), p)
+  return head(POOLS[pool](layer_norm(x, tp['encoder_norm'])), p)
 
 
-def model4(video, p, num_layers, num_frames, num_heads):
+def model4(video, p, num_layers, num_frames, num_heads, pool='gap'):
   x = embed_tubelets(video, p['embedding']['kernel'], p['embedding']['bias'])
   same_t, same_s = grid_masks(num_frames, x.shape[0] // num_frames)
   half = num_heads // 2
   masks = np.stack([same_t] * half + [same_s] * (num_heads - half))
-  return head(encoder(x, p['Transformer'], num_layers, masks).mean(0), p)
+  return head(POOLS[pool](encoder(x, p['Transformer'], num_layers, masks)), p)

@@ -67,7 +67,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   m.temporal_num_layers = 4        # Model 2 only: L_t; 0 = the average-pool baseline.
   m.num_heads = 12
   m.mlp_dim = 3072
-  m.classifier = 'token'           # 'token' (CLS) or 'gap'; Models 3 and 4 need 'gap'.
+  m.classifier = 'token'   # 'token' (CLS), or pooled: 'gap' (mean), 'gmp' (max), 'gsp' (sum).
   m.spatial_classifier = 'token'   # Model 2: per-time-slot representation ('token'/'gap').
   m.representation_size = None     # pre-logits Dense+tanh width, None = no pre-logits.
   m.dropout_rate = 0.0
@@ -284,12 +284,11 @@ def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = Non
   """Data, optimisation and trainer of the synthetic motion task; then applies `arg`.
 
   16 frames of 32x32, 10 classes, 16384 training videos; AdamW at `base_lr` (1e-3;
-  the factorised ViViT Models 2-4 pass 3e-4: at 1e-3 they sit on the initial loss
-  plateau until the cosine has brought the rate down to about 5e-4), warm-up
-  `warmup_steps` (100; Model 4 passes 1000: 75.4% instead of 57.6% test top-1) +
-  cosine, batch 32, 4000 steps on two CPU devices where the backend is a CPU (Model 1:
-  about 7 minutes on 2 cores, test included); the test split is read as 3 clips x 3
-  crops (the papers' multi-view protocol). `arg` is comma-separated
+  the factorised ViViT Models 2-4 pass 3e-4: at 1e-3 they sat on the initial loss
+  plateau until the cosine had brought the rate down to about 5e-4), warm-up
+  `warmup_steps` (100) + cosine, batch 32, 4000 steps on two CPU devices where the
+  backend is a CPU (Model 1: about 7 minutes on 2 cores, test included); the test
+  split is read as 3 clips x 3 crops (the papers' multi-view protocol). `arg` is comma-separated
   (`--config=configs/synthetic/x.py:tiny,shuffle`):
     tiny          test-sized data and trainer (seconds on CPU); `tiny_model(model)`
                   shrinks the model (each family passes its own).

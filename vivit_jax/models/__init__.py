@@ -111,7 +111,7 @@ def _validate_vit(m, *, num_frames, crop_size):
   del num_frames
   check_transformer(m)
   check_patches(m, crop_size=crop_size)
-  _check_choice('model.classifier', m.get('classifier', 'token'), ('token', 'gap'))
+  _check_choice('model.classifier', m.get('classifier', 'token'), embeddings.CLASSIFIERS)
 
 
 def _build_vit(m, num_classes):
@@ -132,11 +132,12 @@ def _validate_vivit(m, *, num_frames, crop_size):
     raise config_error('model.temporal_patch_size', t,
                        "1 with model.embedding='uniform_frame' (2D patches per frame)")
   check_patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
-  _check_choice('model.classifier', m.get('classifier'), ('token', 'gap'))
+  _check_choice('model.classifier', m.get('classifier'), embeddings.CLASSIFIERS)
   if attention in ('factorised_self_attention', 'factorised_dot_product'):
-    if m.classifier != 'gap':
+    if m.classifier not in embeddings.POOLED_CLASSIFIERS:
       raise config_error('model.classifier', m.classifier,
-                         f"'gap' for model.attention_type={attention!r} (it has no CLS token)")
+                         f'one of {embeddings.POOLED_CLASSIFIERS} for model.attention_type='
+                         f'{attention!r} (it has no CLS token)')
   order = m.get('attention_order', 'space_time')
   _check_choice('model.attention_order', order, vivit.ATTENTION_ORDERS)
   if order != 'space_time' and attention != 'factorised_self_attention':
@@ -150,7 +151,7 @@ def _validate_vivit(m, *, num_frames, crop_size):
                        'over space, half over time)')
   if attention == 'factorised_encoder':
     _check_choice('model.spatial_classifier', m.get('spatial_classifier', 'token'),
-                  ('token', 'gap'))
+                  embeddings.CLASSIFIERS)
     lt = m.get('temporal_num_layers')
     if not isinstance(lt, int) or isinstance(lt, bool) or lt < 0:
       raise config_error('model.temporal_num_layers', lt,

@@ -73,13 +73,20 @@ def classifier_head(x, num_classes: int, representation_size: Optional[int] = No
   return logits.astype(jnp.float32)
 
 
+# 'token' reads the CLS token; the others pool all tokens (Scenic's names): mean, max, sum.
+CLASSIFIERS = ('token', 'gap', 'gmp', 'gsp')
+POOLED_CLASSIFIERS = CLASSIFIERS[1:]
+
+
 def pool_tokens(x, classifier: str):
-  """x: [B, L, D] -> [B, D]: the first (CLS) token for 'token', the mean for 'gap'."""
+  """x: [B, L, D] -> [B, D]: the first (CLS) token for 'token'; the mean ('gap'), the
+  max ('gmp') or the sum ('gsp') over the L tokens."""
   if classifier == 'token':
     return x[:, 0]
-  if classifier == 'gap':
-    return jnp.mean(x, axis=1)
-  raise ValueError(f"classifier {classifier!r} is invalid: expected 'token' or 'gap'.")
+  pool = {'gap': jnp.mean, 'gmp': jnp.max, 'gsp': jnp.sum}.get(classifier)
+  if pool is None:
+    raise ValueError(f'classifier {classifier!r} is invalid: expected one of {CLASSIFIERS}.')
+  return pool(x, axis=1)
 
 
 def prepend_class_token(module: nn.Module, x, name: str = 'cls'):

@@ -10,9 +10,11 @@ embeddings.py) gives a grid of n_t x n_h x n_w tokens; let S = n_h * n_w.
       own CLS; `temporal_num_layers=0` is the average-pool baseline.
   Model 3 `factorised_self_attention`: each block does spatial attention (same temporal
       index), then temporal attention (same spatial position), then the MLP; or time
-      first with `attention_order='time_space'` (Scenic's default). GAP head.
+      first with `attention_order='time_space'` (Scenic's default).
   Model 4 `factorised_dot_product`: in each attention layer, the first half of the heads
-      attends over space, the other half over time; one output projection. GAP head.
+      attends over space, the other half over time; one output projection.
+  Models 3 and 4 have no CLS token: their head reads the tokens' mean ('gap'), max ('gmp')
+  or sum ('gsp'); the synthetic configs use 'gmp' (see README).
 
 Parameter names follow Scenic's ViViT (`embedding`, `cls`, `Transformer/...`,
 `SpatialTransformer`, `TemporalTransformer`, `cls_SpatialTransformer`,
