@@ -148,3 +148,21 @@ def test_export_synthetic_same_views_from_every_source(tmp_path):
   np.testing.assert_array_equal(file_label, ref_label[order])
   assert np.abs(from_files - ref[order]).mean() < SYNTHETIC_TOLERANCE
   assert np.abs(from_files - ref[order[::-1]]).mean() > 3 * SYNTHETIC_TOLERANCE
+
+
+def test_export_cli_takes_config_overrides(tmp_path):
+  """`python -m vivit_jax.data.export` reads --config=FILE:arg and --config.x=y like main."""
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, '-m', 'vivit_jax.data.export',
+       '--config=configs/synthetic/vivit_model1.py:tiny',
+       '--config.dataset.num_train_examples=5', '--config.dataset.num_eval_examples=3',
+       '--formats=tfrecord', f'--out_dir={tmp_path}'],
+      cwd=repo, capture_output=True, text=True, timeout=300, check=True)
+  assert "{'train': 5, 'validation': 3, 'test': 3}" in result.stdout
+  shards = tmp_path / 'shards'
+  assert sum(len(tfrecord.record_offsets(str(path)))
+             for path in shards.glob('train.tfrecord-*')) == 5
+  assert not (tmp_path / 'videos').exists()

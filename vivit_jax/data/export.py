@@ -3,7 +3,8 @@ folders (the 'video_files' source) and TFRecord shards (the 'tfrecord' source), 
 same task can be trained from every source.
 
   python -m vivit_jax.data.export --config=configs/synthetic/vivit_model1.py \
-      --out_dir=/tmp/synthetic_files [--formats=mp4,tfrecord] [--workers=4]
+      --out_dir=/tmp/synthetic_files [--formats=mp4,tfrecord] [--workers=4] \
+      [--config.dataset.num_train_examples=4096 ...]
 
 Layout: OUT/videos/<split>/<label name>/<index>.mp4 and OUT/shards/<split>.tfrecord-*,
 each with a label_names.json (the synthetic label order, not the folders' sorted one). The videos are the ones `synthetic.build_dataset`
@@ -90,8 +91,11 @@ def export(config, out_dir: str, formats: Sequence[str] = ('mp4', 'tfrecord'),
 
 def _cli():
   """Defines the flags (only when run as a program) and runs `export`."""
-  config_file = flags.DEFINE_string('config', None, 'Config file (synthetic fields).')
-  config_arg = flags.DEFINE_string('config_arg', None, "get_config's arg (e.g. 'tiny').")
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file(
+      'config', None, "Config file, as for vivit_jax.main: --config=FILE[:arg] and "
+      "--config.dataset.<field>=... overrides (e.g. num_train_examples).",
+      lock_config=True)
   out_dir = flags.DEFINE_string('out_dir', None, 'Output folder.')
   formats = flags.DEFINE_list('formats', ['mp4', 'tfrecord'], 'mp4 and/or tfrecord.')
   workers = flags.DEFINE_integer('workers', 4, 'Encoding threads.')
@@ -99,9 +103,7 @@ def _cli():
 
   def main(argv):
     del argv
-    from vivit_jax import config as config_lib
-    config = config_lib.load_config(config_file.value, config_arg.value)
-    counts = export(config, out_dir.value, formats.value, workers.value)
+    counts = export(config.value, out_dir.value, formats.value, workers.value)
     print(f'Wrote {counts} synthetic videos ({",".join(formats.value)}) to '
           f'{out_dir.value}.')
 
