@@ -68,6 +68,27 @@ def test_logits_shape_and_examples_independent(name, overrides):
   np.testing.assert_allclose(other[1], logits[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('classifier, pool', [('gap', np.mean), ('gmp', np.max),
+                                              ('gsp', np.sum)])
+def test_swin_head_pools_the_last_stage_tokens(classifier, pool):
+  """Logits = output_projection(pool over the normalised last-stage tokens)."""
+  model, shape, _ = tiny('video_swin', classifier=classifier)
+  params = noise_params(model, shape)
+  video = jax.random.normal(jax.random.key(1), shape)
+  logits, state = model.apply({'params': params}, video, train=False,
+                              capture_intermediates=lambda m, _: m.name == 'encoder_norm')
+  tokens = np.asarray(state['intermediates']['encoder_norm']['__call__'][0])
+  head = params['output_projection']
+  pooled = pool(tokens.reshape(B, -1, tokens.shape[-1]), axis=1)
+  np.testing.assert_allclose(logits, pooled @ head['kernel'] + head['bias'],
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_swin_refuses_a_cls_classifier():
+  with pytest.raises(vc.ConfigError, match=r"config\.model\.classifier='token' .*'gmp'"):
+    tiny('video_swin', classifier='token')
+
+
 # ---------------------------------------------------------------------------------
 # Video Swin: which tokens a (shifted-)window layer mixes.
 

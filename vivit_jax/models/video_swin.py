@@ -10,7 +10,8 @@ video: float32[B, T, H, W, C] -> logits float32[B, num_classes]:
      below: cyclic roll, the attention mask that keeps the rolled-in tokens apart, a
      learned relative position bias per head). Between stages, patch merging
      concatenates 2x2 spatial neighbours (4C) -> LayerNorm -> Linear(2C, no bias);
-  3. LayerNorm, average over all tokens, dropout, linear classifier.
+  3. LayerNorm, average over all tokens (`classifier='gap'`, the paper; or the max,
+     'gmp', or the sum, 'gsp'), dropout, linear classifier.
 
 Windows follow the original (SwinTransformer/Video-Swin-Transformer): a window side
 larger than the feature map shrinks to the map and that side is not shifted; the map is
@@ -21,6 +22,7 @@ Config fields (config.model): embed_dim C0 (96), depths ((2, 2, 6, 2)), num_head
 ((3, 6, 12, 24)), window_size ((8, 7, 7), time/height/width), patch_size ((4, 4)),
 temporal_patch_size (2), mlp_ratio (4.0), stochastic_depth (drop-path of the last block,
 linear over all blocks), dropout_rate, attention_dropout_rate, head_dropout_rate (0.5),
+classifier (the token pooling: 'gap', the paper's mean; 'gmp' max; 'gsp' sum),
 layer_norm_epsilon (1e-5, PyTorch's default), gelu_approximate, dtype, param_dtype,
 attention_impl, remat.
 
@@ -220,6 +222,7 @@ class VideoSwin(nn.Module):
   temporal_patch_size: int = 2
   mlp_ratio: float = 4.0
   head_dropout_rate: float = 0.5
+  classifier: str = 'gap'   # token pooling: embeddings.POOLED_CLASSIFIERS.
 
   @nn.compact
   def __call__(self, video, *, train: bool = False):
@@ -242,7 +245,8 @@ class VideoSwin(nn.Module):
       if s < len(self.depths) - 1:
         x = PatchMerging(stage_cfg, name=f'stage_{s}/merge')(x)
     x = layer_norm(cfg, 'encoder_norm')(x)
-    x = jnp.mean(x, axis=(1, 2, 3))
+    x = embeddings.pool_tokens(einops.rearrange(x, 'b t h w c -> b (t h w) c'),
+                               self.classifier)
     x = nn.Dropout(self.head_dropout_rate)(x, deterministic=not train)
     return embeddings.classifier_head(x, self.num_classes, dtype=cfg.dtype,
                                       param_dtype=cfg.param_dtype)
@@ -264,6 +268,7 @@ def model_config(variant: str = 'T') -> ml_collections.ConfigDict:
   m.attention_dropout_rate = 0.0
   m.stochastic_depth = {'T': 0.1, 'S': 0.2, 'B': 0.3, 'L': 0.3}[variant]
   m.head_dropout_rate = 0.5
+  m.classifier = 'gap'   # mean over the last stage's tokens; 'gmp' max, 'gsp' sum.
   return vc.shared_model_options(m, layer_norm_epsilon=1e-5)
 
 
@@ -291,6 +296,10 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
   t = m.get('temporal_patch_size')
   models.check_positive_int('model.temporal_patch_size', t)
   models.check_patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
+  if m.get('classifier', 'gap') not in embeddings.POOLED_CLASSIFIERS:
+    raise config_error('model.classifier', m.classifier,
+                       f'one of {embeddings.POOLED_CLASSIFIERS} (Video Swin pools its '
+                       'tokens; it has no CLS token)')
 
 
 def build(m, num_classes: int) -> VideoSwin:
@@ -302,4 +311,5 @@ def build(m, num_classes: int) -> VideoSwin:
                    window_size=tuple(m.window_size), patch_size=tuple(m.patch_size),
                    temporal_patch_size=m.temporal_patch_size,
                    mlp_ratio=m.get('mlp_ratio', 4.0),
-                   head_dropout_rate=m.get('head_dropout_rate', 0.5))
+                   head_dropout_rate=m.get('head_dropout_rate', 0.5),
+                   classifier=m.get('classifier', 'gap'))
