@@ -1,8 +1,9 @@
 r"""Input pipeline throughput: decoded, augmented clips per second for each source and
-number of decoding threads, against the synthetic config's training step.
+number of decoding workers (threads, and with --processes worker processes too),
+against the synthetic config's training step.
 
   python experiments/data_benchmark.py [--examples=256] [--batches=8] \
-      [--workers=0,1,2,4] [--large] [--train_step]
+      [--workers=0,1,2,4] [--processes] [--large] [--train_step]
 
 Writes the synthetic set of configs/synthetic/vivit_model1.py (videos of 24 frames at
 36x36, crops 16x32x32) to a temporary folder as mp4 files and TFRecord shards, then
@@ -32,12 +33,16 @@ CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'synthetic',
 def clips_per_sec(config, batches: int, batch_size: int) -> float:
   """Clips/s of `batches` training batches after one warm-up batch."""
   ds = data.get_dataset(config, process_index=0, process_count=1)
-  it = ds.train_batches(0, batch_size)
-  next(it)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(it)
-  return batches * batch_size / (time.perf_counter() - start)
+  try:
+    it = ds.train_batches(0, batch_size)
+    next(it)   # also starts the workers.
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(it)
+    return batches * batch_size / (time.perf_counter() - start)
+  finally:
+    if hasattr(ds, 'close'):
+      ds.close()
 
 
 def train_step_clips_per_sec(config, steps: int = 5) -> float:
@@ -75,6 +80,8 @@ def main():
   parser.add_argument('--batches', type=int, default=8)
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--workers', default='0,1,2,4')
+  parser.add_argument('--processes', action='store_true',
+                      help="also time dataset.worker_type='process' (workers > 0)")
   parser.add_argument('--large', action='store_true')
   parser.add_argument('--train_step', action='store_true')
   args = parser.parse_args()
@@ -91,11 +98,16 @@ def main():
         f'{time.perf_counter() - start:.1f} s')
 
   def run(label, config_fn):
-    for w in workers:
-      c = config_fn()
-      c.dataset.num_workers = w
-      rate = clips_per_sec(c, args.batches, args.batch_size)
-      print(f'{label:34s} workers={w}: {rate:8.1f} clips/s')
+    kinds = ('thread', 'process') if args.processes else ('thread',)
+    for kind in kinds:
+      for w in workers:
+        if kind == 'process' and w == 0:
+          continue
+        c = config_fn()
+        c.dataset.num_workers, c.dataset.worker_type = w, kind
+        rate = clips_per_sec(c, args.batches, args.batch_size)
+        kind_label = 'threads' if kind == 'thread' else 'processes'
+        print(f'{label:34s} {kind_label}={w}: {rate:8.1f} clips/s')
 
   def synthetic_config(name, data_dir=''):
     def make():
@@ -105,7 +117,7 @@ def main():
       return c
     return make
 
-  print('source (16x32x32 clips)            threads  decoded clips/s (batch '
+  print('source (16x32x32 clips)            workers  decoded clips/s (batch '
         f'{args.batch_size})')
   w0 = workers
   workers = [0]

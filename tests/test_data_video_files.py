@@ -4,6 +4,7 @@ VideoDataset contract (determinism, workers, eval masks, process sharding).
 Videos are tiny (16 frames of 32x32) and generated in tmp_path; frame t of a video
 has red = 15 t, so decoded frame positions can be read back from the pixels.
 """
+import concurrent.futures
 import os
 
 import ml_collections
@@ -187,6 +188,36 @@ def test_folder_dataset_train_batches(video_dir):
   np.testing.assert_allclose(np.diff(red, axis=1), 30, atol=3)
   np.testing.assert_allclose(pixels[..., 1].mean(axis=(1, 2, 3)), 80 * batch['label'],
                              atol=3)
+
+
+def test_worker_processes_give_the_same_batches_and_failure_counts(video_dir):
+  """dataset.worker_type='process': the batches, masks, failure counts and bad paths of
+  decoding in the main thread (the workers' failure events are replayed in order)."""
+  get = lambda **kw: data.get_dataset(make_config(video_dir, **kw), process_index=0,
+                                      process_count=1)
+  seq = get(num_workers=0)
+  proc = get(num_workers=2, worker_type='process')
+  try:
+    for ds in (seq, proc):
+      train = ds.train_batches(1, 6)
+      ds.got = [next(train) for _ in range(4)]
+      ds.got += list(ds.eval_batches('validation', 4))
+    assert len(seq.got) == 4 + 2
+    for ours, theirs in zip(proc.got, seq.got):
+      assert ours.keys() == theirs.keys()
+      for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    assert seq.stats()['data_failures_validation'] == 1   # the corrupt validation file.
+    assert proc.stats() == seq.stats()
+    assert proc.failures.bad_keys == seq.failures.bad_keys
+    assert isinstance(proc._executor(), concurrent.futures.ProcessPoolExecutor)
+  finally:
+    proc.close()
+
+
+def test_worker_type_is_checked(video_dir):
+  with pytest.raises(config_lib.ConfigError, match=r"config\.dataset\.worker_type='fork'"):
+    config_lib.validate_config(make_config(video_dir, worker_type='fork'))
 
 
 def test_train_batches_deterministic_across_workers_and_resume(video_dir):

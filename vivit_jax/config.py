@@ -135,7 +135,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.color_jitter = 0.0               # strength; 0 = off.
   c.dataset.randaugment_layers = 0           # ops per clip; 0 = off.
   c.dataset.randaugment_magnitude = 9.0      # in [0, 10].
-  c.dataset.num_workers = 2                  # decoding threads; 0 = in the main thread.
+  c.dataset.num_workers = 2                  # decoding workers; 0 = in the main thread.
+  c.dataset.worker_type = 'thread'           # 'thread', or 'process' (TFRecord/TFDS: GIL).
   c.dataset.prefetch_batches = 2             # batches decoded ahead of the trainer.
   c.dataset.max_failure_fraction = 0.1       # failed reads of a split before stopping.
 
@@ -400,7 +401,8 @@ def _validate_dataset_fields(d: ml_collections.ConfigDict) -> None:
         'a strength >= 0 (0 = off)')
   check('randaugment_layers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = off)')
   check('randaugment_magnitude', lambda v: 0 <= v <= 10, 'a magnitude in [0, 10]')
-  check('num_workers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = no threads)')
+  check('num_workers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = no workers)')
+  check('worker_type', lambda v: v in ('thread', 'process'), "'thread' or 'process'")
   check('prefetch_batches', lambda v: _is_int(v, 1), 'a positive integer')
   check('max_failure_fraction', lambda v: 0 <= v <= 1, 'a fraction in [0, 1]')
   for field in ('mean_rgb', 'std_rgb'):

@@ -5,9 +5,11 @@ and `read(i, choose)`, which decodes only the frames `choose(video_len)` asks fo
 `ClipDataset` turns readers into the `VideoDataset` contract (dataset.py):
 
 - Training order and augmentation depend only on (trainer seed, step, process_index,
-  row in the batch), so resumed runs see the same batches; examples are decoded by a
-  thread pool (`dataset.num_workers`; PyAV, PIL and numpy release the GIL) and
-  `dataset.prefetch_batches` batches are in flight while the trainer runs a step.
+  row in the batch), so resumed runs see the same batches; examples are decoded by
+  `dataset.num_workers` threads (`dataset.worker_type='thread'`: PyAV, PIL and numpy
+  release the GIL) or worker processes (`'process'`: protobuf parsing and the per-frame
+  Python work of TFRecord/TFDS hold it), with `dataset.prefetch_batches` batches in
+  flight while the trainer runs a step. Both give the same batches.
 - Bad examples (corrupt, truncated, empty, audio-only, missing) raise `DecodeError`;
   they are logged once with their path, counted (`stats()`), and replaced in training
   by a deterministic redraw, masked out in evaluation. More than
@@ -19,6 +21,8 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import multiprocessing
+import pickle
 import threading
 from typing import Callable, Iterator, Optional, Protocol, Sequence
 
@@ -81,8 +85,12 @@ class ClipOptions:
   mean_rgb: Sequence[float] = (0.5, 0.5, 0.5)
   std_rgb: Sequence[float] = (0.5, 0.5, 0.5)
   num_workers: int = 2
+  worker_type: str = 'thread'
   prefetch_batches: int = 2
   max_failure_fraction: float = 0.1
+
+
+WORKER_TYPES = ('thread', 'process')
 
 
 def clip_options(config) -> ClipOptions:
@@ -121,20 +129,30 @@ def train_order(seed: int, process_index: int, step: int, batch_size: int,
 
 
 class _Failures:
-  """Thread-safe counts of reads and failures per split, with the stopping rule."""
+  """Thread-safe counts of reads and failures per split, with the stopping rule.
 
-  def __init__(self, max_fraction: float):
+  In a decoding worker process (`record=True`) it only records the events, which the
+  parent replays (`replay`) in order, so counts, logs and the rule live in one place."""
+
+  def __init__(self, max_fraction: float, record: bool = False):
     self.max_fraction = max_fraction
     self.reads = collections.Counter()
     self.failed = collections.Counter()
     self.bad_keys: dict[str, str] = {}
     self._lock = threading.Lock()
+    self.events: Optional[list] = [] if record else None
 
   def ok(self, split: str):
+    if self.events is not None:
+      self.events.append((split, None, None, 0))
+      return
     with self._lock:
       self.reads[split] += 1
 
-  def fail(self, split: str, key: str, error: Exception, split_size: int):
+  def fail(self, split: str, key: str, error, split_size: int):
+    if self.events is not None:
+      self.events.append((split, key, str(error), split_size))
+      return
     with self._lock:
       self.reads[split] += 1
       self.failed[split] += 1
@@ -148,6 +166,33 @@ class _Failures:
           f'{failed} of {reads} reads of the {split!r} split failed, more than '
           f'config.dataset.max_failure_fraction={self.max_fraction}. Last: {key}: '
           f'{error}. Check the data (or raise max_failure_fraction).')
+
+  def replay(self, events: list) -> None:
+    """Applies the events a worker process recorded (see the class docstring)."""
+    for split, key, error, split_size in events:
+      if key is None:
+        self.ok(split)
+      else:
+        self.fail(split, key, error, split_size)
+
+
+# The ClipDataset copy of a decoding worker process (set by _init_worker).
+_WORKER_DATASET = None
+
+
+def _init_worker(dataset_bytes: bytes) -> None:
+  global _WORKER_DATASET
+  _WORKER_DATASET = pickle.loads(dataset_bytes)
+  options = _WORKER_DATASET.options
+  _WORKER_DATASET.failures = _Failures(options.max_failure_fraction, record=True)
+
+
+def _call_in_worker(method: str, args: tuple):
+  """(ClipDataset.<method>(*args), the failure events it recorded), in a worker."""
+  dataset = _WORKER_DATASET
+  result = getattr(dataset, method)(*args)
+  events, dataset.failures.events = dataset.failures.events, []
+  return result, events
 
 
 def required_field(dataset_config, field: str, expected: str) -> str:
@@ -169,6 +214,9 @@ class ClipDataset:
     if options.num_test_crops not in (1, 3):
       raise ConfigError(f'config.dataset.num_test_crops={options.num_test_crops} is '
                         'invalid: expected 1 (centre) or 3.')
+    if options.worker_type not in WORKER_TYPES:
+      raise ConfigError(f'config.dataset.worker_type={options.worker_type!r} is invalid: '
+                        f'expected one of {WORKER_TYPES}.')
     self.readers = readers
     self.label_names = list(label_names)
     self.num_classes = len(self.label_names)
@@ -178,6 +226,18 @@ class ClipDataset:
     self.process_count = process_count
     self.failures = _Failures(options.max_failure_fraction)
     self.index_stats = dict(index_stats or {})
+    self._pool: Optional[concurrent.futures.Executor] = None
+    self._pool_lock = threading.Lock()
+
+  def __getstate__(self):
+    """What a worker process gets: no pool, lock or failure counts (it records its own)."""
+    state = dict(self.__dict__)
+    state.update(_pool=None, _pool_lock=None, failures=None)
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._pool_lock = threading.Lock()
 
   def num_examples(self, split: str) -> int:
     """Examples in `split` over all processes (after dropping unusable index rows)."""
@@ -207,8 +267,7 @@ class ClipDataset:
 
     def tasks(step):
       order = train_order(self.seed, self.process_index, step, batch_size, n)
-      return [functools.partial(self._train_example, step, row, int(i))
-              for row, i in enumerate(order)]
+      return [('_train_example', (step, row, int(i))) for row, i in enumerate(order)]
 
     for results in self._run(tasks, _count_from(start_step)):
       clips, labels = zip(*results)
@@ -309,7 +368,7 @@ class ClipDataset:
 
     def tasks(b):
       rows = range(b * batch_size, min((b + 1) * batch_size, n))
-      return [functools.partial(self._eval_example, split, i) for i in rows]
+      return [('_eval_example', (split, i)) for i in rows]
 
     for b, results in enumerate(self._run(tasks, range(num_batches))):
       video = np.zeros(shape, np.float32)
@@ -323,29 +382,65 @@ class ClipDataset:
 
   # Parallel decoding with prefetch.
 
+  def _executor(self) -> concurrent.futures.Executor:
+    """The decoding pool, made on first use and kept: `num_workers` threads, or worker
+    processes (spawned, so no JAX state is forked) that each hold a copy of this
+    dataset."""
+    with self._pool_lock:
+      if self._pool is None:
+        workers = self.options.num_workers
+        if self.options.worker_type == 'process':
+          self._pool = concurrent.futures.ProcessPoolExecutor(
+              workers, mp_context=multiprocessing.get_context('spawn'),
+              initializer=_init_worker, initargs=(pickle.dumps(self),))
+        else:
+          self._pool = concurrent.futures.ThreadPoolExecutor(
+              workers, thread_name_prefix='decode')
+      return self._pool
+
+  def close(self) -> None:
+    """Stops the decoding workers (a later read starts new ones)."""
+    with self._pool_lock:
+      pool, self._pool = self._pool, None
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
+
+  def _submit(self, pool, method: str, args: tuple) -> concurrent.futures.Future:
+    """Starts `self.<method>(*args)` in the pool."""
+    if self.options.worker_type == 'process':
+      return pool.submit(_call_in_worker, method, args)
+    return pool.submit(getattr(self, method), *args)
+
+  def _result(self, future: concurrent.futures.Future):
+    """A task's result; a worker process's failure events are replayed first."""
+    if self.options.worker_type == 'process':
+      value, events = future.result()
+      self.failures.replay(events)
+      return value
+    return future.result()
+
   def _run(self, tasks: Callable[[int], list], keys) -> Iterator[list]:
-    """Results of tasks(k) for each k of `keys`, in order. With num_workers > 0 a
-    thread pool runs the tasks of `prefetch_batches` keys ahead of the consumer."""
-    workers, ahead = self.options.num_workers, max(1, self.options.prefetch_batches)
-    if workers <= 0:
+    """Results of the tasks (method name, args) of each k of `keys`, in order. With
+    num_workers > 0 the pool runs the tasks of `prefetch_batches` keys ahead of the
+    consumer."""
+    ahead = max(1, self.options.prefetch_batches)
+    if self.options.num_workers <= 0:
       for k in keys:
-        yield [task() for task in tasks(k)]
+        yield [getattr(self, method)(*args) for method, args in tasks(k)]
       return
-    keys = iter(keys)
-    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='decode')
+    pool = self._executor()
     pending = collections.deque()
     try:
       for k in keys:
-        pending.append([pool.submit(task) for task in tasks(k)])
+        pending.append([self._submit(pool, method, args) for method, args in tasks(k)])
         if len(pending) > ahead:
-          yield [f.result() for f in pending.popleft()]
+          yield [self._result(f) for f in pending.popleft()]
       while pending:
-        yield [f.result() for f in pending.popleft()]
+        yield [self._result(f) for f in pending.popleft()]
     finally:
       for futures in pending:
         for f in futures:
           f.cancel()
-      pool.shutdown(wait=False)
 
 
 def _count_from(start: int):
