@@ -82,7 +82,7 @@ def test_shipped_sweeps_resolve_to_valid_configs(sweep_file, arg):
                     if n.startswith('frames_') or n == 'baseline')
     if arg is None:
       assert (ts, frames) == ([2, 4, 8], [8, 16, 32])
-      assert {e.config.trainer.num_train_steps for e in entries} == {2000}
+      assert {e.config.trainer.num_train_steps for e in entries} == {1000}
     assert [by_name[f'model2_lt{n}'].model.temporal_num_layers for n in (0, 1, 4)] == [0, 1, 4]
     assert by_name['embedding_uniform_frame'].model.embedding == 'uniform_frame'
     # The embedding ablation compares the two at the same number of tokens.
