@@ -289,8 +289,8 @@ def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = Non
   plateau until the cosine had brought the rate down to about 5e-4), warm-up
   `warmup_steps` (100) + cosine, batch 32, 4000 steps on two CPU devices where the
   backend is a CPU (Model 1: about 7 minutes on 2 cores, test included); the test
-  split is read as 3 clips x 3 crops (the papers' multi-view protocol). `arg` is comma-separated
-  (`--config=configs/synthetic/x.py:tiny,shuffle`):
+  split is read as 3 clips x 3 crops (the papers' multi-view protocol). `arg` is
+  comma-separated (`--config=configs/synthetic/x.py:tiny,shuffle`):
     tiny          test-sized data and trainer (seconds on CPU); `tiny_model(model)`
                   shrinks the model (each family passes its own).
     shuffle       space-only control: frames shuffled (one random permutation per batch).

@@ -21,9 +21,9 @@ params per layer), and positions are learned per index of the clip (the original
 each frame's index in the video, modulo `MAX_POSITION_EMBEDDINGS`).
 
 Config fields (config.model): the backbone ViT: hidden_size D, num_layers, num_heads,
-mlp_dim, patch_size, classifier ('token'|'gap'); the temporal encoder (width D):
-temporal_num_layers (3), temporal_num_heads (12), temporal_mlp_dim (3072),
-temporal_window (18; None = full attention), temporal_dropout_rate (0.1),
+mlp_dim, patch_size, classifier ('token', or pooled 'gap'|'gmp'|'gsp'); the temporal
+encoder (width D): temporal_num_layers (3), temporal_num_heads (12), temporal_mlp_dim
+(3072), temporal_window (18; None = full attention), temporal_dropout_rate (0.1),
 temporal_attention_dropout_rate (0.1); head_mlp_dim (768), head_dropout_rate (0.5);
 dropout_rate / attention_dropout_rate (the backbone's), stochastic_depth (both encoders,
 each linear in its own depth), layer_norm_epsilon, dtype, param_dtype, attention_impl,
@@ -142,8 +142,9 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
   models.check_transformer(m)
   models.check_options(m)
   models.check_patches(m, crop_size=crop_size)
-  if m.get('classifier', 'token') not in ('token', 'gap'):
-    raise config_error('model.classifier', m.classifier, "'token' or 'gap'")
+  if m.get('classifier', 'token') not in embeddings.CLASSIFIERS:
+    raise config_error('model.classifier', m.classifier,
+                       f'one of {embeddings.CLASSIFIERS}')
   for field in ('temporal_num_layers', 'temporal_num_heads', 'temporal_mlp_dim',
                 'head_mlp_dim'):
     models.check_positive_int(f'model.{field}', m.get(field))
