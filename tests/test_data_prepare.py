@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import data
-from vivit_jax.data import prepare, tfrecord, video_files
+from vivit_jax.data import example_proto, prepare, tfrecord, video_files
 from test_data_video_files import CLASSES, make_config, make_video, write_bad_files
 
 # JPEG q90 with 4:4:4 chroma on top of H.264 decoding: per-frame mean |error| and the
@@ -61,7 +61,7 @@ def test_round_trip_same_frames(videos, tmp_path):
     blob = open(f, 'rb').read()
     for offset, length in tfrecord.record_offsets(f):
       encoded, label, name = tfrecord.parse_example(blob[offset:offset + length])
-      ex = tfrecord._example_pb2().SequenceExample.FromString(blob[offset:offset + length])
+      ex = example_proto.SequenceExample.FromString(blob[offset:offset + length])
       source = ex.context.feature['video/filename'].bytes_list.value[0].decode()
       original = video_files.decode_video(source, lambda n: np.arange(n))
       stored = tfrecord.decode_jpegs(encoded, np.arange(len(encoded)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import data
-from vivit_jax.data import pipeline, tfrecord
+from vivit_jax.data import example_proto, pipeline, tfrecord
 from test_data_video_files import frame_numbers, make_config, make_video
 
 JPEG_TOLERANCE = 2.0   # mean |error| in pixel levels of JPEG q90 4:4:4 on these frames.
@@ -65,7 +65,7 @@ def shard_dir(tmp_path_factory):
   names = ['cat', 'dog', 'eel']
   good = [tfrecord.encode_example(make_video(label=i % 3), i % 3, names[i % 3])
           for i in range(9)]
-  ex = tfrecord._example_pb2().SequenceExample.FromString(good[0])
+  ex = example_proto.SequenceExample.FromString(good[0])
   ex.feature_lists.feature_list['image/encoded'].feature[2].bytes_list.value[0] = (
       b'\xff\xd8\xff' + b'\x00' * 50)
   bad = [b'garbage', tfrecord.encode_example(make_video(num_frames=2), 7),
@@ -125,3 +125,43 @@ def test_label_names_default_to_indices(tmp_path):
   assert ds.label_names == ['0', '1']
   assert json.loads(json.dumps(ds.label_names)) == ['0', '1']
   assert next(ds.train_batches(0, 2))['label'].tolist() == [1, 1]
+
+
+def test_example_protos_are_tensorflows_wire_format():
+  """Our SequenceExample/Example bytes are TensorFlow's (same deterministic bytes both
+  ways, every feature kind), so shards from TF pipelines read here and vice versa."""
+  from tensorflow.core.example import example_pb2
+  video = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+  ours = tfrecord.encode_example(video, 2, 'dog')
+  theirs = example_pb2.SequenceExample.FromString(ours)
+  assert theirs.context.feature[tfrecord.LABEL_KEY].int64_list.value == [2]
+  assert len(theirs.feature_lists.feature_list[tfrecord.FRAMES_KEY].feature) == 3
+  assert theirs.SerializeToString(deterministic=True) == (
+      example_proto.SequenceExample.FromString(ours).SerializeToString(deterministic=True))
+  e = example_pb2.Example()
+  e.features.feature['f'].float_list.value.extend([0.5, -1.0])
+  e.features.feature['b'].bytes_list.value.append(b'\x00\xff')
+  e.features.feature['i'].int64_list.value.extend([-3, 2**40])
+  back = example_proto.Example.FromString(e.SerializeToString())
+  assert back.SerializeToString(deterministic=True) == e.SerializeToString(
+      deterministic=True)
+  assert back.features.feature['i'].int64_list.value == [-3, 2**40]
+  assert back.features.feature['f'].WhichOneof('kind') == 'float_list'
+
+
+def test_reading_shards_does_not_import_tensorflow(tmp_path):
+  """Decoding workers read shards without TensorFlow (8 s and 650 MB per process)."""
+  import subprocess
+  import sys
+  path = str(tmp_path / 'x.tfrecord')
+  video = np.full((2, 8, 8, 3), 100, np.uint8)
+  tfrecord.write_records(path, [tfrecord.encode_example(video, 1)])
+  code = ('import sys, numpy as np\n'
+          'from vivit_jax.data import tfrecord\n'
+          f'table = tfrecord.record_table([{path!r}])\n'
+          f'with open({path!r}, "rb") as f:\n'
+          '  f.seek(int(table[0, 1])); record = f.read(int(table[0, 2]))\n'
+          'frames, label = tfrecord.decode_record(record, np.arange, ["a", "b"])\n'
+          'assert frames.shape == (2, 8, 8, 3) and label == 1, (frames.shape, label)\n'
+          'assert "tensorflow" not in sys.modules\n')
+  subprocess.run([sys.executable, '-c', code], check=True, timeout=120)

@@ -21,7 +21,7 @@ import numpy as np
 
 from vivit_jax.config import ConfigError
 from vivit_jax.data import dataset as dataset_lib
-from vivit_jax.data import pipeline, tfrecord
+from vivit_jax.data import example_proto, pipeline, tfrecord
 from vivit_jax.data.pipeline import DecodeError
 
 
@@ -29,7 +29,7 @@ def decode_example(record: bytes, choose: pipeline.Chooser, *, video_key: str,
                    label_key: str, label_names: Sequence[str]):
   """(uint8[*choose(L).shape, H, W, 3], label) of a serialized TFDS tf.train.Example."""
   try:
-    example = tfrecord._example_pb2().Example.FromString(record)
+    example = example_proto.Example.FromString(record)
   except Exception as e:   # protobuf's DecodeError and friends.
     raise DecodeError(f'not a tf.train.Example: {type(e).__name__}: {e}') from e
   features = example.features.feature

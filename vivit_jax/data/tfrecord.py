@@ -28,6 +28,7 @@ import numpy as np
 from absl import logging
 
 from vivit_jax.data import dataset as dataset_lib
+from vivit_jax.data import example_proto
 from vivit_jax.data import pipeline
 from vivit_jax.data.pipeline import DecodeError
 from vivit_jax.data.video_files import LABEL_NAMES_FILE
@@ -36,11 +37,6 @@ FRAMES_KEY = 'image/encoded'
 LABEL_KEY = 'clip/label/index'
 LABEL_STRING_KEY = 'clip/label/string'
 FILENAME_KEY = 'video/filename'
-
-
-def _example_pb2():
-  from tensorflow.core.example import example_pb2   # imports TensorFlow (protos only).
-  return example_pb2
 
 
 # Writing.
@@ -58,7 +54,7 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
 def encode_example(video: np.ndarray, label: int, label_name: Optional[str] = None,
                    filename: Optional[str] = None, quality: int = 90) -> bytes:
   """A serialized SequenceExample of uint8[T, H, W, 3] frames (JPEG) and a label."""
-  ex = _example_pb2().SequenceExample()
+  ex = example_proto.SequenceExample()
   ex.context.feature[LABEL_KEY].int64_list.value.append(int(label))
   if label_name is not None:
     ex.context.feature[LABEL_STRING_KEY].bytes_list.value.append(label_name.encode())
@@ -112,7 +108,7 @@ def record_offsets(path: str) -> np.ndarray:
 
 def parse_example(record: bytes) -> tuple[list[bytes], int, Optional[str]]:
   """(JPEG bytes per frame, label index, label string or None) of a record."""
-  ex = _example_pb2().SequenceExample.FromString(record)
+  ex = example_proto.SequenceExample.FromString(record)
   frames = [f.bytes_list.value[0] for f in ex.feature_lists.feature_list[FRAMES_KEY].feature]
   context = ex.context.feature
   label = context[LABEL_KEY].int64_list.value if LABEL_KEY in context else []
