@@ -22,6 +22,8 @@ setuptools.setup(
         "tensorboard>=2.16",
         "tensorflow-datasets>=4.9",
         "av>=12",
+        "protobuf>=4.21",       # data/example_proto.py (tf.train.Example without TF).
+        "pillow>=10",
         "matplotlib>=3.8",
     ],
     extras_require={
