@@ -14,4 +14,4 @@ def get_config(arg=None):
   # Max-pooled tokens (Scenic's 'gmp'): the motion is in the few tokens the shapes cover,
   # and their mean ('gap') kept Models 1, 3 and 4 on the initial loss plateau.
   m.attention_type, m.classifier = 'factorised_dot_product', 'gmp'
-  return vc.synthetic_recipe(c, arg, base_lr=3e-4)   # 1e-3 stalls on the loss plateau.
+  return vc.synthetic_recipe(c, arg, base_lr=3e-4)   # 1e-3 stalled on the plateau (gap).
