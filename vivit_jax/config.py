@@ -402,7 +402,8 @@ def _validate_dataset_fields(d: ml_collections.ConfigDict) -> None:
   check('randaugment_layers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = off)')
   check('randaugment_magnitude', lambda v: 0 <= v <= 10, 'a magnitude in [0, 10]')
   check('num_workers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = no workers)')
-  check('worker_type', lambda v: v in ('thread', 'process'), "'thread' or 'process'")
+  from vivit_jax.data.pipeline import WORKER_TYPES   # pylint: disable=import-outside-toplevel
+  check('worker_type', lambda v: v in WORKER_TYPES, f'one of {WORKER_TYPES}')
   check('prefetch_batches', lambda v: _is_int(v, 1), 'a positive integer')
   check('max_failure_fraction', lambda v: 0 <= v <= 1, 'a fraction in [0, 1]')
   for field in ('mean_rgb', 'std_rgb'):
