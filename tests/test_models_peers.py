@@ -231,6 +231,19 @@ def test_mvit_depthwise_conv_equals_a_grouped_conv(kernel, stride, shape):
   np.testing.assert_allclose(out, jax.jit(grouped.apply)(params, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('kernel, stride', [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2))])
+def test_mvit_skip_max_pool_equals_flax_max_pool(kernel, stride):
+  x = jax.random.normal(jax.random.key(1), (2, 4, 7, 6, 3))
+  reference = functools.partial(nn.max_pool, window_shape=kernel, strides=stride,
+                                padding=[(k // 2, k // 2) for k in kernel])
+  out = mvit.max_pool(x, kernel, stride)
+  np.testing.assert_array_equal(out, reference(x))
+  # Gradients route to the same argmax (no ties in normal noise).
+  g = jax.grad(lambda v: jnp.sum(mvit.max_pool(v, kernel, stride) ** 3))(x)
+  g_ref = jax.grad(lambda v: jnp.sum(reference(v) ** 3))(x)
+  np.testing.assert_allclose(g, g_ref, rtol=1e-6)
+
+
 def test_mvit_relative_distances_follow_pyslowfast():
   np.testing.assert_array_equal(mvit.relative_distances(3, 3),
                                 [[2, 1, 0], [3, 2, 1], [4, 3, 2]])

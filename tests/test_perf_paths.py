@@ -1,5 +1,7 @@
 """The speed paths compute what the plain paths compute (issue 8); no timing here.
 
+Patch convolutions as patches x matmul == nn.Conv (parameters, outputs, gradients).
+
 Chunked attention == explicit attention (bias, mask, dropout, gradients, bf16); the
 'xla' default and FLOP counting; bf16 compute in the real train step; remat policies
 give identical gradients; buffer donation and device prefetch leave results unchanged.
@@ -13,7 +15,9 @@ import pytest
 
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import cost, layers
+import flax.linen as nn
+
+from vivit_jax.models import cost, embeddings, layers
 from vivit_jax.train import optim, parallel, steps
 
 B, T, HW, C = 2, 4, 8, 3
@@ -33,6 +37,31 @@ def explicit(q, k, v, **kw):
 def chunked(chunk_size, **static):
   return jax.jit(functools.partial(layers.chunked_attention, chunk_size=chunk_size,
                                    **static))
+
+
+# --- Patch convolutions ----------------------------------------------------------
+
+@pytest.mark.parametrize('shape, kernel, strides, padding', [
+    ((2, 8, 12, 3), (4, 4), (4, 4), 'VALID'),                       # ViT / uniform frame
+    ((2, 4, 9, 13, 3), (2, 4, 4), (2, 4, 4), 'VALID'),              # tubelet, remainder
+    ((2, 6, 11, 13, 3), (3, 7, 7), (2, 4, 4), [(1, 1), (3, 3), (3, 3)]),  # MViT stem
+    ((1, 5, 6, 7, 2), (3, 3, 3), (1, 2, 2), [(1, 1), (0, 2), (1, 0)])])
+@pytest.mark.parametrize('im2col', [True, False])
+def test_patch_conv_equals_flax_conv(shape, kernel, strides, padding, im2col):
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = nn.Conv(5, kernel, strides, padding=padding)
+  conv = embeddings.PatchConv(5, kernel, strides, padding=padding, im2col=im2col)
+  params = reference.init(jax.random.key(1), x)
+  # Same parameter tree and initial values, so checkpoints and seeds carry over.
+  jax.tree.map(np.testing.assert_array_equal, conv.init(jax.random.key(1), x), params)
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+  np.testing.assert_allclose(conv.apply(params, x), reference.apply(params, x),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda p, v: jnp.sum(jnp.sin(f(p, v)))
+  grads = jax.grad(loss(conv.apply), argnums=(0, 1))(params, x)
+  ref_grads = jax.grad(loss(reference.apply), argnums=(0, 1))(params, x)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4),
+               grads, ref_grads)
 
 
 # --- Chunked attention --------------------------------------------------------------
