@@ -102,6 +102,27 @@ def test_decode_positions_and_seek(tmp_path):
   assert np.abs(out[0].astype(int) - ref).mean() < 2.0
 
 
+def test_reused_colour_converter_gives_pyav_frames_for_any_size_and_format(tmp_path):
+  """decode_video keeps one swscale converter per thread across videos; alternating
+  sizes and pixel formats, in two threads, must still give PyAV's own RGB frames."""
+  import av
+  paths = []
+  for i, (h, w, pix_fmt) in enumerate([(32, 32, 'yuv444p'), (24, 40, 'yuv420p'),
+                                       (32, 32, 'yuv420p'), (18, 20, 'yuv444p')]):
+    paths.append(str(tmp_path / f'{i}.mp4'))
+    video_files.write_video(paths[-1], make_video(8, h, w, label=i % 3), pix_fmt=pix_fmt)
+  expected = []
+  for path in paths:
+    with av.open(path) as container:
+      expected.append(np.stack([f.to_ndarray(format='rgb24')
+                                for f in container.decode(video=0)]))
+  everything = lambda n: np.arange(n)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    decoded = list(pool.map(lambda p: video_files.decode_video(p, everything), paths * 3))
+  for i, frames in enumerate(decoded):
+    np.testing.assert_array_equal(frames, expected[i % len(paths)])
+
+
 def test_decode_reports_length_to_chooser(tmp_path):
   path = str(tmp_path / 'v.mp4')
   video_files.write_video(path, make_video(num_frames=10))
