@@ -190,6 +190,9 @@ def load(spec: str):
   if FLAGS.crop_size:
     d.crop_size = FLAGS.crop_size
   if FLAGS.num_layers:
+    if 'num_layers' not in m:   # MViT (`depth` over stages), Video Swin (`depths`).
+      raise app.UsageError(f'--num_layers={FLAGS.num_layers} does not apply to {spec} '
+                           f'(model {m.name!r} has no model.num_layers).')
     m.num_layers = FLAGS.num_layers
   for field in ('dtype', 'remat', 'remat_policy', 'attention_impl'):
     value = getattr(FLAGS, field)
@@ -425,6 +428,13 @@ class Theirs:
 
 # --------------------------------------------------------------------------------------
 
+def num_blocks(m) -> int:
+  """Transformer blocks of a model config: num_layers, MViT's depth or Swin's depths."""
+  if 'num_layers' in m:
+    return m.num_layers
+  return m.depth if 'depth' in m else sum(m.depths)
+
+
 def benchmark(spec: str, use_hf: bool) -> list[dict]:
   config = load(spec)
   m, d = config.model, config.dataset
@@ -434,7 +444,7 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
   dtype = m.get('dtype', 'float32')
   peak = peak_tflops(dev.device_kind, dtype)
   base = {'config': name, 'input': f'{d.num_frames}x{d.crop_size}x{d.crop_size}',
-          'num_layers': m.num_layers, 'dtype': dtype,
+          'num_layers': num_blocks(m), 'dtype': dtype,
           'attention_impl': layers.resolve_attention_impl(m.get('attention_impl', 'xla')),
           'remat': bool(m.get('remat', False)),
           'remat_policy': m.get('remat_policy', None) if m.get('remat', False) else None,
@@ -571,6 +581,11 @@ def main(argv):
     specs += sorted(glob.glob(FLAGS.configs))
   if not specs:
     raise app.UsageError('give --config=PATH (repeatable) or --all')
+  train_batch = FLAGS.train_batch_size or FLAGS.batch_size
+  if FLAGS.train and not FLAGS.attention_kernels and train_batch % jax.device_count():
+    raise app.UsageError(
+        f'training batch {train_batch} (--train_batch_size, else --batch_size) must be a '
+        f'multiple of the {jax.device_count()} devices the training step shards over.')
   use_hf = FLAGS.hf and hf_available()
   env = environment()
   print(' '.join(f'{k}={v}' for k, v in env.items()))

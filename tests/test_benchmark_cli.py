@@ -1,0 +1,49 @@
+"""experiments/benchmark.py runs every model family end to end (tiny configs, no HF):
+one inference and one training row per config, with the block count of each family."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def run_benchmark(*args, devices=1):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return subprocess.run(
+      [sys.executable, str(ROOT / 'experiments' / 'benchmark.py'), '--runs=1', '--warmup=0',
+       '--nohf', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_every_family_gives_inference_and_train_rows(tmp_path):
+  out = tmp_path / 'rows.json'
+  configs = {'vivit_model1': 1, 'mvit': 2, 'video_swin': 4}   # tiny: blocks per family.
+  result = run_benchmark(*[f'--config=configs/synthetic/{name}.py:tiny' for name in configs],
+                         '--batch_size=2', f'--json={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads(out.read_text())['rows']
+  assert [(r['config'], r['mode']) for r in rows] == [
+      (f'{name}:tiny', mode) for name in configs for mode in ('inference', 'train')]
+  for r in rows:
+    assert r['num_layers'] == configs[r['config'].split(':')[0]]
+    assert r['batch'] == 2 and r['clips_per_s'] > 0 and r['median_s'] > 0
+  for name in configs:
+    inference, train = (r for r in rows if r['config'] == f'{name}:tiny')
+    # A training step is forward + backward + update: about 3x the forward's FLOPs.
+    assert 2.0 < train['gflops'] / inference['gflops'] < 4.5, (name, train, inference)
+  assert result.stdout.count('| train |') == len(configs)
+
+
+def test_num_layers_is_refused_for_models_without_it():
+  result = run_benchmark('--config=configs/synthetic/mvit.py:tiny', '--num_layers=1')
+  assert result.returncode != 0
+  assert '--num_layers=1 does not apply' in result.stderr and "'mvit'" in result.stderr
+
+
+def test_training_batch_must_divide_over_the_devices():
+  result = run_benchmark('--config=configs/synthetic/vivit_model1.py:tiny',
+                         '--batch_size=2', devices=8)
+  assert result.returncode != 0
+  assert 'training batch 2' in result.stderr and 'multiple of the 8 devices' in result.stderr
+  assert 'compiling' not in result.stderr   # refused before any compute.
