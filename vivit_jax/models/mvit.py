@@ -155,8 +155,8 @@ def relative_distances(q_size: int, k_size: int) -> np.ndarray:
 
 def max_pool(x, kernel: Sequence[int], strides: Sequence[int]):
   """`nn.max_pool(x, kernel, strides, padding=kernel // 2)`: x [N, t, h, w, C] ->
-  [N, t', h', w', C], as a maximum over strided slices (XLA:CPU's reduce_window gradient
-  is several times slower)."""
+  [N, t', h', w', C], as a maximum over strided slices: on XLA:CPU this cut MViT's
+  synthetic training step from 593 to 537 ms against reduce_window and its gradient."""
   padding = [(k // 2, k // 2) for k in kernel]
   return functools.reduce(jnp.maximum,
                           embeddings.strided_windows(x, kernel, strides, padding, -jnp.inf))
