@@ -44,6 +44,13 @@ def strided_windows(x, kernel_size: Sequence[int], strides: Sequence[int],
           for tap in itertools.product(*map(range, k))]
 
 
+def is_tiling(kernel_size: Sequence[int], strides: Sequence[int],
+              padding: Sequence[tuple[int, int]]) -> bool:
+  """Whether the kernel tiles its input: non-overlapping (strides == kernel) and unpadded."""
+  return (tuple(kernel_size) == tuple(strides)
+          and all(tuple(p) == (0, 0) for p in padding))
+
+
 def extract_patches(x, kernel_size: Sequence[int], strides: Sequence[int],
                     padding: Sequence[tuple[int, int]]):
   """x: [N, *S, C] -> patches [N, *S', prod(kernel_size) * C], taps in row-major order
@@ -54,7 +61,7 @@ def extract_patches(x, kernel_size: Sequence[int], strides: Sequence[int],
   input's size).
   """
   k, s, n = tuple(kernel_size), tuple(strides), len(kernel_size)
-  if k == s and all(tuple(p) == (0, 0) for p in padding):
+  if is_tiling(k, s, padding):
     out = [size // kk for size, kk in zip(x.shape[1:-1], k)]
     x = x[(slice(None), *[slice(0, o * kk) for o, kk in zip(out, k)])]   # VALID drops rest.
     x = x.reshape(x.shape[0], *itertools.chain(*zip(out, k)), x.shape[-1])
@@ -91,9 +98,8 @@ class PatchConv(nn.Module):
                         (*k, x.shape[-1], self.features), self.param_dtype)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    overlapping = k != s or any(tuple(p) != (0, 0) for p in padding)
     im2col = (self.im2col if self.im2col is not None
-              else not overlapping or jax.default_backend() == 'cpu')
+              else is_tiling(k, s, padding) or jax.default_backend() == 'cpu')
     if im2col:
       patches = extract_patches(x, k, s, padding)
       y = patches @ kernel.reshape(math.prod(k) * x.shape[-1], self.features)
