@@ -172,6 +172,15 @@ def _memory(compiled) -> Optional[int]:
              - m.alias_size_in_bytes)
 
 
+def _cudnn_attention_calls(compiled) -> int:
+  """cuDNN fused-attention custom calls (forward and backward) in the compiled program:
+  0 on GPU means attention fell back to XLA's materialised softmax."""
+  try:
+    return compiled.as_text().count('__cudnn$fmha')
+  except Exception:   # pylint: disable=broad-except
+    return 0
+
+
 def _peak_bytes_in_use() -> Optional[int]:
   stats = jax.local_devices()[0].memory_stats()
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
@@ -243,11 +252,11 @@ class Ours:
     return _cost(lowered)
 
   def make_inference(self, batch):
-    """(run() -> blocks, compiled bytes)."""
+    """(run() -> blocks, compiled program)."""
     x = jnp.asarray(np.random.default_rng(1).standard_normal(
         video_shape(self.config, batch)).astype(np.float32))
     compiled = self.forward.lower(self.params, x).compile()
-    return (lambda: jax.block_until_ready(compiled(self.params, x))), _memory(compiled)
+    return (lambda: jax.block_until_ready(compiled(self.params, x))), compiled
 
   def _train_parts(self, batch, model=None):
     config = self.config
@@ -293,7 +302,7 @@ class Ours:
       raise
 
   def make_train(self, batch):
-    """(run() -> blocks, compiled bytes) of one optimiser update (state donated)."""
+    """(run() -> blocks, compiled program) of one optimiser update (state donated)."""
     par, tx, host_batch, compiled = self._compile_train(batch)
     holder = {'state': par.put_state(steps.create_train_state(self.params, tx))}
     dev_batch = par.put_batch(host_batch)
@@ -302,7 +311,7 @@ class Ours:
     def run():
       holder['state'], metrics = compiled(holder['state'], dev_batch, rng)
       jax.block_until_ready(metrics['loss'])
-    return run, _memory(compiled)
+    return run, compiled
 
 
 def largest_train_batch(ours: Ours, limit: Optional[int], max_batch: int) -> Optional[int]:
@@ -464,10 +473,10 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
   for mode, batch in modes:
     print(f'# {name} {mode} batch {batch}: compiling...', file=sys.stderr, flush=True)
     if mode == 'inference':
-      run, need = ours.make_inference(batch)
+      run, compiled = ours.make_inference(batch)
       flops = ours.inference_flops(batch)
     else:
-      run, need = ours.make_train(batch)
+      run, compiled = ours.make_train(batch)
       flops = ours.train_flops(batch)
     fns = {'ours': run}
     if theirs is not None:
@@ -479,7 +488,8 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                clips_per_s=batch / t.median, latency_per_clip_s=t.median / batch,
                gflops=flops / 1e9, achieved_tflops=flops / t.median / 1e12,
                mfu=(flops / t.median / 1e12 / peak) if peak else None,
-               peak_tflops=peak, compiled_bytes=need, peak_bytes_in_use=_peak_bytes_in_use())
+               peak_tflops=peak, compiled_bytes=_memory(compiled), peak_bytes_in_use=_peak_bytes_in_use(),
+               cudnn_attention_calls=_cudnn_attention_calls(compiled))
     if theirs is not None:
       th = timing['theirs']
       row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
@@ -552,7 +562,8 @@ def markdown_row(r) -> str:
   mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
   mem = r['compiled_bytes']
   return (f"| {r['config']} | {r['mode']} | {r['input']} | {r['num_layers']} | "
-          f"{r['dtype']}{' remat' if r['remat'] else ''} | {r['attention_impl']} | "
+          f"{r['dtype']}{' remat' if r['remat'] else ''} | {r['attention_impl']}"
+          f"{' (%d cuDNN)' % r['cudnn_attention_calls'] if r.get('cudnn_attention_calls') else ''} | "
           f"{r['batch']} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | "
           f"{r['cpu_median_s']:.3f} | "
           f"{r['clips_per_s']:.2f} | {1e3 * r['latency_per_clip_s']:.0f} | "
@@ -593,15 +604,14 @@ def main(argv):
   if FLAGS.attention_kernels:
     print('| kernel | tokens x heads x head_dim | median s (min-max) | CPU s | GFLOP/s |\n'
           '|---|---|---|---|---|', flush=True)
-    for spec in specs:
-      rows.extend(attention_kernels(spec))
   else:
     print(HEADER, flush=True)
-    for spec in specs:
-      rows.extend(benchmark(spec, use_hf))
-  if FLAGS.json:
-    pathlib.Path(FLAGS.json).write_text(json.dumps({'environment': env, 'rows': rows},
-                                                   indent=2))
+  for spec in specs:
+    rows.extend(attention_kernels(spec) if FLAGS.attention_kernels
+                else benchmark(spec, use_hf))
+    if FLAGS.json:   # after every config: a run cut short keeps what it measured.
+      pathlib.Path(FLAGS.json).write_text(json.dumps({'environment': env, 'rows': rows},
+                                                     indent=2))
 
 
 if __name__ == '__main__':

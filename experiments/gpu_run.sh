@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark of the performance issue in one call on a lent GPU (one
+# device call is all a session can count on): the fast-path numerical checks, then the
+# benchmarks, most important first. Each step has its own time limit, so a stuck or
+# failing step leaves the rest their turn.
+#
+#   bash experiments/gpu_run.sh        # carry .whl (experiments/README.md, GPU)
+#
+# Output: $OUT/log.txt (everything, with each step's exit status and seconds) and one
+# JSON file of benchmark rows per step. EXTRA adds flags to every benchmark (a CPU smoke
+# run: EXTRA="--num_frames=4 --crop_size=32 --num_layers=1 --runs=1").
+set -u
+OUT=${OUT:-/tmp/gpu_run}
+mkdir -p "$OUT"
+LOG=$OUT/log.txt
+if compgen -G '.whl/*.whl' > /dev/null; then   # ml_collections, missing on the GPU image.
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# Steps that compile the same program (e.g. Model 1 inference with and without the
+# Hugging Face comparison) share it through the persistent cache.
+export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+K=configs/kinetics400
+BENCH="python3 experiments/benchmark.py --runs=5 --dtype=bfloat16 ${EXTRA:-}"
+
+step() {   # step SECONDS NAME COMMAND...
+  local limit=$1 name=$2 start=$SECONDS
+  shift 2
+  echo "=== $name ($(date +%T), limit ${limit} s): $*" | tee -a "$LOG"
+  timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$LOG"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
+    "optax", optax.__version__, jax.devices())'; } | tee -a "$LOG"
+
+step 80 checks python3 experiments/gpu_checks.py
+# ViViT-B Model 1: training MFU (target >= 45% bf16) and inference, GPU memory to JAX.
+step 130 m1 env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --batch_size=32 \
+  --train_batch_size=32 --config=$K/vivit_b16x2_spatio_temporal.py --json="$OUT/m1.json"
+# The same against Hugging Face's VivitModel (bf16, sdpa) on the same GPU (target >= 2x
+# inference); half the memory is left to PyTorch.
+step 100 m1_hf env XLA_PYTHON_CLIENT_MEM_FRACTION=.5 $BENCH --batch_size=32 \
+  --train_batch_size=16 --config=$K/vivit_b16x2_spatio_temporal.py --json="$OUT/m1_hf.json"
+# ViViT-L/16x2 factorised encoder at 32 frames: remat makes a batch of 32 fit.
+step 130 l_fe_remat env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
+  --remat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py \
+  --json="$OUT/l_fe_remat.json"
+step 100 tsf_hf env XLA_PYTHON_CLIENT_MEM_FRACTION=.5 $BENCH --batch_size=32 \
+  --train_batch_size=16 --config=$K/timesformer_divided_space_time.py \
+  --json="$OUT/tsf_hf.json"
+step 80 m2 env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinference \
+  --train_batch_size=32 --config=$K/vivit_b16x2_factorised_encoder.py --json="$OUT/m2.json"
+# Without remat the same batch should not fit (the compile or the first step fails).
+step 80 l_fe env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
+  --noremat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py \
+  --json="$OUT/l_fe.json"
+grep -h '^| ' "$LOG" | grep -v -e '^| config' -e '^|---' > "$OUT/rows.md" || true
+echo "=== done $(date +%T)" | tee -a "$LOG"
