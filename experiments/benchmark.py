@@ -160,6 +160,14 @@ def _cost(compiled_or_lowered) -> float:
   return float(cost.get('flops', 0.0)) if cost else 0.0
 
 
+def _on_cpu(tree):
+  """Abstract copies of `tree`'s arrays placed on the host CPU: programs lowered for it
+  have an XLA cost analysis before compilation, which the GPU backend does not give
+  (`cost_analysis()` of a GPU lowering is empty, so FLOPs read 0 there)."""
+  cpu = jax.sharding.SingleDeviceSharding(jax.devices('cpu')[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), tree)
+
+
 def _memory(compiled) -> Optional[int]:
   """Bytes the compiled program needs: arguments + outputs + temporaries - aliased."""
   try:
@@ -248,7 +256,7 @@ class Ours:
     x = jax.ShapeDtypeStruct(video_shape(self.config, batch), jnp.float32)
     with layers.flop_counting():
       lowered = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False)).lower(
-          self.params, x)
+          *_on_cpu((self.params, x)))
     return _cost(lowered)
 
   def make_inference(self, batch):
@@ -279,7 +287,7 @@ class Ours:
     state = jax.eval_shape(lambda p: steps.create_train_state(p, tx), self.params)
     b = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch)
     with layers.flop_counting():
-      lowered = jax.jit(step_fn).lower(state, b, jax.random.key(0))
+      lowered = jax.jit(step_fn).lower(*_on_cpu((state, b, jax.random.key(0))))
     return _cost(lowered)
 
   def _compile_train(self, batch):

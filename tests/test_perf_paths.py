@@ -3,7 +3,8 @@
 Patch convolutions as patches x matmul == nn.Conv (parameters, outputs, gradients).
 
 Chunked attention == explicit attention (bias, mask, dropout, gradients, bf16); the
-'xla' default and FLOP counting; bf16 compute in the real train step; remat policies
+'xla' default (cuDNN on GPU only where its backward pass accepts the shapes, odd lengths
+padded) and FLOP counting; bf16 compute in the real train step; remat policies
 give identical gradients; buffer donation and device prefetch leave results unchanged.
 """
 import functools
@@ -321,24 +322,74 @@ def test_prefetch_to_device_keeps_order_and_places_batches():
       == [0, 0, 0]
 
 
-def test_gpu_default_tries_cudnn_for_half_precision_and_falls_back_to_xla(monkeypatch):
-  """No GPU here: the backend and jax.nn.dot_product_attention are stood in for, to
-  check which implementation the 'xla' default asks for."""
-  calls = []
+@pytest.mark.parametrize('lq, lk', [(5, 5), (5, 8), (6, 7), (4, 6)])
+def test_even_length_attention_equals_explicit_with_the_pad_masked(lq, lk):
+  """cuDNN's backward pass rejects odd lengths; the pad that avoids them must change
+  nothing. Run through XLA here, which honours the same sequence-length masks."""
+  q, k, v = qkv(2, lq, lk, 3, 8, seed=lq + lk)
+  cot = jnp.asarray(np.random.default_rng(1).standard_normal(q.shape), jnp.float32)
 
-  def fake(q, k, v, *, bias=None, mask=None, implementation=None):
+  def grads(fn):
+    loss = lambda q, k, v: jnp.sum(fn(q, k, v) * cot)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
+  (out, g), (ref, g_ref) = (
+      grads(functools.partial(layers.even_length_attention, implementation='xla')),
+      grads(explicit))
+  np.testing.assert_allclose(out, ref, rtol=1e-5)
+  for a, b in zip(g, g_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def fake_cudnn(monkeypatch, rejects_backward):
+  """jax.nn.dot_product_attention stood in for on a pretend GPU: 'cudnn' calls run XLA
+  but, like jax's cuDNN wrapper, check their shapes in the backward pass's forward rule
+  (traced under `jax.grad` only) and raise when `rejects_backward(Lq, Lk)`."""
+  real, calls = jax.nn.dot_product_attention, []
+
+  def fake(q, k, v, *, implementation=None, **kw):
     calls.append(implementation)
-    if implementation == 'cudnn' and fake.reject:
-      raise NotImplementedError('cuDNN does not support this configuration')
-    return q
+    attend = lambda q, k, v: real(q, k, v, implementation='xla', **kw)
+    if implementation != 'cudnn':
+      return attend(q, k, v)
+    cudnn = jax.custom_vjp(attend)
+
+    def fwd(q, k, v):
+      if rejects_backward(q.shape[1], k.shape[1]):
+        raise NotImplementedError(f'Unsupported sequence length Q {q.shape[1]}, '
+                                  f'KV {k.shape[1]}.')
+      return attend(q, k, v), (q, k, v)
+    cudnn.defvjp(fwd, lambda res, g: jax.vjp(attend, *res)[1](g))
+    return cudnn(q, k, v)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   monkeypatch.setattr(jax.nn, 'dot_product_attention', fake)
-  q, k, v = qkv(1, 5, 5, 2, 8)
-  fake.reject = False
-  layers.dot_product_attention(q.astype(jnp.bfloat16), k, v)
-  layers.dot_product_attention(q, k, v)              # float32: XLA directly.
-  fake.reject = True
-  layers.dot_product_attention(q.astype(jnp.bfloat16), k, v)
-  assert calls == ['cudnn', 'xla', 'cudnn', 'xla']
-  with pytest.raises(NotImplementedError):          # a forced 'cudnn' does not fall back.
-    layers.dot_product_attention(q.astype(jnp.bfloat16), k, v, impl='cudnn')
+  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
+  return calls
+
+
+@pytest.mark.parametrize('rejects, expected', [
+    (lambda lq, lk: lq % 2 or lk % 2, 'cudnn'),   # jax 0.11: odd lengths -> padded.
+    (lambda lq, lk: True, 'xla')])                 # rejected in any case -> XLA.
+def test_gpu_default_picks_cudnn_only_where_its_backward_pass_accepts(
+    monkeypatch, rejects, expected):
+  calls = fake_cudnn(monkeypatch, rejects)
+  q, k, v = qkv(2, 5, 5, 2, 8, dtype=jnp.bfloat16)
+  attend = lambda q, k, v: layers.dot_product_attention(q, k, v)   # fresh: no trace cache.
+  loss = lambda q: jnp.sum(jax.checkpoint(attend)(q, k, v).astype(jnp.float32) ** 2)
+  grad = jax.grad(loss)(q)                        # no error escapes remat + grad.
+  ref = jax.grad(lambda q: jnp.sum(explicit(q, k, v).astype(jnp.float32) ** 2))(q)
+  np.testing.assert_allclose(np.asarray(grad, np.float32), np.asarray(ref, np.float32),
+                             rtol=0.05, atol=0.05)
+  assert calls[-1] == expected
+  calls.clear()
+  layers.dot_product_attention(*(x.astype(jnp.float32) for x in (q, k, v)))
+  assert calls == ['xla']                         # float32: XLA directly.
+  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
+
+
+def test_forced_cudnn_does_not_fall_back(monkeypatch):
+  fake_cudnn(monkeypatch, lambda lq, lk: True)
+  q, k, v = qkv(1, 6, 6, 2, 8, dtype=jnp.bfloat16)
+  with pytest.raises(NotImplementedError, match='Unsupported sequence length'):
+    jax.grad(lambda q: jnp.sum(layers.dot_product_attention(q, k, v, impl='cudnn')
+                               .astype(jnp.float32)))(q)
+  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access

@@ -18,6 +18,7 @@ import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from vivit_jax.models.embeddings import AddPositionEmbedding
@@ -144,7 +145,9 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   bias [1, H, Lq, Lk], a window mask [B, 1, Lq, Lk]); they go to
   `jax.nn.dot_product_attention`'s `bias`/`mask`, or are applied in the explicit path.
   `impl` (see `resolve_attention_impl`): 'xla' is the fastest correct kernel of the
-  backend; 'cudnn' forces `jax.nn.dot_product_attention`'s cuDNN kernel; 'explicit' is
+  backend (on GPU, cuDNN for half precision where `cudnn_accepts` the shapes, odd
+  lengths padded by `even_length_attention`; XLA otherwise); 'cudnn' forces
+  `jax.nn.dot_product_attention`'s cuDNN kernel; 'explicit' is
   the plain einsum/softmax path; 'chunked' is `chunked_attention` (queries in chunks of
   `query_chunk_size`, default QUERY_CHUNK_SIZE; O(chunk * Lk) memory per head). Attention-probability dropout runs
   in 'chunked' and 'explicit'; other kernels fall back to 'explicit' while it is active.
@@ -160,17 +163,13 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   if impl != 'explicit' and not use_dropout:
     if mask is not None:
       mask = jnp.asarray(mask, bool)
-    attention = functools.partial(jax.nn.dot_product_attention, query, key, value,
-                                  bias=bias, mask=mask)
-    if (impl == 'xla' and jax.default_backend() == 'gpu'
-        and query.dtype in (jnp.bfloat16, jnp.float16)):
-      # jax's own default is XLA; try cuDNN flash attention, which rejects (at trace
-      # time) dtypes, head sizes and layouts it does not support.
-      try:
-        return attention(implementation='cudnn')
-      except (ValueError, NotImplementedError, RuntimeError, TypeError):
-        pass
-    return attention(implementation=impl)
+    if impl == 'cudnn' or (impl == 'xla' and jax.default_backend() == 'gpu'
+                           and query.dtype in (jnp.bfloat16, jnp.float16)
+                           and cudnn_accepts(query, key, value, bias, mask)):
+      return even_length_attention(query, key, value, bias=bias, mask=mask,
+                                   implementation='cudnn')
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
+                                        implementation=impl)
   scale = query.shape[-1] ** -0.5
   logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
                       preferred_element_type=jnp.float32) * scale
@@ -183,6 +182,53 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
     probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
   return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(value.dtype), value)
+
+
+def even_length_attention(query, key, value, *, bias=None, mask=None,
+                          implementation=None):
+  """`jax.nn.dot_product_attention` with odd sequence lengths padded by one token.
+
+  cuDNN's backward pass rejects odd lengths (ViViT Model 1 has 3137 tokens): without
+  bias and mask, an odd query/key axis gets one zero token, the padded key is masked
+  through `key_value_seq_lengths` (cuDNN's padding mask, no dense bias) and the padded
+  query row is dropped. Other inputs go through unchanged. Shapes as
+  `dot_product_attention`.
+  """
+  b, lq = query.shape[:2]
+  lk = key.shape[1]
+  if (lq % 2 == 0 and lk % 2 == 0) or bias is not None or mask is not None:
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
+                                        implementation=implementation)
+  pad = lambda x, n: jnp.pad(x, ((0, 0), (0, n % 2), (0, 0), (0, 0)))
+  out = jax.nn.dot_product_attention(
+      pad(query, lq), pad(key, lk), pad(value, lk),
+      query_seq_lengths=np.full((b,), lq, np.int32),
+      key_value_seq_lengths=np.full((b,), lk, np.int32), implementation=implementation)
+  return out[:, :lq]
+
+
+def cudnn_accepts(query, key, value, bias=None, mask=None) -> bool:
+  """Whether cuDNN takes these attention inputs forward *and* backward.
+
+  jax checks cuDNN's limits when it traces each pass, and the backward one only under
+  `jax.grad` (possibly inside remat, past any try/except at the call), so both are
+  traced here on abstract values; the answer is cached by shape and dtype.
+  """
+  spec = lambda x: None if x is None else (tuple(x.shape), jnp.dtype(x.dtype).name)
+  return _cudnn_accepts(*(spec(x) for x in (query, key, value, bias, mask)))
+
+
+@functools.lru_cache(maxsize=None)
+def _cudnn_accepts(*specs) -> bool:
+  def loss(q, k, v, bias, mask):
+    out = even_length_attention(q, k, v, bias=bias, mask=mask, implementation='cudnn')
+    return jnp.sum(out.astype(jnp.float32))
+  args = [None if s is None else jax.ShapeDtypeStruct(*s) for s in specs]
+  try:
+    jax.eval_shape(jax.grad(loss, argnums=(0, 1, 2)), *args)
+  except (ValueError, NotImplementedError, RuntimeError, TypeError):
+    return False
+  return True
 
 
 def _as_4d(x, dtype, shape, name):
