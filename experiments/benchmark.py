@@ -30,6 +30,10 @@ the same by CPU seconds per call (this process, all threads), which a shared
 machine's load hardly changes. The training
 step there is forward, cross-entropy, backward, global-norm clipping and SGD momentum.
 
+`--profile_dir=DIR` also traces one call of ours per config and mode (`jax.profiler`,
+perfetto JSON under DIR) and prints its device time per op and kind of op
+(`trace_summary.py`: attention, matmul, convolution, fusion, copy, other).
+
 `--attention_kernels` instead times one attention layer over the config's full token
 sequence with `jax.nn.dot_product_attention`, the explicit path, the chunked kernel and
 torch sdpa (where the gap between JAX and PyTorch on CPU was).
@@ -56,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import trace_summary   # experiments/, beside this script.
 from vivit_jax import config as vc
 from vivit_jax import models
 from vivit_jax.models import layers
@@ -84,6 +89,9 @@ flags.DEFINE_bool('train', True, 'Measure a training step.')
 flags.DEFINE_bool('hf', True, 'Also run Hugging Face PyTorch counterparts if installed.')
 flags.DEFINE_float('peak_tflops', None, 'Device peak TFLOP/s for MFU (default: table).')
 flags.DEFINE_string('json', None, 'Write the rows as JSON to this path.')
+flags.DEFINE_string('profile_dir', None,
+                    'Also trace one call of ours per config and mode into this folder '
+                    'and print where its device time goes (trace_summary.py).')
 flags.DEFINE_bool('attention_kernels', False,
                   'Only time one attention layer of each config\'s largest '
                   'sequence with every kernel (and torch sdpa).')
@@ -502,9 +510,25 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
       th = timing['theirs']
       row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
                  ratio=th.median / t.median, cpu_ratio=th.cpu_median / t.cpu_median)
-    rows.append(row)
     print(markdown_row(row), flush=True)
+    if FLAGS.profile_dir:
+      row['profile'] = profile(run, os.path.join(FLAGS.profile_dir, f'{name}_{mode}'))
+    rows.append(row)
   return rows
+
+
+def profile(run: Callable[[], Any], log_dir: str) -> dict:
+  """Traces one `run()` into `log_dir`; prints and returns `trace_summary.summarize`."""
+  with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+    run()
+  traces = sorted(glob.glob(os.path.join(log_dir, '**', 'perfetto_trace.json.gz'),
+                            recursive=True), key=os.path.getmtime)
+  if not traces:
+    print(f'# no perfetto trace under {log_dir}', file=sys.stderr)
+    return {}
+  summary = trace_summary.summarize(traces[-1], top=15)
+  print(trace_summary.markdown(summary), flush=True)
+  return dict(summary, trace=traces[-1])
 
 
 def attention_kernels(spec: str) -> list[dict]:
@@ -566,7 +590,8 @@ def _gb(x):
 def markdown_row(r) -> str:
   hf = (f"{r['hf_model'].replace('ForVideoClassification', '')} ({r['hf_attention']}): "
         f"{r['hf']['median_s']:.3f}" if 'hf' in r else '-')
-  ratio = f"{r['ratio']:.2f}x (CPU {r['cpu_ratio']:.2f}x)" if 'ratio' in r else '-'
+  ratio = '-' if 'ratio' not in r else f"{r['ratio']:.2f}x" + (
+      f" (CPU {r['cpu_ratio']:.2f}x)" if r['platform'] == 'cpu' else '')   # GPU: async.
   mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
   mem = r['compiled_bytes']
   return (f"| {r['config']} | {r['mode']} | {r['input']} | {r['num_layers']} | "

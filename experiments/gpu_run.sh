@@ -6,8 +6,9 @@
 #
 #   bash experiments/gpu_run.sh        # carry .whl (experiments/README.md, GPU)
 #
-# Output: $OUT/log.txt (everything, with each step's exit status and seconds) and one
-# JSON file of benchmark rows per step. STEPS="checks m1_hf ..." runs only the steps
+# Output (at most 8 files come back from a device call): $OUT/log.txt (everything, with
+# each step's exit status and seconds), one JSON file of benchmark rows per step and the
+# profiled step's trace. STEPS="checks m1_hf ..." runs only the steps
 # named; EXTRA adds flags to every benchmark (a CPU smoke run: EXTRA="--num_frames=4
 # --crop_size=32 --num_layers=1 --runs=1").
 set -u
@@ -38,12 +39,19 @@ step() {   # step SECONDS NAME COMMAND...
   python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
     "optax", optax.__version__, jax.devices())'; } | tee -a "$LOG"
 
-step 60 checks python3 experiments/gpu_checks.py
+step 90 checks python3 experiments/gpu_checks.py
 # ViViT-B Model 1 against Hugging Face's VivitModel (bf16, sdpa) on the same GPU (target
 # >= 2x inference) and its training MFU (target >= 45% bf16); half the memory is left
 # to PyTorch.
 step 120 m1_hf env XLA_PYTHON_CLIENT_MEM_FRACTION=.5 $BENCH --batch_size=32 \
   --train_batch_size=16 --config=$K/vivit_b16x2_spatio_temporal.py --json="$OUT/m1_hf.json"
+# Where Model 1's training step spends its device time (trace_summary.py), and the
+# trace itself for a closer look offline.
+step 100 profile env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinference --runs=2 \
+  --train_batch_size=16 --config=$K/vivit_b16x2_spatio_temporal.py \
+  --profile_dir=/tmp/profile --json="$OUT/profile.json"
+trace=$(ls -t /tmp/profile/*/plugins/profile/*/perfetto_trace.json.gz 2> /dev/null | head -1)
+[[ -n "$trace" ]] && cp "$trace" "$OUT/m1_train_trace.json.gz"
 # ViViT-L/16x2 factorised encoder at 32 frames: remat makes a batch of 32 fit.
 step 110 l_fe_remat env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
   --remat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py \
@@ -57,8 +65,7 @@ step 100 tsf_hf env XLA_PYTHON_CLIENT_MEM_FRACTION=.5 $BENCH --batch_size=32 \
 step 80 m2 env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinference \
   --train_batch_size=32 --config=$K/vivit_b16x2_factorised_encoder.py --json="$OUT/m2.json"
 # Without remat the same batch should not fit (the compile or the first step fails).
-step 80 l_fe env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
+step 150 l_fe env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
   --noremat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py \
   --json="$OUT/l_fe.json"
-grep -h '^| ' "$LOG" | grep -v -e '^| config' -e '^|---' > "$OUT/rows.md" || true
 echo "=== done $(date +%T)" | tee -a "$LOG"

@@ -47,3 +47,16 @@ def test_training_batch_must_divide_over_the_devices():
   assert result.returncode != 0
   assert 'training batch 2' in result.stderr and 'multiple of the 8 devices' in result.stderr
   assert 'compiling' not in result.stderr   # refused before any compute.
+
+
+def test_profile_dir_splits_a_traced_step_by_kind_of_op(tmp_path):
+  out = tmp_path / 'rows.json'
+  result = run_benchmark('--config=configs/synthetic/vivit_model1.py:tiny', '--batch_size=2',
+                         '--noinference', f'--profile_dir={tmp_path / "traces"}',
+                         f'--json={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  profile = json.loads(out.read_text())['rows'][0]['profile']
+  assert pathlib.Path(profile['trace']).is_file()
+  assert profile['kinds']['matmul'] > 0 and profile['total_ms'] > 0
+  assert abs(sum(profile['kinds'].values()) - profile['total_ms']) < 1e-6
+  assert 'device op time' in result.stdout and '| op | kind |' in result.stdout

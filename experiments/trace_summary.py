@@ -1,0 +1,110 @@
+r"""Where a traced step's time goes: device time per op and per kind of op.
+
+  python experiments/trace_summary.py TRACE.json.gz [--top=25]
+
+TRACE is the `perfetto_trace.json.gz` (or `*.trace.json.gz`) that `jax.profiler.trace`
+writes; `benchmark.py --profile_dir=DIR` makes one per config and mode and prints this
+summary. Device events are read from the GPU/TPU process (its 'XLA Ops' line where the
+trace has one, else its stream lines), or on CPU from XLA's executor threads of the host
+process. Each op name is put in a kind by its name (attention, matmul, convolution,
+fusion, copy, other), so a step's time splits into the parts an optimisation would change.
+"""
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import re
+import sys
+
+KINDS = (   # first match wins; names of XLA HLO ops, cuBLAS/cuDNN/YNNPACK kernels.
+    ('attention', r'fmha|sdpa|flash|attention|fprop.*softmax|bprop.*softmax'),
+    ('matmul', r'gemm|xmma|nvjet|cutlass|matmul|\bdot|dot[._]|cublas|ynn|xnn|onednn'),
+    ('convolution', r'conv(?!ert)'),   # not 'convert'.
+    ('copy', r'copy|memcpy|memset|transpose|dynamic-update-slice|dynamic_update_slice'),
+    ('fusion', r'fusion|reduce|loop_|input_|kernel'),
+)
+# Runtime bookkeeping and control-flow containers (a while loop's event spans the ops
+# of its body, which have their own events).
+NOT_OPS = re.compile(r'^(ThreadpoolListener|ThunkExecutor|SlinkyThreadPool|end: |\$|'
+                     r'(while|call|conditional)(\.\d+)?$)')
+
+
+def base_name(name: str) -> str:
+  """`fusion.12` -> `fusion`: the same op of every layer under one name."""
+  return re.sub(r'(\.\d+)+$', '', name)
+
+
+def kind_of(name: str) -> str:
+  lowered = name.lower()
+  for kind, pattern in KINDS:
+    if re.search(pattern, lowered):
+      return kind
+  return 'other'
+
+
+def load_events(path: str) -> list[dict]:
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rt') as f:
+    data = json.load(f)
+  return data['traceEvents'] if isinstance(data, dict) else data
+
+
+def device_events(events: list[dict]) -> list[dict]:
+  """The complete ('X') events of the device's op line(s)."""
+  processes = {e['pid']: e['args']['name'] for e in events
+               if e.get('ph') == 'M' and e.get('name') == 'process_name'}
+  threads = {(e['pid'], e['tid']): e['args']['name'] for e in events
+             if e.get('ph') == 'M' and e.get('name') == 'thread_name'}
+  devices = [pid for pid, name in processes.items()
+             if re.search(r'/device:(GPU|TPU)', name)]
+  if devices:
+    lines = [k for k in threads if k[0] in devices and threads[k] == 'XLA Ops']
+    if not lines:
+      lines = [k for k in threads if k[0] in devices and threads[k].startswith('Stream')]
+  else:   # CPU: XLA runs ops on its own threads (tf_XLA...), not the Python thread.
+    lines = [k for k, name in threads.items() if name.startswith('tf_XLA')]
+  lines = set(lines)
+  return [e for e in events if e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) in lines
+          and not NOT_OPS.match(e['name'])]
+
+
+def summarize(path: str, top: int = 25) -> dict:
+  """{'total_ms', 'kinds': {kind: ms}, 'ops': [(name, kind, ms, count)] (top by ms)}.
+
+  Ops are summed over calls and over the layers (`base_name`); on CPU two threads' ops
+  overlap, so total_ms is op time summed over threads, not wall time.
+  """
+  per_op = collections.defaultdict(lambda: [0.0, 0])
+  for e in device_events(load_events(path)):
+    op = per_op[base_name(e['name'])]
+    op[0] += float(e.get('dur', 0.0)) / 1e3
+    op[1] += 1
+  kinds = collections.Counter()
+  for name, (ms, _) in per_op.items():
+    kinds[kind_of(name)] += ms
+  ops = sorted(((n, kind_of(n), ms, c) for n, (ms, c) in per_op.items()),
+               key=lambda r: -r[2])
+  return {'total_ms': sum(kinds.values()), 'kinds': dict(kinds.most_common()),
+          'ops': ops[:top]}
+
+
+def markdown(summary: dict) -> str:
+  total = summary['total_ms'] or 1.0
+  lines = [f"device op time {summary['total_ms']:.2f} ms: " + ', '.join(
+      f'{kind} {100 * ms / total:.0f}%' for kind, ms in summary['kinds'].items()),
+           '| op | kind | ms | calls | share |', '|---|---|---|---|---|']
+  lines += [f'| {name[:90]} | {kind} | {ms:.3f} | {count} | {100 * ms / total:.1f}% |'
+            for name, kind, ms, count in summary['ops']]
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) < 2:
+    sys.exit(__doc__)
+  top = next((int(a.split('=', 1)[1]) for a in argv[2:] if a.startswith('--top=')), 25)
+  print(markdown(summarize(argv[1], top)))
+
+
+if __name__ == '__main__':
+  main(sys.argv)

@@ -1,0 +1,67 @@
+"""experiments/trace_summary.py reads the device's op line of a profiler trace and
+splits its time by op and kind of op (synthetic traces of the GPU and CPU layouts)."""
+import gzip
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / 'experiments'))
+import trace_summary  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def meta(pid, tid=None, name=''):
+  if tid is None:
+    return {'ph': 'M', 'pid': pid, 'name': 'process_name', 'args': {'name': name}}
+  return {'ph': 'M', 'pid': pid, 'tid': tid, 'name': 'thread_name', 'args': {'name': name}}
+
+
+def op(pid, tid, name, us):
+  return {'ph': 'X', 'pid': pid, 'tid': tid, 'name': name, 'ts': 0, 'dur': us}
+
+
+def write(tmp_path, events):
+  path = tmp_path / 'perfetto_trace.json.gz'
+  with gzip.open(path, 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  return str(path)
+
+
+def test_gpu_trace_uses_the_xla_ops_line_and_groups_layers(tmp_path):
+  events = [meta(1, name='/host:CPU'), meta(1, 10, 'python3'),
+            meta(2, name='/device:GPU:0'), meta(2, 20, 'Stream #13(Compute)'),
+            meta(2, 21, 'XLA Ops'),
+            op(1, 10, 'PjitFunction(step)', 9000),                 # host: not counted.
+            op(2, 20, 'sm90_xmma_gemm_bf16', 5000),                # stream: duplicate.
+            op(2, 21, 'custom-call.3', 100),
+            op(2, 21, '__cudnn$fmhaSoftmax.1', 3000), op(2, 21, '__cudnn$fmhaSoftmax.2', 3000),
+            op(2, 21, 'dot.4', 2000), op(2, 21, 'loop_convert_fusion.7', 1000),
+            op(2, 21, 'convolution.2', 500), op(2, 21, 'copy.9', 400)]
+  s = trace_summary.summarize(write(tmp_path, events))
+  assert s['total_ms'] == pytest.approx(10.0)
+  assert s['kinds'] == pytest.approx({'attention': 6.0, 'matmul': 2.0, 'fusion': 1.0,
+                                      'convolution': 0.5, 'copy': 0.4, 'other': 0.1})
+  assert s['ops'][0] == ('__cudnn$fmhaSoftmax', 'attention', pytest.approx(6.0), 2)
+
+
+def test_gpu_trace_without_xla_ops_line_reads_the_streams(tmp_path):
+  events = [meta(2, name='/device:GPU:0'), meta(2, 20, 'Stream #13(Compute)'),
+            meta(2, 22, 'Stream #14(MemcpyH2D)'),
+            op(2, 20, 'nvjet_tst_128x256', 4000), op(2, 20, 'cudnn_generated_fort_native_sdpa', 2000),
+            op(2, 22, 'Memcpy HtoD', 500)]
+  s = trace_summary.summarize(write(tmp_path, events))
+  assert s['kinds'] == pytest.approx({'matmul': 4.0, 'attention': 2.0, 'copy': 0.5})
+
+
+def test_cpu_trace_reads_the_xla_threads_and_skips_runtime_and_loops(tmp_path):
+  events = [meta(1, name='/host:CPU'), meta(1, 10, 'benchmark.py'),
+            meta(1, 11, 'tf_XLAEigen/1'), meta(1, 12, 'tf_XLAPjRtCpuClient/2'),
+            op(1, 10, '$api.py:2479 block_until_ready', 9000),
+            op(1, 11, 'ynn_fusion.3', 3000), op(1, 12, 'ynn_fusion.4', 1000),
+            op(1, 12, 'while.2', 7000), op(1, 12, 'ThunkExecutor::Execute', 50),
+            op(1, 11, 'end: ynn_fusion.3', 1), op(1, 11, 'negate_exponential_fusion', 500)]
+  s = trace_summary.summarize(write(tmp_path, events))
+  assert s['kinds'] == pytest.approx({'matmul': 4.0, 'fusion': 0.5})
+  assert [o[0] for o in s['ops']] == ['ynn_fusion', 'negate_exponential_fusion']
+  assert 'matmul 89%' in trace_summary.markdown(s)
