@@ -18,7 +18,7 @@ from vivit_jax import config as vc
 from vivit_jax import models
 import flax.linen as nn
 
-from vivit_jax.models import cost, embeddings, layers
+from vivit_jax.models import cost, embeddings, layers, precision
 from vivit_jax.train import optim, parallel, steps
 
 B, T, HW, C = 2, 4, 8, 3
@@ -157,6 +157,37 @@ def test_default_impl_is_chunked_on_cpu_and_explicit_when_counting_flops():
     assert layers.resolve_attention_impl('xla') == 'explicit'
     assert layers.resolve_attention_impl('cudnn') == 'explicit'
   assert layers.resolve_attention_impl('xla') == 'chunked'
+
+
+# --- Half-precision products ------------------------------------------------------
+
+@pytest.mark.parametrize('dtype', [jnp.bfloat16, jnp.float16])
+def test_half_precision_dense_products_accumulate_in_float32_on_cpu(dtype):
+  r = np.random.default_rng(0)
+  x, w = (jnp.asarray(r.standard_normal(s), dtype) for s in ((5, 7, 96), (96, 48)))
+  dims = (((2,), (0,)), ((), ()))
+  out = jax.jit(lambda x, w: precision.dot_general(x, w, dims))(x, w)
+  assert out.dtype == dtype
+  ref = jnp.einsum('abk,kn->abn', x.astype(jnp.float32), w.astype(jnp.float32))
+  np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref.astype(dtype), np.float32),
+                             rtol=1e-2, atol=1e-2)
+  # The form XLA:CPU runs on the matrix units: a float32 result, rounded after.
+  text = str(jax.make_jaxpr(lambda x, w: precision.dot_general(x, w, dims))(x, w))
+  assert 'preferred_element_type=float32' in text
+  text = str(jax.make_jaxpr(lambda x, w: precision.dot_general(x, w, dims))(
+      x.astype(jnp.float32), w.astype(jnp.float32)))
+  assert 'preferred_element_type' not in text and 'convert_element_type' not in text
+
+
+def test_dense_layers_use_the_half_precision_products(monkeypatch):
+  calls = []
+  real = precision.dot_general
+  monkeypatch.setattr(precision, 'dot_general',
+                      lambda *a, **k: calls.append(a[0].dtype) or real(*a, **k))
+  model = models.create_model(tiny_config(dtype='bfloat16').model, NUM_CLASSES)
+  model.init(jax.random.key(0), jnp.zeros((1, T, HW, HW, C)))
+  # Per block: q, k, v, out, 2 MLP; plus the tubelet embedding and the head.
+  assert len(calls) == 2 * 6 + 2 and set(calls) == {jnp.dtype(jnp.bfloat16)}
 
 
 # --- Whole models and the train step --------------------------------------------------

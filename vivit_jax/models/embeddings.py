@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vivit_jax.models import precision
+
 EMBEDDINGS = ('tubelet', 'uniform_frame')
 
 
@@ -102,7 +104,9 @@ class PatchConv(nn.Module):
               else is_tiling(k, s, padding) or jax.default_backend() == 'cpu')
     if im2col:
       patches = extract_patches(x, k, s, padding)
-      y = patches @ kernel.reshape(math.prod(k) * x.shape[-1], self.features)
+      y = precision.dot_general(
+          patches, kernel.reshape(math.prod(k) * x.shape[-1], self.features),
+          (((patches.ndim - 1,), (0,)), ((), ())))
     else:
       spatial = 'THW'[-len(k):]
       y = jax.lax.conv_general_dilated(
@@ -156,9 +160,10 @@ def classifier_head(x, num_classes: int, representation_size: Optional[int] = No
   """
   if representation_size is not None:
     x = nn.Dense(representation_size, dtype=dtype, param_dtype=param_dtype,
-                 name='pre_logits')(x)
+                 dot_general=precision.dot_general, name='pre_logits')(x)
     x = jnp.tanh(x)
   logits = nn.Dense(num_classes, dtype=dtype, param_dtype=param_dtype,
+                    dot_general=precision.dot_general,
                     kernel_init=nn.initializers.zeros,
                     bias_init=nn.initializers.constant(head_bias_init),
                     name='output_projection')(x)

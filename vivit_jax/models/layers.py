@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
+from vivit_jax.models import precision
 from vivit_jax.models.embeddings import AddPositionEmbedding
 
 ATTENTION_IMPLS = ('xla', 'cudnn', 'explicit', 'chunked')
@@ -383,6 +384,7 @@ class MultiHeadAttention(nn.Module):
     head_dim = cfg.hidden_size // cfg.num_heads
     dense = functools.partial(
         nn.DenseGeneral, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        dot_general=precision.dot_general,
         kernel_init=nn.initializers.xavier_uniform())
     q, k, v = (dense(features=(cfg.num_heads, head_dim), name=n)(x)
                for n in ('query', 'key', 'value'))
@@ -407,6 +409,7 @@ class MlpBlock(nn.Module):
     cfg = self.cfg
     dense = functools.partial(
         nn.Dense, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        dot_general=precision.dot_general,
         kernel_init=nn.initializers.xavier_uniform(),
         bias_init=nn.initializers.normal(stddev=1e-6))
     y = dense(cfg.mlp_dim, name='Dense_0')(x)

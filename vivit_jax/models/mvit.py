@@ -62,7 +62,7 @@ import ml_collections
 import numpy as np
 
 from vivit_jax import config as vc
-from vivit_jax.models import embeddings
+from vivit_jax.models import embeddings, precision
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
                                      TransformerConfig, layer_norm)
 
@@ -296,7 +296,8 @@ class MViTBlock(nn.Module):
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     proj = None
     if s.dim != s.dim_out:
-      proj = nn.Dense(s.dim_out, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name='proj')
+      proj = nn.Dense(s.dim_out, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                      dot_general=precision.dot_general, name='proj')
     if proj and self.dim_mul_in_att:
       x = proj(x_norm)
     x = self.skip(x) + DropPath(self.drop_path)(y, deterministic=deterministic)

@@ -55,7 +55,7 @@ import ml_collections
 import numpy as np
 
 from vivit_jax import config as vc
-from vivit_jax.models import embeddings
+from vivit_jax.models import embeddings, precision
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
                                      TransformerConfig, layer_norm)
 
@@ -203,7 +203,7 @@ class PatchMerging(nn.Module):
     x = einops.rearrange(x, 'b d (h i) (w j) c -> b d h w (j i c)', i=2, j=2)
     x = layer_norm(cfg, 'LayerNorm_0')(x)
     return nn.Dense(2 * c, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                    name='reduction')(x)
+                    dot_general=precision.dot_general, name='reduction')(x)
 
 
 class VideoSwin(nn.Module):

@@ -50,7 +50,7 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
-from vivit_jax.models import embeddings, vit
+from vivit_jax.models import embeddings, precision, vit
 from vivit_jax.models.layers import (AttendFn, Encoder, TransformerConfig, joint_layout,
                                      layer_norm)
 
@@ -100,7 +100,7 @@ class VTN(nn.Module):
                 name='TemporalTransformer')(x, train=train)
     x = layer_norm(self.temporal_cfg, 'head_norm')(x[:, 0])
     x = nn.Dense(self.head_mlp_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 name='head_hidden')(x)
+                 dot_general=precision.dot_general, name='head_hidden')(x)
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     x = nn.Dropout(self.head_dropout_rate)(x, deterministic=not train)
     return embeddings.classifier_head(x, self.num_classes, dtype=cfg.dtype,
