@@ -74,6 +74,9 @@ step 80 m2 env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinference \
 # Without remat the same batch should not fit (the compile or the first step fails).
 step 150 l_fe env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
   --noremat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py --json={json}
+# The largest Model 1 training batch that fits (powers of two; three compilations).
+step 200 m1_max env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
+  --train_batch_size=0 --config=$K/vivit_b16x2_spatio_temporal.py --json={json}
 # XLA GPU options against Model 1's training step at batch 16 (the profile step's
 # numbers are the baseline): cuBLASLt epilogues (bias + GELU fused into the GEMM),
 # cuBLAS instead of Triton GEMMs.
