@@ -504,7 +504,8 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                clips_per_s=batch / t.median, latency_per_clip_s=t.median / batch,
                gflops=flops / 1e9, achieved_tflops=flops / t.median / 1e12,
                mfu=(flops / t.median / 1e12 / peak) if peak else None,
-               peak_tflops=peak, compiled_bytes=_memory(compiled), peak_bytes_in_use=_peak_bytes_in_use(),
+               peak_tflops=peak, compiled_bytes=_memory(compiled),
+               peak_bytes_in_use=_peak_bytes_in_use(),
                cudnn_attention_calls=_cudnn_attention_calls(compiled))
     if theirs is not None:
       th = timing['theirs']

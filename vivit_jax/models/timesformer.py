@@ -98,7 +98,8 @@ class DividedSpaceTimeBlock(nn.Module):
     y = einops.rearrange(y, '(b s) t d -> b (t s) d', b=x.shape[0])
     y = drop_path(y, deterministic=deterministic)
     y = nn.Dense(x.shape[-1], dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 dot_general=precision.dot_general, kernel_init=nn.initializers.zeros, name='temporal_fc')(y)
+                 dot_general=precision.dot_general, kernel_init=nn.initializers.zeros,
+                 name='temporal_fc')(y)
     x = jnp.concatenate([cls, tokens + y], axis=1)
     # Spatial, CLS joined to every frame; then the MLP.
     layout = functools.partial(space_with_cls_layout, num_frames=self.num_frames)
