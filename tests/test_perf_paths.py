@@ -179,6 +179,52 @@ def test_half_precision_dense_products_accumulate_in_float32_on_cpu(dtype):
   assert 'preferred_element_type' not in text and 'convert_element_type' not in text
 
 
+@pytest.mark.parametrize('lhs_shape, rhs_shape, dims', [
+    ((4, 6, 32), (32, 24), (((2,), (0,)), ((), ()))),                 # Dense
+    ((4, 6, 32), (32, 3, 8), (((2,), (0,)), ((), ()))),               # DenseGeneral q/k/v
+    ((4, 6, 3, 8), (3, 8, 32), (((2, 3), (0, 1)), ((), ()))),         # DenseGeneral out
+    ((5, 8, 3, 4), (4, 7, 8), (((3, 1), (0, 2)), ((), ()))),          # unsorted pairs
+    ((2, 5, 16), (2, 16, 3), (((2,), (1,)), ((0,), (0,))))])          # batch axes
+def test_half_precision_product_gradients_equal_float32_ones(lhs_shape, rhs_shape, dims):
+  """Gradients of the CPU half-precision product (its own VJP where there are no batch
+  axes) equal float32 gradients on the same bf16-rounded inputs, and its backward
+  products take bf16 operands into float32 results too."""
+  r = np.random.default_rng(1)
+  x, w = (jnp.asarray(r.standard_normal(s), jnp.bfloat16) for s in (lhs_shape, rhs_shape))
+  out_shape = jax.eval_shape(lambda: jax.lax.dot_general(x, w, dims)).shape
+  cot = jnp.asarray(r.standard_normal(out_shape), jnp.float32)
+
+  def grads(fn, dtype):
+    loss = lambda x, w: jnp.sum(fn(x.astype(dtype), w.astype(dtype)).astype(jnp.float32) * cot)
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+  ours = grads(lambda x, w: precision.dot_general(x, w, dims), jnp.bfloat16)
+  ref = grads(lambda x, w: jax.lax.dot_general(x, w, dims), jnp.float32)
+  for a, b in zip(ours, ref):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                               rtol=2e-2, atol=2e-2 * float(jnp.abs(b).max()))
+  if any(dims[1]):
+    return   # batch axes: jax's own transposes (no dense layer has batch axes).
+  jaxpr = jax.make_jaxpr(jax.grad(
+      lambda x, w: jnp.sum(precision.dot_general(x, w, dims).astype(jnp.float32) * cot),
+      argnums=(0, 1)))(x, w)
+  products = [(tuple(v.aval.dtype for v in e.invars), e.params['preferred_element_type'])
+              for e in equations(jaxpr.jaxpr) if e.primitive.name == 'dot_general']
+  assert products == [((jnp.bfloat16, jnp.bfloat16), jnp.float32)] * 3   # fwd, d lhs, d rhs
+
+
+def equations(jaxpr):
+  """Every equation of `jaxpr` and of the jaxprs nested in its equations' params."""
+  for e in jaxpr.eqns:
+    yield e
+    for param in e.params.values():
+      for sub in (param if isinstance(param, (tuple, list)) else [param]):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          yield from equations(sub.jaxpr)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          yield from equations(sub)
+
+
 def test_dense_layers_use_the_half_precision_products(monkeypatch):
   calls = []
   real = precision.dot_general
