@@ -85,4 +85,7 @@ for flag in xla_gpu_enable_cublaslt=true xla_gpu_enable_triton_gemm=false; do
     $BENCH --nohf --noinference --train_batch_size=16 \
     --config=$K/vivit_b16x2_spatio_temporal.py --json={json}
 done
+# Every paper-sized config, inference at batch 8 (the "report every model").
+step 400 all_inference env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --notrain \
+  --batch_size=8 --all --json={json}
 echo "=== done $(date +%T)" | tee -a "$LOG"
