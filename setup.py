@@ -6,6 +6,8 @@ setuptools.setup(
     version="0.1.0",
     description="ViViT and peer video transformers in JAX/Flax, with a Scenic-style trainer.",
     packages=setuptools.find_packages(include=["vivit_jax", "vivit_jax.*"]),
+    # The C++ CPU attention kernel's source, compiled on first use (models/cpu_attention.py).
+    package_data={"vivit_jax.models": ["csrc/*.cc"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.7",

@@ -63,7 +63,7 @@ import numpy as np
 import trace_summary   # experiments/, beside this script.
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import layers
+from vivit_jax.models import cpu_attention, layers
 from vivit_jax.train import optim, parallel, steps
 
 FLAGS = flags.FLAGS
@@ -193,6 +193,15 @@ def _cudnn_attention_calls(compiled) -> int:
   0 on GPU means attention fell back to XLA's materialised softmax."""
   try:
     return compiled.as_text().count('__cudnn$fmha')
+  except Exception:   # pylint: disable=broad-except
+    return 0
+
+
+def _cpu_flash_attention_calls(compiled) -> int:
+  """Custom calls of the C++ CPU attention kernel (models/cpu_attention.py) in the
+  compiled program: 0 on CPU means every attention ran the XLA 'chunked' kernel."""
+  try:
+    return compiled.as_text().count(f'custom_call_target="{cpu_attention.TARGET}"')
   except Exception:   # pylint: disable=broad-except
     return 0
 
@@ -506,7 +515,8 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                mfu=(flops / t.median / 1e12 / peak) if peak else None,
                peak_tflops=peak, compiled_bytes=_memory(compiled),
                peak_bytes_in_use=_peak_bytes_in_use(),
-               cudnn_attention_calls=_cudnn_attention_calls(compiled))
+               cudnn_attention_calls=_cudnn_attention_calls(compiled),
+               cpu_flash_attention_calls=_cpu_flash_attention_calls(compiled))
     if theirs is not None:
       th = timing['theirs']
       row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
@@ -544,7 +554,9 @@ def attention_kernels(spec: str) -> list[dict]:
   q, k, v = (jnp.asarray(rng.standard_normal((FLAGS.batch_size, tokens, heads, head_dim)),
                          jnp.float32) for _ in range(3))
   fns = {}
-  for impl in ('xla', 'explicit', 'chunked'):
+  impls = ('xla', 'explicit', 'chunked') + (('cpu_flash',) if cpu_attention.available()
+                                             and jax.default_backend() == 'cpu' else ())
+  for impl in impls:
     fn = jax.jit(lambda q, k, v, impl=impl: (
         jax.nn.dot_product_attention(q, k, v) if impl == 'xla'
         else layers.dot_product_attention(q, k, v, impl=impl)))
@@ -588,6 +600,15 @@ def _gb(x):
   return '-' if x is None else f'{x / 2**30:.2f}'
 
 
+def _attention_column(r) -> str:
+  """The kernel that ran: the resolved impl, with cuDNN / C++ CPU kernel call counts."""
+  if r.get('cpu_flash_attention_calls'):
+    return f"cpu_flash ({r['cpu_flash_attention_calls']} calls)"
+  if r.get('cudnn_attention_calls'):
+    return f"{r['attention_impl']} ({r['cudnn_attention_calls']} cuDNN)"
+  return r['attention_impl']
+
+
 def markdown_row(r) -> str:
   hf = (f"{r['hf_model'].replace('ForVideoClassification', '')} ({r['hf_attention']}): "
         f"{r['hf']['median_s']:.3f}" if 'hf' in r else '-')
@@ -596,8 +617,7 @@ def markdown_row(r) -> str:
   mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
   mem = r['compiled_bytes']
   return (f"| {r['config']} | {r['mode']} | {r['input']} | {r['num_layers']} | "
-          f"{r['dtype']}{' remat' if r['remat'] else ''} | {r['attention_impl']}"
-          f"{' (%d cuDNN)' % r['cudnn_attention_calls'] if r.get('cudnn_attention_calls') else ''} | "
+          f"{r['dtype']}{' remat' if r['remat'] else ''} | {_attention_column(r)} | "
           f"{r['batch']} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | "
           f"{r['cpu_median_s']:.3f} | "
           f"{r['clips_per_s']:.2f} | {1e3 * r['latency_per_clip_s']:.0f} | "

@@ -18,7 +18,7 @@ from vivit_jax import config as vc
 from vivit_jax import models
 import flax.linen as nn
 
-from vivit_jax.models import cost, embeddings, layers, precision
+from vivit_jax.models import cost, cpu_attention, embeddings, layers, precision
 from vivit_jax.train import optim, parallel, steps
 
 B, T, HW, C = 2, 4, 8, 3
@@ -272,21 +272,24 @@ def test_models_with_chunked_attention_equal_explicit(video, monkeypatch):
   monkeypatch.setattr(layers, 'QUERY_CHUNK_SIZE', 4)   # 9 tokens -> 3 chunks in Model 1.
   for attention_type in ('spatio_temporal', 'factorised_dot_product'):
     out = {}
-    for impl in ('explicit', 'chunked', 'xla'):
+    for impl in ('explicit', 'chunked', 'cpu_flash', 'xla'):
       model = models.create_model(tiny_config(attention_type, attention_impl=impl).model,
                                   NUM_CLASSES)
       out[impl] = jax.jit(model.apply)({'params': noisy_params(model)}, video)
     np.testing.assert_allclose(out['chunked'], out['explicit'], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(out['xla'], out['chunked'])   # CPU default = chunked.
+    np.testing.assert_allclose(out['cpu_flash'], out['explicit'], rtol=1e-5, atol=1e-5)
+    # The CPU default is the C++ kernel where it builds, the chunked kernel otherwise.
+    default = 'cpu_flash' if cpu_attention.available() else 'chunked'
+    np.testing.assert_array_equal(out['xla'], out[default])
 
 
 def test_flops_are_counted_through_the_chunked_kernel():
   shape = (1, T, HW, HW, C)
   gflops = {}
-  for impl in ('explicit', 'chunked'):
+  for impl in ('explicit', 'chunked', 'cpu_flash'):
     model = models.create_model(tiny_config(attention_impl=impl).model, NUM_CLASSES)
     gflops[impl] = cost.forward_gflops(model, shape)
-  assert gflops['chunked'] == gflops['explicit'] > 0
+  assert gflops['chunked'] == gflops['cpu_flash'] == gflops['explicit'] > 0
 
 
 def make_step(config):

@@ -77,8 +77,9 @@ def default_model_config() -> ml_collections.ConfigDict:
   m.gelu_approximate = False       # False: exact erf GELU; True: tanh approximation.
   m.dtype = 'float32'              # compute dtype ('float32' or 'bfloat16').
   m.param_dtype = 'float32'
-  # 'xla': fastest correct kernel per backend (CPU: 'chunked'; GPU: cuDNN where it
-  # applies); 'cudnn', 'chunked', 'explicit' force one. See models.layers.
+  # 'xla': fastest correct kernel per backend (CPU: the C++ 'cpu_flash' kernel where it
+  # builds and applies, else 'chunked'; GPU: cuDNN where it applies); 'cudnn', 'chunked',
+  # 'cpu_flash', 'explicit' force one. See models.layers.
   m.attention_impl = 'xla'
   m.remat = False                  # nn.remat each encoder block (less memory, more compute).
   m.remat_policy = 'nothing_saveable'   # what remat keeps: models.layers.REMAT_POLICIES.

@@ -1,0 +1,338 @@
+// Softmax attention forward for XLA:CPU, float32: an XLA FFI custom call.
+//
+// Built and loaded by vivit_jax/models/cpu_attention.py (which documents the contract):
+//   q: f32[..., Lq, H, D], k, v: f32[..., Lk, H, D], attribute scale: f32
+//   -> out: f32[..., Lq, H, D], lse: f32[..., H, Lq] (log-sum-exp of each scaled logits row)
+//
+// Why it exists: XLA:CPU runs attention as generic dots whose 64-wide contraction (the
+// head dim) keeps them at about half the speed of its dense layers, and it materialises
+// logits between ops. Here one work item is one head's block of kQueryBlock queries: its
+// [kQueryBlock, Lk] logits are computed by a register-blocked microkernel against the
+// head's keys (packed once per head and thread into panels that stay in L1), turned into
+// probabilities in place with a vectorised exp, and multiplied by the packed values with a
+// second microkernel, all while the block sits in L2. Work items run on XLA's intra-op
+// thread pool. Vector width and register count come from the compile target (-march=native:
+// AVX-512, AVX2 or NEON); the arithmetic is plain GCC vector extensions.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+#if defined(__AVX512F__)
+#define VIVIT_VEC_BYTES 64
+constexpr int kRegisters = 32;
+#elif defined(__AVX__)
+#define VIVIT_VEC_BYTES 32
+constexpr int kRegisters = 16;
+#elif defined(__aarch64__)
+#define VIVIT_VEC_BYTES 16
+constexpr int kRegisters = 32;
+#else
+#define VIVIT_VEC_BYTES 16
+constexpr int kRegisters = 16;
+#endif
+
+typedef float vf __attribute__((vector_size(VIVIT_VEC_BYTES)));
+typedef float vf_unaligned __attribute__((vector_size(VIVIT_VEC_BYTES), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(VIVIT_VEC_BYTES)));
+constexpr int kLanes = VIVIT_VEC_BYTES / 4;
+
+// Logits microkernel: kQkRows query rows x (2 * kLanes) keys of accumulators.
+constexpr int kQkVectors = 2;
+constexpr int kQkCols = kQkVectors * kLanes;
+constexpr int kQkRows = kRegisters == 32 ? 12 : 6;
+// Output microkernel: up to 4 vectors of the head dim per row; rows fill the registers.
+constexpr int kPvAccumulators = kRegisters == 32 ? 24 : 12;
+// Queries per work item: a multiple of every microkernel's row count (12, 6, 8, 4, 3, 24).
+constexpr int kQueryBlock = 48;
+
+inline vf broadcast(float x) { return x - vf{}; }   // (x - 0 folds; 0 + x does not)
+inline vf load(const float* p) { return *reinterpret_cast<const vf*>(p); }
+inline vf loadu(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+inline void store(float* p, vf x) { *reinterpret_cast<vf*>(p) = x; }
+
+// exp(x) for x <= 0 (Cephes' single-precision polynomial, relative error ~1e-7).
+inline vf exp_nonpositive(vf x) {
+#if !defined(__AVX512F__)
+  x = x < -87.0f ? broadcast(-87.0f) : x;   // exp(-87) ~ 1.6e-38: 2^n stays a normal float.
+#endif
+  const vf round = broadcast(12582912.0f);   // 1.5 * 2^23: adding it rounds to an integer.
+  vf n = (x * 1.44269504088896341f + round) - round;
+  vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = broadcast(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+#if defined(__AVX512F__)
+  return _mm512_scalef_ps(p, n);   // p * 2^n in one instruction, underflowing to 0.
+#else
+  vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  return p * (vf)bits;   // 2^n: GCC vector casts reinterpret the bits.
+#endif
+}
+
+float* aligned_floats(std::vector<float>& buffer, size_t n) {
+  // Over-allocates by one vector so that the returned pointer can be vector-aligned.
+  if (buffer.size() < n + kLanes) buffer.resize(n + kLanes);
+  uintptr_t p = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<float*>((p + VIVIT_VEC_BYTES - 1) & ~uintptr_t{VIVIT_VEC_BYTES - 1});
+}
+
+// s[r, 0:kQkCols] = q[r, :] . panel[:, 0:kQkCols] for r < kQkRows; q rows are d long,
+// panel is [d, kQkCols] (one block of kQkCols keys, transposed). With `maxes`, also
+// maxes[r] = elementwise max(maxes[r], the row's new logits).
+inline void logits_tile(const float* __restrict q, int d, const float* __restrict panel,
+                        float* __restrict s, int64_t s_stride, vf* __restrict maxes) {
+  vf acc[kQkRows][kQkVectors];
+#pragma GCC unroll 16
+  for (int r = 0; r < kQkRows; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < kQkVectors; ++c) acc[r][c] = vf{};
+  for (int i = 0; i < d; ++i) {
+    vf b[kQkVectors];
+#pragma GCC unroll 4
+    for (int c = 0; c < kQkVectors; ++c) b[c] = load(panel + i * kQkCols + c * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < kQkRows; ++r) {
+      vf a = broadcast(q[r * d + i]);
+#pragma GCC unroll 4
+      for (int c = 0; c < kQkVectors; ++c) acc[r][c] += a * b[c];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kQkRows; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < kQkVectors; ++c) store(s + r * s_stride + c * kLanes, acc[r][c]);
+  if (maxes != nullptr) {
+#pragma GCC unroll 16
+    for (int r = 0; r < kQkRows; ++r)
+#pragma GCC unroll 4
+      for (int c = 0; c < kQkVectors; ++c)
+        maxes[r] = acc[r][c] > maxes[r] ? acc[r][c] : maxes[r];
+  }
+}
+
+// o[r, 0:V*kLanes] = sum_j p[r, j] v[j, 0:V*kLanes] over j < lk, for r < R.
+template <int R, int V>
+inline void output_tile(const float* __restrict p, int64_t p_stride, int64_t lk,
+                        const float* __restrict v, int64_t v_stride, float* __restrict o,
+                        int64_t o_stride) {
+  vf acc[R][V];
+#pragma GCC unroll 24
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) acc[r][c] = vf{};
+  for (int64_t j = 0; j < lk; ++j) {
+    vf b[V];
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) b[c] = load(v + j * v_stride + c * kLanes);
+#pragma GCC unroll 24
+    for (int r = 0; r < R; ++r) {
+      vf a = broadcast(p[r * p_stride + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < V; ++c) acc[r][c] += a * b[c];
+    }
+  }
+#pragma GCC unroll 24
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) store(o + r * o_stride + c * kLanes, acc[r][c]);
+}
+
+// The output of kQueryBlock rows for head-dim vectors [c0, c0 + V).
+template <int V>
+void output_block(const float* p, int64_t p_stride, int64_t lk, const float* v,
+                  int64_t v_stride, float* o, int64_t o_stride, int c0) {
+  constexpr int R = kPvAccumulators / V;
+  static_assert(kQueryBlock % R == 0, "query block must be a multiple of the tile rows");
+  for (int r = 0; r < kQueryBlock; r += R)
+    output_tile<R, V>(p + r * p_stride, p_stride, lk, v + c0 * kLanes, v_stride,
+                      o + r * o_stride + c0 * kLanes, o_stride);
+}
+
+// Runs fn(i) for i in [0, n) on the caller and on XLA's intra-op threads. Waits only for
+// claimed items: a pool task that starts after the last item was claimed does nothing.
+void parallel_for(ffi::ThreadPool& pool, int64_t n, std::function<void(int64_t)> fn) {
+  struct Job {
+    std::function<void(int64_t)> fn;
+    int64_t n;
+    std::atomic<int64_t> next{0}, done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+    void work() {
+      int64_t mine = 0;
+      for (int64_t i; (i = next.fetch_add(1)) < n; ++mine) fn(i);
+      if (mine > 0 && done.fetch_add(mine) + mine == n) {
+        { std::lock_guard<std::mutex> lock(mu); }
+        cv.notify_all();
+      }
+    }
+  };
+  auto job = std::make_shared<Job>();
+  job->fn = std::move(fn);
+  job->n = n;
+  int64_t helpers = std::min<int64_t>(pool.num_threads(), n) - 1;
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([job] { job->work(); });
+  job->work();
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->cv.wait(lock, [&] { return job->done.load() == n; });
+}
+
+// Per-thread buffers; the packed keys/values are reused while the thread stays on a head.
+struct Scratch {
+  std::vector<float> panels, values, queries, probs, out;
+  uint64_t head_key = ~uint64_t{0};
+};
+thread_local Scratch scratch;
+std::atomic<uint64_t> call_counter{0};
+
+ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
+                              ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v, float scale,
+                              ffi::ResultBuffer<ffi::F32> out,
+                              ffi::ResultBuffer<ffi::F32> lse) {
+  auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions();
+  const size_t rank = qd.size();
+  if (rank < 3 || kd.size() != rank || vd.size() != rank)
+    return ffi::Error::InvalidArgument("flash attention: q, k, v must have one rank >= 3");
+  int64_t batch = 1;
+  for (size_t i = 0; i + 3 < rank; ++i) {
+    if (qd[i] != kd[i] || qd[i] != vd[i])
+      return ffi::Error::InvalidArgument("flash attention: batch dims of q, k, v differ");
+    batch *= qd[i];
+  }
+  const int64_t lq = qd[rank - 3], h = qd[rank - 2], d = qd[rank - 1];
+  const int64_t lk = kd[rank - 3];
+  for (auto dims : {kd, vd})
+    if (dims[rank - 3] != lk || dims[rank - 2] != h || dims[rank - 1] != d)
+      return ffi::Error::InvalidArgument("flash attention: k and v must be [..., Lk, H, D]");
+  if (lq == 0 || lk == 0 || h == 0 || d == 0) return ffi::Error::Success();
+
+  const int64_t lk_padded = (lk + kQkCols - 1) / kQkCols * kQkCols;   // keys, to panels
+  const int64_t d_padded = (d + kLanes - 1) / kLanes * kLanes;        // head dim, to vectors
+  const int64_t query_blocks = (lq + kQueryBlock - 1) / kQueryBlock;
+  const float* qp = q.typed_data();
+  const float* kp = k.typed_data();
+  const float* vp = v.typed_data();
+  float* op = out->typed_data();
+  float* lsep = lse->typed_data();
+  const uint64_t call = call_counter.fetch_add(1);
+  const int64_t row = h * d;   // stride between tokens in q, k, v, out
+
+  parallel_for(pool, batch * h * query_blocks, [&](int64_t item) {
+    const int64_t bh = item / query_blocks, b = bh / h, head = bh % h;
+    const int64_t q0 = (item % query_blocks) * kQueryBlock;
+    const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
+    Scratch& s = scratch;
+    float* panels = aligned_floats(s.panels, lk_padded * d);
+    float* values = aligned_floats(s.values, lk * d_padded);
+    const uint64_t head_key = call * 0x100000000ull + static_cast<uint64_t>(bh);
+    if (s.head_key != head_key) {   // Pack this head's keys (transposed) and values.
+      const float* kh = kp + b * lk * row + head * d;
+      const float* vh = vp + b * lk * row + head * d;
+      for (int64_t j0 = 0; j0 < lk_padded; j0 += kQkCols) {
+        float* panel = panels + j0 * d;
+        for (int64_t j = j0; j < j0 + kQkCols; ++j)
+          for (int64_t i = 0; i < d; ++i)
+            panel[i * kQkCols + (j - j0)] = j < lk ? kh[j * row + i] : 0.0f;
+      }
+      for (int64_t j = 0; j < lk; ++j) {
+        std::memcpy(values + j * d_padded, vh + j * row, d * sizeof(float));
+        std::fill(values + j * d_padded + d, values + (j + 1) * d_padded, 0.0f);
+      }
+      s.head_key = head_key;
+    }
+    float* queries = aligned_floats(s.queries, kQueryBlock * d);
+    const float* qh = qp + (b * lq + q0) * row + head * d;
+    for (int64_t r = 0; r < kQueryBlock; ++r)
+      for (int64_t i = 0; i < d; ++i)
+        queries[r * d + i] = r < rows ? qh[r * row + i] * scale : 0.0f;
+
+    // Logits, with each row's running max over the panels that hold no padded key.
+    float* probs = aligned_floats(s.probs, kQueryBlock * lk_padded);
+    const int64_t unpadded = lk / kQkCols * kQkCols;
+    vf maxes[kQueryBlock];
+    for (int r = 0; r < kQueryBlock; ++r)
+      maxes[r] = broadcast(-std::numeric_limits<float>::infinity());
+    for (int64_t j0 = 0; j0 < lk_padded; j0 += kQkCols)
+      for (int r = 0; r < kQueryBlock; r += kQkRows)
+        logits_tile(queries + r * d, static_cast<int>(d), panels + j0 * d,
+                    probs + r * lk_padded + j0, lk_padded,
+                    j0 < unpadded ? maxes + r : nullptr);
+
+    // Softmax numerators in place: exp(logit - row max); row sums.
+    float row_max[kQueryBlock], row_sum[kQueryBlock];
+    const int64_t full = lk / kLanes * kLanes;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* pr = probs + r * lk_padded;
+      float mx = maxes[r][0];
+      for (int i = 1; i < kLanes; ++i) mx = std::max(mx, maxes[r][i]);
+      for (int64_t j = unpadded; j < lk; ++j) mx = std::max(mx, pr[j]);
+      vf total = vf{};
+      for (int64_t j = 0; j < full; j += kLanes) {
+        vf e = exp_nonpositive(load(pr + j) - mx);
+        store(pr + j, e);
+        total += e;
+      }
+      float sum = 0.0f;
+      for (int i = 0; i < kLanes; ++i) sum += total[i];
+      for (int64_t j = full; j < lk; ++j) sum += (pr[j] = std::exp(pr[j] - mx));
+      row_max[r] = mx;
+      row_sum[r] = sum;
+    }
+
+    float* o = aligned_floats(s.out, kQueryBlock * d_padded);
+    const int vectors = static_cast<int>(d_padded / kLanes);
+    for (int c0 = 0; c0 < vectors; c0 += 4) {
+      switch (std::min(4, vectors - c0)) {
+        case 4: output_block<4>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
+        case 3: output_block<3>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
+        case 2: output_block<2>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
+        default: output_block<1>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0);
+      }
+    }
+    float* oh = op + (b * lq + q0) * row + head * d;
+    float* lseh = lsep + bh * lq + q0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float inv = 1.0f / row_sum[r];
+      for (int64_t i = 0; i < d; ++i) oh[r * row + i] = o[r * d_padded + i] * inv;
+      lseh[r] = row_max[r] + std::log(row_sum[r]);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionF32, FlashAttentionImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale")
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+// Lanes of one vector register in this build (for tests and benchmarks).
+extern "C" int vivit_flash_attention_lanes() { return kLanes; }
