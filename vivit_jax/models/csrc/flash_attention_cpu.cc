@@ -61,8 +61,11 @@ constexpr int kQkCols = kQkVectors * kLanes;
 constexpr int kQkRows = kRegisters == 32 ? 12 : 6;
 // Output microkernel: up to 4 vectors of the head dim per row; rows fill the registers.
 constexpr int kPvAccumulators = kRegisters == 32 ? 24 : 12;
-// Queries per work item: a multiple of every microkernel's row count (12, 6, 8, 4, 3, 24).
-constexpr int kQueryBlock = 48;
+// Queries per work item, computed in whole granules (a short last block, or a short
+// sequence such as TimeSformer's 8 frames, skips the granules past its rows); the granule
+// is a multiple of every microkernel's row count (12, 6, 8, 4, 3, 24).
+constexpr int kRowGranule = 24;
+constexpr int kQueryBlock = 2 * kRowGranule;
 
 inline vf broadcast(float x) { return x - vf{}; }   // (x - 0 folds; 0 + x does not)
 inline vf load(const float* p) { return *reinterpret_cast<const vf*>(p); }
@@ -160,13 +163,13 @@ inline void output_tile(const float* __restrict p, int64_t p_stride, int64_t lk,
     for (int c = 0; c < V; ++c) store(o + r * o_stride + c * kLanes, acc[r][c]);
 }
 
-// The output of kQueryBlock rows for head-dim vectors [c0, c0 + V).
+// The output of `rows` (a multiple of kRowGranule) rows for head-dim vectors [c0, c0 + V).
 template <int V>
 void output_block(const float* p, int64_t p_stride, int64_t lk, const float* v,
-                  int64_t v_stride, float* o, int64_t o_stride, int c0) {
+                  int64_t v_stride, float* o, int64_t o_stride, int c0, int rows) {
   constexpr int R = kPvAccumulators / V;
-  static_assert(kQueryBlock % R == 0, "query block must be a multiple of the tile rows");
-  for (int r = 0; r < kQueryBlock; r += R)
+  static_assert(kRowGranule % R == 0, "row granule must be a multiple of the tile rows");
+  for (int r = 0; r < rows; r += R)
     output_tile<R, V>(p + r * p_stride, p_stride, lk, v + c0 * kLanes, v_stride,
                       o + r * o_stride + c0 * kLanes, o_stride);
 }
@@ -243,6 +246,7 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     const int64_t bh = item / query_blocks, b = bh / h, head = bh % h;
     const int64_t q0 = (item % query_blocks) * kQueryBlock;
     const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
+    const int computed = static_cast<int>((rows + kRowGranule - 1) / kRowGranule * kRowGranule);
     Scratch& s = scratch;
     float* panels = aligned_floats(s.panels, lk_padded * d);
     float* values = aligned_floats(s.values, lk * d_padded);
@@ -264,7 +268,7 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     }
     float* queries = aligned_floats(s.queries, kQueryBlock * d);
     const float* qh = qp + (b * lq + q0) * row + head * d;
-    for (int64_t r = 0; r < kQueryBlock; ++r)
+    for (int64_t r = 0; r < computed; ++r)
       for (int64_t i = 0; i < d; ++i)
         queries[r * d + i] = r < rows ? qh[r * row + i] * scale : 0.0f;
 
@@ -272,10 +276,10 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     float* probs = aligned_floats(s.probs, kQueryBlock * lk_padded);
     const int64_t unpadded = lk / kQkCols * kQkCols;
     vf maxes[kQueryBlock];
-    for (int r = 0; r < kQueryBlock; ++r)
+    for (int r = 0; r < computed; ++r)
       maxes[r] = broadcast(-std::numeric_limits<float>::infinity());
     for (int64_t j0 = 0; j0 < lk_padded; j0 += kQkCols)
-      for (int r = 0; r < kQueryBlock; r += kQkRows)
+      for (int r = 0; r < computed; r += kQkRows)
         logits_tile(queries + r * d, static_cast<int>(d), panels + j0 * d,
                     probs + r * lk_padded + j0, lk_padded,
                     j0 < unpadded ? maxes + r : nullptr);
@@ -305,10 +309,10 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     const int vectors = static_cast<int>(d_padded / kLanes);
     for (int c0 = 0; c0 < vectors; c0 += 4) {
       switch (std::min(4, vectors - c0)) {
-        case 4: output_block<4>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
-        case 3: output_block<3>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
-        case 2: output_block<2>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0); break;
-        default: output_block<1>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0);
+        case 4: output_block<4>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
+        case 3: output_block<3>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
+        case 2: output_block<2>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
+        default: output_block<1>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed);
       }
     }
     float* oh = op + (b * lq + q0) * row + head * d;
