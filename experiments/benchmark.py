@@ -198,12 +198,14 @@ def _cudnn_attention_calls(compiled) -> int:
 
 
 def _cpu_flash_attention_calls(compiled) -> int:
-  """Custom calls of the C++ CPU attention kernel (models/cpu_attention.py) in the
-  compiled program: 0 on CPU means every attention ran the XLA 'chunked' kernel."""
+  """Custom calls of the C++ CPU attention kernels (models/cpu_attention.py; forward and
+  backward) in the compiled program: 0 on CPU means attention ran the XLA kernels."""
   try:
-    return compiled.as_text().count(f'custom_call_target="{cpu_attention.TARGET}"')
+    text = compiled.as_text()
   except Exception:   # pylint: disable=broad-except
     return 0
+  return sum(text.count(f'custom_call_target="{t}"')
+             for t in (cpu_attention.TARGET, cpu_attention.BACKWARD_TARGET))
 
 
 def _peak_bytes_in_use() -> Optional[int]:

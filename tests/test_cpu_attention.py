@@ -71,11 +71,12 @@ def test_gradients_equal_explicit_attention(shape):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
-def test_backward_in_small_chunks_pads_the_last_one():
-  q, k, v = qkv(2, 23, 17, 2, 8)
+@pytest.mark.parametrize('shape', SHAPES)
+def test_backward_kernel_equals_the_vjp_of_explicit_attention(shape):
+  q, k, v = qkv(*shape)
   g = jax.random.normal(jax.random.key(3), q.shape)
   out, lse = cpu_attention.forward(q, k, v)
-  grads = cpu_attention.flash_attention_backward(q, k, v, out, lse, g, chunk_size=5)
+  grads = jax.jit(cpu_attention.backward)(q, k, v, out, lse, g)
   _, vjp = jax.vjp(explicit, q, k, v)
   for a, b in zip(grads, vjp(g)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
@@ -93,13 +94,18 @@ def test_vmap_folds_extra_batch_axes():
 @pytest.mark.parametrize('march,lanes', [('haswell', 8), ('x86-64', 4)])
 def test_narrower_vector_builds_agree(march, lanes):
   # The AVX2 and SSE2 code paths (8 and 4 lanes, 16 registers) of the same source.
-  lib, target = cpu_attention.load(march)
+  lib, suffix = cpu_attention.load(march)
   assert lib.vivit_flash_attention_lanes() == lanes
   for shape in [(2, 37, 29, 3, 16), (1, 97, 65, 2, 20), (1, 50, 70, 1, 96)]:
     q, k, v = qkv(*shape)
-    out, lse = jax.jit(lambda q, k, v: cpu_attention.forward(q, k, v, target=target))(q, k, v)
+    g = jax.random.normal(jax.random.key(3), q.shape)
+    out, lse = jax.jit(lambda q, k, v: cpu_attention.forward(q, k, v, suffix))(q, k, v)
     np.testing.assert_allclose(out, explicit(q, k, v), rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(lse, logsumexp(q, k), rtol=2e-6, atol=2e-6)
+    grads = jax.jit(lambda *a: cpu_attention.backward(*a, suffix=suffix))(q, k, v, out, lse, g)
+    _, vjp = jax.vjp(explicit, q, k, v)
+    for a, b in zip(grads, vjp(g)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
 def calls_kernel(fn, *args) -> bool:

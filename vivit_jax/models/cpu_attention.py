@@ -11,10 +11,9 @@ jax, and wraps it as a differentiable function:
   flash_attention(query, key, value): query [B, Lq, H, Dh], key/value [B, Lk, H, Dh]
       (float32, or half precision computed in float32) -> [B, Lq, H, Dh], the input dtype.
 
-The forward pass is the C++ kernel, which also returns each row's log-sum-exp; the
-backward pass is flash attention's (`flash_attention_backward`, jnp in query chunks over
-the heads: recompute a chunk's probabilities from the log-sum-exp, five matmuls), so
-training memory stays O(chunk * Lk) per head. `layers.dot_product_attention` picks this
+The forward kernel also returns each row's log-sum-exp, from which the backward kernel
+(flash attention's backward pass, one head per thread) recomputes the probabilities
+block by block, so training memory stays O(48 * Lk) per thread. `layers.dot_product_attention` picks this
 kernel on CPU when `supports(...)` (no bias, mask or dropout) and falls back to the
 chunked XLA kernel otherwise, or when no compiler is found (logged once).
 
@@ -36,7 +35,6 @@ import subprocess
 import tempfile
 from typing import Optional
 
-import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,10 +42,9 @@ from absl import logging
 
 SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'flash_attention_cpu.cc'
 TARGET = 'vivit_jax_flash_attention_f32'
+BACKWARD_TARGET = 'vivit_jax_flash_attention_backward_f32'
 FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fno-math-errno', '-ffp-contract=fast',
          '-w')
-# Queries per step of the jnp backward pass (as layers.QUERY_CHUNK_SIZE).
-BACKWARD_CHUNK_SIZE = 512
 
 
 class KernelUnavailable(RuntimeError):
@@ -107,22 +104,25 @@ def _build(compiler: str, march: str) -> pathlib.Path:
 def load(march: str = 'native') -> tuple[ctypes.CDLL, str]:
   """Builds (if needed) and registers the kernel for `-march={march}`.
 
-  Returns the library and its custom-call target name ('native' is the one models use;
-  tests build others, e.g. 'haswell' for the AVX2 code path). Raises KernelUnavailable.
+  Returns the library and the suffix of its custom-call target names (TARGET and
+  BACKWARD_TARGET; '' for 'native', the build models use; tests build others, e.g.
+  'haswell' for the AVX2 code path). Raises KernelUnavailable.
   """
   if os.environ.get('VIVIT_JAX_CPU_KERNEL', '1') == '0':
     raise KernelUnavailable('turned off by VIVIT_JAX_CPU_KERNEL=0.')
   if not hasattr(jax, 'ffi'):
     raise KernelUnavailable(f'jax {jax.__version__} has no jax.ffi.')
   path = _build(_compiler(), march)
-  target = TARGET if march == 'native' else f'{TARGET}_{march.replace("-", "_")}'
+  suffix = '' if march == 'native' else '_' + march.replace('-', '_')
   try:
     lib = ctypes.cdll.LoadLibrary(str(path))
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(lib.VivitFlashAttentionF32),
-                                platform='cpu')
+    for target, symbol in ((TARGET, lib.VivitFlashAttentionF32),
+                           (BACKWARD_TARGET, lib.VivitFlashAttentionBackwardF32)):
+      jax.ffi.register_ffi_target(target + suffix, jax.ffi.pycapsule(symbol),
+                                  platform='cpu')
   except (OSError, AttributeError, ValueError) as e:
     raise KernelUnavailable(f'loading {path} failed: {e}') from e
-  return lib, target
+  return lib, suffix
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,14 +164,26 @@ def supports(query, key, value, bias=None, mask=None) -> bool:
   return available()
 
 
-def forward(query, key, value, target: str = TARGET):
-  """The C++ kernel: float32 q [..., Lq, H, Dh], k/v [..., Lk, H, Dh] ->
+def forward(query, key, value, suffix: str = ''):
+  """The C++ forward kernel: float32 q [..., Lq, H, Dh], k/v [..., Lk, H, Dh] ->
   (out [..., Lq, H, Dh], lse [..., H, Lq]: each row's log-sum-exp of scaled logits)."""
+  load()
   *batch, lq, h, d = query.shape
   types = (jax.ShapeDtypeStruct(query.shape, jnp.float32),
            jax.ShapeDtypeStruct((*batch, h, lq), jnp.float32))
-  call = jax.ffi.ffi_call(target, types, vmap_method='broadcast_all')
+  call = jax.ffi.ffi_call(TARGET + suffix, types, vmap_method='broadcast_all')
   return call(query, key, value, scale=np.float32(d ** -0.5))
+
+
+def backward(query, key, value, out, lse, grad, suffix: str = ''):
+  """The C++ backward kernel: `forward`'s inputs and outputs and the gradient of `out`
+  -> (dq, dk, dv), float32 in the inputs' shapes. Flash attention's backward pass, per
+  head and 48-query block: P = exp(q k^T s - lse), dv += P^T g, dS = P (g v^T -
+  rowsum(g * out)), dq = dS k s, dk += dS^T q s, with s = Dh^-0.5."""
+  load()
+  types = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (query, key, value))
+  call = jax.ffi.ffi_call(BACKWARD_TARGET + suffix, types, vmap_method='broadcast_all')
+  return call(query, key, value, out, lse, grad, scale=np.float32(query.shape[-1] ** -0.5))
 
 
 @jax.custom_vjp
@@ -185,7 +197,7 @@ def _fwd(query, key, value):
 
 
 def _bwd(residuals, grad):
-  return flash_attention_backward(*residuals, grad)
+  return backward(*residuals, grad)
 
 
 _flash_attention_f32.defvjp(_fwd, _bwd)
@@ -201,50 +213,3 @@ def flash_attention(query, key, value):
   dtype = query.dtype
   f32 = lambda x: x.astype(jnp.float32)
   return _flash_attention_f32(f32(query), f32(key), f32(value)).astype(dtype)
-
-
-def flash_attention_backward(query, key, value, out, lse, grad,
-                             chunk_size: int = BACKWARD_CHUNK_SIZE):
-  """Gradients (dq, dk, dv) of softmax attention from the forward's out and log-sum-exp.
-
-  query/out/grad [B, Lq, H, Dh], key/value [B, Lk, H, Dh], lse [B, H, Lq], all float32.
-  Per head and chunk of queries: P = exp(q k^T s - lse), dv += P^T g, dP = g v^T,
-  dS = P (dP - rowsum(g * out)), dq = dS k s, dk += dS^T q s, with s = Dh^-0.5.
-  """
-  b, lq, h, d = query.shape
-  lk = key.shape[1]
-  scale = d ** -0.5
-  n = -(-lq // chunk_size)
-  chunk = -(-lq // n)
-  pad = n * chunk - lq
-  delta = jnp.einsum('blhd,blhd->bhl', grad, out)   # rowsum(g * out): [B, H, Lq]
-
-  def rows(x):   # [B, Lq, H, D] -> [B*H, n, chunk, D], zero rows past Lq.
-    x = einops.rearrange(x, 'b l h d -> (b h) l d')
-    return jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(b * h, n, chunk, d)
-
-  def stats(x):   # [B, H, Lq] -> [B*H, n, chunk]
-    x = jnp.pad(x.reshape(b * h, lq), ((0, 0), (0, pad)))
-    return x.reshape(b * h, n, chunk)
-
-  def per_head(_, xs):
-    q_h, g_h, lse_h, delta_h, k_h, v_h = xs
-
-    def per_chunk(carry, xs):
-      dk, dv = carry
-      q_c, g_c, lse_c, delta_c = xs
-      p = jnp.exp(q_c @ k_h.T * scale - lse_c[:, None])   # [chunk, Lk]
-      ds = p * (g_c @ v_h.T - delta_c[:, None])
-      return (dk + ds.T @ q_c * scale, dv + p.T @ g_c), ds @ k_h * scale
-
-    zeros = jnp.zeros((lk, d), jnp.float32)
-    (dk, dv), dq = jax.lax.scan(per_chunk, (zeros, zeros), (q_h, g_h, lse_h, delta_h))
-    return None, (dq, dk, dv)
-
-  heads = lambda x: einops.rearrange(x, 'b l h d -> (b h) l d')
-  _, (dq, dk, dv) = jax.lax.scan(
-      per_head, None, (rows(query), rows(grad), stats(lse), stats(delta),
-                       heads(key), heads(value)))
-  dq = dq.reshape(b * h, n * chunk, d)[:, :lq]
-  unheads = lambda x: einops.rearrange(x, '(b h) l d -> b l h d', b=b)
-  return unheads(dq), unheads(dk), unheads(dv)

@@ -102,11 +102,12 @@ float* aligned_floats(std::vector<float>& buffer, size_t n) {
   return reinterpret_cast<float*>((p + VIVIT_VEC_BYTES - 1) & ~uintptr_t{VIVIT_VEC_BYTES - 1});
 }
 
-// s[r, 0:kQkCols] = q[r, :] . panel[:, 0:kQkCols] for r < kQkRows; q rows are d long,
-// panel is [d, kQkCols] (one block of kQkCols keys, transposed). With `maxes`, also
-// maxes[r] = elementwise max(maxes[r], the row's new logits).
-inline void logits_tile(const float* __restrict q, int d, const float* __restrict panel,
-                        float* __restrict s, int64_t s_stride, vf* __restrict maxes) {
+// s[r, 0:kQkCols] = q[r, 0:d] . panel[:, 0:kQkCols] for r < kQkRows; q rows are q_stride
+// apart, panel is [d, kQkCols] (one block of kQkCols keys, transposed). With `maxes`,
+// also maxes[r] = elementwise max(maxes[r], the row's new logits).
+inline void logits_tile(const float* __restrict q, int64_t q_stride, int d,
+                        const float* __restrict panel, float* __restrict s, int64_t s_stride,
+                        vf* __restrict maxes) {
   vf acc[kQkRows][kQkVectors];
 #pragma GCC unroll 16
   for (int r = 0; r < kQkRows; ++r)
@@ -118,7 +119,7 @@ inline void logits_tile(const float* __restrict q, int d, const float* __restric
     for (int c = 0; c < kQkVectors; ++c) b[c] = load(panel + i * kQkCols + c * kLanes);
 #pragma GCC unroll 16
     for (int r = 0; r < kQkRows; ++r) {
-      vf a = broadcast(q[r * d + i]);
+      vf a = broadcast(q[r * q_stride + i]);
 #pragma GCC unroll 4
       for (int c = 0; c < kQkVectors; ++c) acc[r][c] += a * b[c];
     }
@@ -166,12 +167,84 @@ inline void output_tile(const float* __restrict p, int64_t p_stride, int64_t lk,
 // The output of `rows` (a multiple of kRowGranule) rows for head-dim vectors [c0, c0 + V).
 template <int V>
 void output_block(const float* p, int64_t p_stride, int64_t lk, const float* v,
-                  int64_t v_stride, float* o, int64_t o_stride, int c0, int rows) {
+                  int64_t v_stride, float* o, int64_t o_stride, int rows, int c0) {
   constexpr int R = kPvAccumulators / V;
   static_assert(kRowGranule % R == 0, "row granule must be a multiple of the tile rows");
   for (int r = 0; r < rows; r += R)
     output_tile<R, V>(p + r * p_stride, p_stride, lk, v + c0 * kLanes, v_stride,
                       o + r * o_stride + c0 * kLanes, o_stride);
+}
+
+// o[t, 0:V*kLanes] += sum_{r < rows} a[r, t] b[r, 0:V*kLanes] for t < R: a block of
+// A^T B (the backward pass's dV += P^T dO and dK += dS^T q), a rows a_stride apart.
+template <int R, int V>
+inline void transposed_tile(const float* __restrict a, int64_t a_stride, int rows,
+                            const float* __restrict b, int64_t b_stride,
+                            float* __restrict o, int64_t o_stride) {
+  vf acc[R][V];
+#pragma GCC unroll 24
+  for (int t = 0; t < R; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) acc[t][c] = load(o + t * o_stride + c * kLanes);
+  for (int r = 0; r < rows; ++r) {
+    vf bv[V];
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) bv[c] = load(b + r * b_stride + c * kLanes);
+#pragma GCC unroll 24
+    for (int t = 0; t < R; ++t) {
+      vf x = broadcast(a[r * a_stride + t]);
+#pragma GCC unroll 4
+      for (int c = 0; c < V; ++c) acc[t][c] += x * bv[c];
+    }
+  }
+#pragma GCC unroll 24
+  for (int t = 0; t < R; ++t)
+#pragma GCC unroll 4
+    for (int c = 0; c < V; ++c) store(o + t * o_stride + c * kLanes, acc[t][c]);
+}
+
+// o[0:n, :] += a[0:rows, 0:n]^T b[0:rows, :] over head-dim vectors [c0, c0 + V), in
+// tiles of R rows of o: a's columns and o's rows up to n rounded up to R (at most
+// kPvAccumulators more) must exist.
+template <int V>
+void transposed_block(const float* a, int64_t a_stride, int rows, int64_t n, const float* b,
+                      int64_t b_stride, float* o, int64_t o_stride, int c0) {
+  constexpr int R = kPvAccumulators / V;
+  for (int64_t t = 0; t < n; t += R)
+    transposed_tile<R, V>(a + t, a_stride, rows, b + c0 * kLanes, b_stride,
+                          o + t * o_stride + c0 * kLanes, o_stride);
+}
+
+// Runs `block<V>(..., c0)` over the head-dim vectors in groups of at most 4.
+#define VIVIT_FOR_VECTOR_GROUPS(vectors, block, ...)                  \
+  for (int c0 = 0; c0 < (vectors); c0 += 4) {                        \
+    switch (std::min(4, (vectors) - c0)) {                           \
+      case 4: block<4>(__VA_ARGS__, c0); break;                      \
+      case 3: block<3>(__VA_ARGS__, c0); break;                      \
+      case 2: block<2>(__VA_ARGS__, c0); break;                      \
+      default: block<1>(__VA_ARGS__, c0);                            \
+    }                                                                \
+  }
+
+// dst[j0 + jj + i * kQkCols ...]: rows [0, n) of src (row_stride apart, d wide) as
+// transposed panels [d, kQkCols] of kQkCols rows each, zero past n up to n_padded.
+void pack_panels(const float* src, int64_t row_stride, int64_t n, int64_t n_padded,
+                 int64_t d, float* dst) {
+  for (int64_t j0 = 0; j0 < n_padded; j0 += kQkCols) {
+    float* panel = dst + j0 * d;
+    for (int64_t j = j0; j < j0 + kQkCols; ++j)
+      for (int64_t i = 0; i < d; ++i)
+        panel[i * kQkCols + (j - j0)] = j < n ? src[j * row_stride + i] : 0.0f;
+  }
+}
+
+// dst[j, 0:d_padded] = scale * src[j, 0:d] for j < n, zero columns past d and zero rows
+// in [n, n_padded).
+void pack_rows(const float* src, int64_t row_stride, int64_t n, int64_t n_padded,
+               int64_t d, int64_t d_padded, float scale, float* dst) {
+  for (int64_t j = 0; j < n_padded; ++j)
+    for (int64_t i = 0; i < d_padded; ++i)
+      dst[j * d_padded + i] = (j < n && i < d) ? src[j * row_stride + i] * scale : 0.0f;
 }
 
 // Runs fn(i) for i in [0, n) on the caller and on XLA's intra-op threads. Waits only for
@@ -204,7 +277,8 @@ void parallel_for(ffi::ThreadPool& pool, int64_t n, std::function<void(int64_t)>
 
 // Per-thread buffers; the packed keys/values are reused while the thread stays on a head.
 struct Scratch {
-  std::vector<float> panels, values, queries, probs, out;
+  std::vector<float> panels, values, queries, probs, out;   // forward and backward
+  std::vector<float> v_panels, grads, dlogits, dk, dv;      // backward only
   uint64_t head_key = ~uint64_t{0};
 };
 thread_local Scratch scratch;
@@ -252,25 +326,13 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     float* values = aligned_floats(s.values, lk * d_padded);
     const uint64_t head_key = call * 0x100000000ull + static_cast<uint64_t>(bh);
     if (s.head_key != head_key) {   // Pack this head's keys (transposed) and values.
-      const float* kh = kp + b * lk * row + head * d;
-      const float* vh = vp + b * lk * row + head * d;
-      for (int64_t j0 = 0; j0 < lk_padded; j0 += kQkCols) {
-        float* panel = panels + j0 * d;
-        for (int64_t j = j0; j < j0 + kQkCols; ++j)
-          for (int64_t i = 0; i < d; ++i)
-            panel[i * kQkCols + (j - j0)] = j < lk ? kh[j * row + i] : 0.0f;
-      }
-      for (int64_t j = 0; j < lk; ++j) {
-        std::memcpy(values + j * d_padded, vh + j * row, d * sizeof(float));
-        std::fill(values + j * d_padded + d, values + (j + 1) * d_padded, 0.0f);
-      }
+      pack_panels(kp + b * lk * row + head * d, row, lk, lk_padded, d, panels);
+      pack_rows(vp + b * lk * row + head * d, row, lk, lk, d, d_padded, 1.0f, values);
       s.head_key = head_key;
     }
-    float* queries = aligned_floats(s.queries, kQueryBlock * d);
-    const float* qh = qp + (b * lq + q0) * row + head * d;
-    for (int64_t r = 0; r < computed; ++r)
-      for (int64_t i = 0; i < d; ++i)
-        queries[r * d + i] = r < rows ? qh[r * row + i] * scale : 0.0f;
+    float* queries = aligned_floats(s.queries, kQueryBlock * d_padded);
+    pack_rows(qp + (b * lq + q0) * row + head * d, row, rows, computed, d, d_padded, scale,
+              queries);
 
     // Logits, with each row's running max over the panels that hold no padded key.
     float* probs = aligned_floats(s.probs, kQueryBlock * lk_padded);
@@ -280,7 +342,7 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
       maxes[r] = broadcast(-std::numeric_limits<float>::infinity());
     for (int64_t j0 = 0; j0 < lk_padded; j0 += kQkCols)
       for (int r = 0; r < computed; r += kQkRows)
-        logits_tile(queries + r * d, static_cast<int>(d), panels + j0 * d,
+        logits_tile(queries + r * d_padded, d_padded, static_cast<int>(d), panels + j0 * d,
                     probs + r * lk_padded + j0, lk_padded,
                     j0 < unpadded ? maxes + r : nullptr);
 
@@ -307,14 +369,8 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
 
     float* o = aligned_floats(s.out, kQueryBlock * d_padded);
     const int vectors = static_cast<int>(d_padded / kLanes);
-    for (int c0 = 0; c0 < vectors; c0 += 4) {
-      switch (std::min(4, vectors - c0)) {
-        case 4: output_block<4>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
-        case 3: output_block<3>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
-        case 2: output_block<2>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed); break;
-        default: output_block<1>(probs, lk_padded, lk, values, d_padded, o, d_padded, c0, computed);
-      }
-    }
+    VIVIT_FOR_VECTOR_GROUPS(vectors, output_block, probs, lk_padded, lk, values, d_padded,
+                            o, d_padded, computed);
     float* oh = op + (b * lq + q0) * row + head * d;
     float* lseh = lsep + bh * lq + q0;
     for (int64_t r = 0; r < rows; ++r) {
@@ -326,7 +382,126 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
   return ffi::Error::Success();
 }
 
+// The backward pass of one [..., Lq, H, D] attention: per head (one work item, so that
+// its dK and dV accumulate without sharing), per block of kQueryBlock queries:
+//   P = exp(q k^T scale - lse), dP = dO v^T, dS = P (dP - rowsum(dO * out)),
+//   dV += P^T dO, dK += dS^T q scale, dQ = dS k scale.
+ffi::Error FlashAttentionBackwardImpl(
+    ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
+    ffi::Buffer<ffi::F32> grad, float scale, ffi::ResultBuffer<ffi::F32> dq,
+    ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv) {
+  auto qd = q.dimensions(), kd = k.dimensions();
+  const size_t rank = qd.size();
+  if (rank < 3 || kd.size() != rank || v.dimensions().size() != rank)
+    return ffi::Error::InvalidArgument("flash attention backward: bad ranks");
+  int64_t batch = 1;
+  for (size_t i = 0; i + 3 < rank; ++i) batch *= qd[i];
+  const int64_t lq = qd[rank - 3], h = qd[rank - 2], d = qd[rank - 1];
+  const int64_t lk = kd[rank - 3];
+  if (lq == 0 || lk == 0 || h == 0 || d == 0) return ffi::Error::Success();
+
+  const int64_t lk_panels = (lk + kQkCols - 1) / kQkCols * kQkCols;
+  // Row length of the [block, keys] buffers: room for transposed_block's last tile, and
+  // whole panels so that rows stay vector-aligned.
+  const int64_t width = lk_panels + (kPvAccumulators + kQkCols - 1) / kQkCols * kQkCols;
+  const int64_t d_padded = (d + kLanes - 1) / kLanes * kLanes;
+  const int vectors = static_cast<int>(d_padded / kLanes);
+  const int64_t row = h * d;
+  const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const float *op = out.typed_data(), *lsep = lse.typed_data(), *gp = grad.typed_data();
+  float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
+
+  parallel_for(pool, batch * h, [&](int64_t bh) {
+    const int64_t b = bh / h, head = bh % h;
+    const int64_t kv_offset = b * lk * row + head * d;
+    Scratch& s = scratch;
+    s.head_key = ~uint64_t{0};   // the forward's packed head is overwritten below
+    float* k_panels = aligned_floats(s.panels, lk_panels * d);
+    float* v_panels = aligned_floats(s.v_panels, lk_panels * d);
+    float* k_rows = aligned_floats(s.values, lk * d_padded);
+    pack_panels(kp + kv_offset, row, lk, lk_panels, d, k_panels);
+    pack_panels(vp + kv_offset, row, lk, lk_panels, d, v_panels);
+    pack_rows(kp + kv_offset, row, lk, lk, d, d_padded, 1.0f, k_rows);
+    float* dk_acc = aligned_floats(s.dk, width * d_padded);
+    float* dv_acc = aligned_floats(s.dv, width * d_padded);
+    std::fill(dk_acc, dk_acc + width * d_padded, 0.0f);
+    std::fill(dv_acc, dv_acc + width * d_padded, 0.0f);
+    float* queries = aligned_floats(s.queries, kQueryBlock * d_padded);
+    float* grads = aligned_floats(s.grads, kQueryBlock * d_padded);
+    float* probs = aligned_floats(s.probs, kQueryBlock * width);
+    float* dlogits = aligned_floats(s.dlogits, kQueryBlock * width);
+    float* o = aligned_floats(s.out, kQueryBlock * d_padded);
+
+    for (int64_t q0 = 0; q0 < lq; q0 += kQueryBlock) {
+      const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
+      const int computed = static_cast<int>((rows + kRowGranule - 1) / kRowGranule * kRowGranule);
+      const int64_t q_offset = (b * lq + q0) * row + head * d;
+      pack_rows(qp + q_offset, row, rows, computed, d, d_padded, scale, queries);
+      pack_rows(gp + q_offset, row, rows, computed, d, d_padded, 1.0f, grads);
+      for (int64_t j0 = 0; j0 < lk_panels; j0 += kQkCols)
+        for (int r = 0; r < computed; r += kQkRows) {
+          logits_tile(queries + r * d_padded, d_padded, static_cast<int>(d), k_panels + j0 * d,
+                      probs + r * width + j0, width, nullptr);
+          logits_tile(grads + r * d_padded, d_padded, static_cast<int>(d), v_panels + j0 * d,
+                      dlogits + r * width + j0, width, nullptr);
+        }
+      const int64_t full = lk / kLanes * kLanes;
+      for (int64_t r = 0; r < computed; ++r) {
+        float* pr = probs + r * width;
+        float* dr = dlogits + r * width;
+        int64_t j = 0;
+        if (r < rows) {
+          const float lse_r = lsep[bh * lq + q0 + r];
+          float delta = 0.0f;   // rowsum(dO * out)
+          for (int64_t i = 0; i < d; ++i) delta += gp[q_offset + r * row + i] * op[q_offset + r * row + i];
+          for (; j < full; j += kLanes) {
+            vf p = exp_nonpositive(load(pr + j) - lse_r);
+            store(pr + j, p);
+            store(dr + j, p * (load(dr + j) - delta));
+          }
+          for (; j < lk; ++j) {
+            pr[j] = std::exp(pr[j] - lse_r);
+            dr[j] = pr[j] * (dr[j] - delta);
+          }
+        }
+        std::fill(pr + j, pr + width, 0.0f);   // padded keys and padded query rows: 0
+        std::fill(dr + j, dr + width, 0.0f);
+      }
+      VIVIT_FOR_VECTOR_GROUPS(vectors, transposed_block, probs, width, computed, lk, grads,
+                              d_padded, dv_acc, d_padded);
+      VIVIT_FOR_VECTOR_GROUPS(vectors, transposed_block, dlogits, width, computed, lk, queries,
+                              d_padded, dk_acc, d_padded);
+      VIVIT_FOR_VECTOR_GROUPS(vectors, output_block, dlogits, width, lk, k_rows, d_padded, o,
+                              d_padded, computed);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < d; ++i)
+          dqp[q_offset + r * row + i] = o[r * d_padded + i] * scale;
+    }
+    for (int64_t j = 0; j < lk; ++j)
+      for (int64_t i = 0; i < d; ++i) {
+        dkp[kv_offset + j * row + i] = dk_acc[j * d_padded + i];
+        dvp[kv_offset + j * row + i] = dv_acc[j * d_padded + i];
+      }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionBackwardF32, FlashAttentionBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // q
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // k
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // out
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // lse
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // grad of out
+                                  .Attr<float>("scale")
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dq
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dk
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dv
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionF32, FlashAttentionImpl,
                               ffi::Ffi::Bind()
