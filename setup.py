@@ -6,8 +6,8 @@ setuptools.setup(
     version="0.1.0",
     description="ViViT and peer video transformers in JAX/Flax, with a Scenic-style trainer.",
     packages=setuptools.find_packages(include=["vivit_jax", "vivit_jax.*"]),
-    # The C++ CPU attention kernel's source, compiled on first use (models/cpu_attention.py).
-    package_data={"vivit_jax.models": ["csrc/*.cc"]},
+    # The C++ CPU kernels' sources, compiled on first use (models/cpu_build.py).
+    package_data={"vivit_jax.models": ["csrc/*.cc", "csrc/*.h"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.7",
@@ -27,6 +27,8 @@ setuptools.setup(
         "protobuf>=4.21",       # data/example_proto.py (tf.train.Example without TF).
         "pillow>=10",
         "matplotlib>=3.8",
+        # OpenBLAS (the build NumPy/SciPy ship) for dense layers on CPU: models/cpu_matmul.py.
+        "scipy-openblas32>=0.3.27",
     ],
     extras_require={
         # torch is pinned to the CPU wheel these machines install offline; an

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vivit_jax.models import cpu_attention, layers
+from vivit_jax.models import cpu_attention, cpu_build, layers
 
 pytestmark = pytest.mark.skipif(not cpu_attention.available(),
                                 reason=f'kernel unavailable: {cpu_attention.unavailable_reason()}')
@@ -165,4 +165,4 @@ def test_failed_build_names_the_command_and_falls_back(fresh_kernel_state, monke
   q, k, v = qkv(1, 9, 9, 2, 16)
   np.testing.assert_allclose(layers.dot_product_attention(q, k, v), explicit(q, k, v),
                              rtol=1e-5, atol=1e-6)
-  assert not list(cpu_attention.cache_dir().glob('*.so'))   # nothing half-written kept.
+  assert not list(cpu_build.cache_dir().glob('*.so'))   # nothing half-written kept.

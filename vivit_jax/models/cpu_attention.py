@@ -17,22 +17,14 @@ block by block, so training memory stays O(48 * Lk) per thread. `layers.dot_prod
 kernel on CPU when `supports(...)` (no bias, mask or dropout) and falls back to the
 chunked XLA kernel otherwise, or when no compiler is found (logged once).
 
-Environment: `VIVIT_JAX_CPU_KERNEL=0` turns the kernel off; `CXX` names the compiler
-(default `g++`, else `c++`); `VIVIT_JAX_CACHE_DIR` moves the build cache (default
-`$XDG_CACHE_HOME/vivit_jax` or `~/.cache/vivit_jax`). A build takes about 2 s, once per
-source, compiler, CPU and jaxlib version.
+`cpu_build.py` compiles and caches the library (about 2 s, once per source, compiler, CPU
+and jax version; `VIVIT_JAX_CPU_KERNEL=0` turns it off).
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import pathlib
-import platform
-import shutil
 import subprocess
-import tempfile
 from typing import Optional
 
 import jax
@@ -40,64 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'flash_attention_cpu.cc'
+from vivit_jax.models import cpu_build
+
 TARGET = 'vivit_jax_flash_attention_f32'
 BACKWARD_TARGET = 'vivit_jax_flash_attention_backward_f32'
-FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fno-math-errno', '-ffp-contract=fast',
-         '-w')
-
-
-class KernelUnavailable(RuntimeError):
-  """The C++ kernel could not be built or loaded (the message says why)."""
-
-
-def cache_dir() -> pathlib.Path:
-  if os.environ.get('VIVIT_JAX_CACHE_DIR'):
-    return pathlib.Path(os.environ['VIVIT_JAX_CACHE_DIR'])
-  base = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  return pathlib.Path(base) / 'vivit_jax'
-
-
-def _compiler() -> str:
-  for name in (os.environ.get('CXX'), 'g++', 'c++', 'clang++'):
-    if name and shutil.which(name):
-      return name
-  raise KernelUnavailable('no C++ compiler found (set CXX, or install g++).')
-
-
-def _cpu_identity() -> str:
-  """What `-march=native` depends on: the CPU's model and feature flags."""
-  try:
-    lines = pathlib.Path('/proc/cpuinfo').read_text().splitlines()
-    wanted = [l for l in lines if l.split(':')[0].strip() in ('model name', 'flags',
-                                                             'Features', 'CPU part')]
-    return '\n'.join(sorted(set(wanted)))
-  except OSError:
-    return platform.processor()
-
-
-def _build(compiler: str, march: str) -> pathlib.Path:
-  """Compiles the kernel for `-march={march}` into the cache, once per source, flags,
-  compiler, CPU and jaxlib."""
-  include = jax.ffi.include_dir()
-  flags = (*FLAGS, f'-march={march}')
-  version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
-  key = hashlib.sha256('\0'.join([
-      SOURCE.read_text(), ' '.join(flags), version, jax.__version__, include,
-      platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
-  target = cache_dir() / f'flash_attention_cpu-{key}.so'
-  if target.exists():
-    return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-    built = pathlib.Path(tmp) / target.name
-    cmd = [compiler, *flags, '-isystem', include, str(SOURCE), '-o', str(built)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-      raise KernelUnavailable(f'`{" ".join(cmd)}` failed (exit {result.returncode}): '
-                              f'{result.stderr[-2000:]}')
-    os.replace(built, target)   # atomic: concurrent builders each write their own file.
-  return target
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,13 +44,9 @@ def load(march: str = 'native') -> tuple[ctypes.CDLL, str]:
 
   Returns the library and the suffix of its custom-call target names (TARGET and
   BACKWARD_TARGET; '' for 'native', the build models use; tests build others, e.g.
-  'haswell' for the AVX2 code path). Raises KernelUnavailable.
+  'haswell' for the AVX2 code path). Raises cpu_build.KernelUnavailable.
   """
-  if os.environ.get('VIVIT_JAX_CPU_KERNEL', '1') == '0':
-    raise KernelUnavailable('turned off by VIVIT_JAX_CPU_KERNEL=0.')
-  if not hasattr(jax, 'ffi'):
-    raise KernelUnavailable(f'jax {jax.__version__} has no jax.ffi.')
-  path = _build(_compiler(), march)
+  path = cpu_build.build('flash_attention_cpu.cc', march)
   suffix = '' if march == 'native' else '_' + march.replace('-', '_')
   try:
     lib = ctypes.cdll.LoadLibrary(str(path))
@@ -121,7 +55,7 @@ def load(march: str = 'native') -> tuple[ctypes.CDLL, str]:
       jax.ffi.register_ffi_target(target + suffix, jax.ffi.pycapsule(symbol),
                                   platform='cpu')
   except (OSError, AttributeError, ValueError) as e:
-    raise KernelUnavailable(f'loading {path} failed: {e}') from e
+    raise cpu_build.KernelUnavailable(f'loading {path} failed: {e}') from e
   return lib, suffix
 
 
@@ -130,7 +64,7 @@ def unavailable_reason() -> Optional[str]:
   """None when the kernel is built and registered, else why not (logged once)."""
   try:
     load()
-  except (KernelUnavailable, OSError, subprocess.SubprocessError) as e:
+  except (cpu_build.KernelUnavailable, OSError, subprocess.SubprocessError) as e:
     logging.warning('CPU flash attention kernel unavailable, using the XLA kernel: %s', e)
     return str(e)
   return None
@@ -207,7 +141,8 @@ def flash_attention(query, key, value):
   """Softmax attention by the C++ kernel: q [B, Lq, H, Dh], k/v [B, Lk, H, Dh] -> q's shape.
 
   Scale Dh^-0.5, no bias or mask. Half-precision inputs are computed in float32 and the
-  result is rounded back. Raises KernelUnavailable when the kernel cannot be built.
+  result is rounded back. Raises cpu_build.KernelUnavailable when the kernel cannot be
+  built.
   """
   load()
   dtype = query.dtype

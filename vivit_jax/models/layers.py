@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
-from vivit_jax.models import cpu_attention, precision
+from vivit_jax.models import cpu_attention, cpu_build, precision
 from vivit_jax.models.embeddings import AddPositionEmbedding
 
 ATTENTION_IMPLS = ('xla', 'cudnn', 'explicit', 'chunked', 'cpu_flash')
@@ -106,14 +106,16 @@ _FLOP_COUNTING = contextvars.ContextVar('vivit_jax_flop_counting', default=False
 
 @contextlib.contextmanager
 def flop_counting():
-  """Within it, every attention traces as the 'explicit' path (same math).
+  """Within it, every attention traces as the 'explicit' path (same math), and dense
+  layers as XLA dots.
 
   XLA's `cost_analysis()` counts a loop body once and a cuDNN custom call as nothing,
   so count model FLOPs (cost.py, MFU) by lowering the model inside this context.
   """
   token = _FLOP_COUNTING.set(True)
   try:
-    yield
+    with cpu_build.xla_only():   # dense layers on XLA's dots, not the sgemm custom call.
+      yield
   finally:
     _FLOP_COUNTING.reset(token)
 

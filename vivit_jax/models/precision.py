@@ -9,8 +9,9 @@ matrix units (AMX on Intel Sapphire Rapids and later): ViViT-B's MLP product
 (fp32: 61 ms), 2 cores. The backward pass does the same: jax would transpose a
 float32-result product into float32 x bf16 products (XLA:CPU's slow path), so products
 without batch dimensions (every dense layer's) get their own VJP whose two products take
-the bf16 cotangent and accumulate into float32 too. Elsewhere (GPU, TPU) the call is
-`lax.dot_general` unchanged.
+the bf16 cotangent and accumulate into float32 too. float32 products of the dense-layer
+form go to OpenBLAS's sgemm on CPU (`cpu_matmul.py`: 1.2-1.5x XLA:CPU's dots at ViViT-B's
+shapes). Elsewhere (GPU, TPU) the call is `lax.dot_general` unchanged.
 """
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from vivit_jax.models import cpu_matmul
+
 HALF = (jnp.bfloat16, jnp.float16)
 
 
 def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
                 **kwargs):
-  """`lax.dot_general`, with half-precision products accumulated into float32 on CPU."""
+  """`lax.dot_general`, with half-precision products accumulated into float32 on CPU and
+  float32 dense-layer products by OpenBLAS there (`cpu_matmul.applies`)."""
   dtype = jnp.result_type(lhs, rhs)
+  if (dtype == jnp.float32 and not kwargs
+      and preferred_element_type in (None, jnp.float32)
+      and cpu_matmul.applies(lhs, rhs, dimension_numbers)):
+    return cpu_matmul.dot_general(lhs, rhs, dimension_numbers)
   if (preferred_element_type is not None or dtype not in HALF
       or jax.default_backend() != 'cpu'):
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,

@@ -30,6 +30,7 @@
 #include <immintrin.h>
 #endif
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -247,34 +248,6 @@ void pack_rows(const float* src, int64_t row_stride, int64_t n, int64_t n_padded
       dst[j * d_padded + i] = (j < n && i < d) ? src[j * row_stride + i] * scale : 0.0f;
 }
 
-// Runs fn(i) for i in [0, n) on the caller and on XLA's intra-op threads. Waits only for
-// claimed items: a pool task that starts after the last item was claimed does nothing.
-void parallel_for(ffi::ThreadPool& pool, int64_t n, std::function<void(int64_t)> fn) {
-  struct Job {
-    std::function<void(int64_t)> fn;
-    int64_t n;
-    std::atomic<int64_t> next{0}, done{0};
-    std::mutex mu;
-    std::condition_variable cv;
-    void work() {
-      int64_t mine = 0;
-      for (int64_t i; (i = next.fetch_add(1)) < n; ++mine) fn(i);
-      if (mine > 0 && done.fetch_add(mine) + mine == n) {
-        { std::lock_guard<std::mutex> lock(mu); }
-        cv.notify_all();
-      }
-    }
-  };
-  auto job = std::make_shared<Job>();
-  job->fn = std::move(fn);
-  job->n = n;
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), n) - 1;
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([job] { job->work(); });
-  job->work();
-  std::unique_lock<std::mutex> lock(job->mu);
-  job->cv.wait(lock, [&] { return job->done.load() == n; });
-}
-
 // Per-thread buffers; the packed keys/values are reused while the thread stays on a head.
 struct Scratch {
   std::vector<float> panels, values, queries, probs, out;   // forward and backward
@@ -316,7 +289,7 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
   const uint64_t call = call_counter.fetch_add(1);
   const int64_t row = h * d;   // stride between tokens in q, k, v, out
 
-  parallel_for(pool, batch * h * query_blocks, [&](int64_t item) {
+  vivit_jax::parallel_for(pool, batch * h * query_blocks, [&](int64_t item) {
     const int64_t bh = item / query_blocks, b = bh / h, head = bh % h;
     const int64_t q0 = (item % query_blocks) * kQueryBlock;
     const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
@@ -412,7 +385,7 @@ ffi::Error FlashAttentionBackwardImpl(
   const float *op = out.typed_data(), *lsep = lse.typed_data(), *gp = grad.typed_data();
   float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
 
-  parallel_for(pool, batch * h, [&](int64_t bh) {
+  vivit_jax::parallel_for(pool, batch * h, [&](int64_t bh) {
     const int64_t b = bh / h, head = bh % h;
     const int64_t kv_offset = b * lk * row + head * d;
     Scratch& s = scratch;

@@ -1,0 +1,114 @@
+"""Builds the C++ XLA:CPU kernels in `csrc/` on first use and caches the libraries.
+
+`build(source, march, extra_args)` compiles one `csrc/*.cc` file (with `csrc/*.h`) with
+the machine's C++ compiler (`CXX`, else g++/c++/clang++) against jax's XLA FFI headers into
+`cache_dir()/<name>-<hash>.so`; the hash covers the source, flags, compiler version, jax
+version, machine and CPU (what `-march=native` depends on), so a changed source, compiler
+or CPU rebuilds. A build takes a few seconds; concurrent builders (pytest workers) each
+write their own temporary file and rename it into place.
+
+Environment: `VIVIT_JAX_CPU_KERNEL=0` turns every C++ kernel off (the models then use
+XLA's); `VIVIT_JAX_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/vivit_jax` or
+`~/.cache/vivit_jax`).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+from typing import Sequence
+
+import jax
+
+CSRC = pathlib.Path(__file__).parent / 'csrc'
+FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fno-math-errno', '-ffp-contract=fast',
+         '-w')
+
+
+_XLA_ONLY = contextvars.ContextVar('vivit_jax_xla_only', default=False)
+
+
+@contextlib.contextmanager
+def xla_only():
+  """Within it, models trace no C++ kernel (XLA's `cost_analysis()` counts a custom call
+  as no FLOPs: `layers.flop_counting` enters this)."""
+  token = _XLA_ONLY.set(True)
+  try:
+    yield
+  finally:
+    _XLA_ONLY.reset(token)
+
+
+def xla_only_active() -> bool:
+  return _XLA_ONLY.get()
+
+
+class KernelUnavailable(RuntimeError):
+  """A C++ kernel could not be built or loaded (the message says why)."""
+
+
+def cache_dir() -> pathlib.Path:
+  if os.environ.get('VIVIT_JAX_CACHE_DIR'):
+    return pathlib.Path(os.environ['VIVIT_JAX_CACHE_DIR'])
+  base = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
+  return pathlib.Path(base) / 'vivit_jax'
+
+
+def check_enabled():
+  """Raises KernelUnavailable when the C++ kernels are turned off or cannot exist."""
+  if os.environ.get('VIVIT_JAX_CPU_KERNEL', '1') == '0':
+    raise KernelUnavailable('turned off by VIVIT_JAX_CPU_KERNEL=0.')
+  if not hasattr(jax, 'ffi'):
+    raise KernelUnavailable(f'jax {jax.__version__} has no jax.ffi.')
+
+
+def _compiler() -> str:
+  for name in (os.environ.get('CXX'), 'g++', 'c++', 'clang++'):
+    if name and shutil.which(name):
+      return name
+  raise KernelUnavailable('no C++ compiler found (set CXX, or install g++).')
+
+
+def _cpu_identity() -> str:
+  """What `-march=native` depends on: the CPU's model and feature flags."""
+  try:
+    lines = pathlib.Path('/proc/cpuinfo').read_text().splitlines()
+    wanted = [l for l in lines if l.split(':')[0].strip() in ('model name', 'flags',
+                                                             'Features', 'CPU part')]
+    return '\n'.join(sorted(set(wanted)))
+  except OSError:
+    return platform.processor()
+
+
+def build(source: str, march: str = 'native', extra_args: Sequence[str] = ()) -> pathlib.Path:
+  """Compiles `csrc/{source}` for `-march={march}` (plus `extra_args`, e.g. libraries to
+  link) into the cache, unless already there; returns the library's path."""
+  check_enabled()
+  compiler = _compiler()
+  path = CSRC / source
+  include = jax.ffi.include_dir()
+  flags = (*FLAGS, f'-march={march}')
+  version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
+  headers = [h.read_text() for h in sorted(CSRC.glob('*.h'))]
+  key = hashlib.sha256('\0'.join([
+      path.read_text(), *headers, ' '.join(flags), ' '.join(extra_args), version, jax.__version__,
+      include, platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
+  target = cache_dir() / f'{path.stem}-{key}.so'
+  if target.exists():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    built = pathlib.Path(tmp) / target.name
+    cmd = [compiler, *flags, '-isystem', include, str(path), '-o', str(built), *extra_args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+      raise KernelUnavailable(f'`{" ".join(cmd)}` failed (exit {result.returncode}): '
+                              f'{result.stderr[-2000:]}')
+    os.replace(built, target)   # atomic: concurrent builders each write their own file.
+  return target

@@ -1,0 +1,136 @@
+"""Dense-layer products on XLA:CPU through OpenBLAS (a C++ XLA FFI call).
+
+XLA:CPU's float32 dots reach 210-270 GFLOP/s at ViViT-B's dense-layer shapes on two
+Sapphire Rapids cores where OpenBLAS's sgemm (the library NumPy and SciPy ship, from the
+`scipy-openblas32` wheel) reaches 290-325, as PyTorch's CPU matmul does. `csrc/
+matmul_cpu.cc` wraps that sgemm as an XLA FFI call, built by `cpu_build.py` on first use
+and linked against the wheel's library. `precision.dot_general` (every `nn.Dense`,
+`nn.DenseGeneral` and patch embedding) routes a product here when `applies(...)`:
+
+  matmul(a, b): a float32[M, K], b float32[K, N] -> float32[M, N]
+
+with a custom VJP whose two products (dA = g B^T, dB = A^T g) are sgemm calls as well.
+Everything else (half precision, batch axes, GPU/TPU, small products, no wheel or no
+compiler) stays on XLA's dots; `VIVIT_JAX_CPU_KERNEL=0` turns this off with the other C++
+kernels.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import subprocess
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+
+from vivit_jax.models import cpu_build
+
+TARGET = 'vivit_jax_matmul_f32'
+# Products below this many multiply-adds stay on XLA (its inline dots win on tiny layers).
+MIN_MACS = 1 << 22
+
+
+def _openblas():
+  try:
+    import scipy_openblas32  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise cpu_build.KernelUnavailable(f'scipy-openblas32 is not installed ({e}).') from e
+  return scipy_openblas32
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> ctypes.CDLL:
+  """Builds (if needed) and registers the kernel. Raises cpu_build.KernelUnavailable."""
+  blas = _openblas()
+  lib_dir = blas.get_lib_dir()
+  path = cpu_build.build('matmul_cpu.cc', 'native', (
+      f'-I{blas.get_include_dir()}', f'-L{lib_dir}', f'-Wl,-rpath,{lib_dir}',
+      f'-l{blas.get_library()}'))
+  try:
+    lib = ctypes.cdll.LoadLibrary(str(path))
+    lib.vivit_matmul_single_threaded_blas()
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.VivitMatmulF32),
+                                platform='cpu')
+  except (OSError, AttributeError, ValueError) as e:
+    raise cpu_build.KernelUnavailable(f'loading {path} failed: {e}') from e
+  return lib
+
+
+@functools.lru_cache(maxsize=None)
+def unavailable_reason() -> Optional[str]:
+  """None when the kernel is built and registered, else why not (logged once)."""
+  try:
+    load()
+  except (cpu_build.KernelUnavailable, OSError, subprocess.SubprocessError) as e:
+    logging.warning('CPU matmul kernel unavailable, using XLA dots: %s', e)
+    return str(e)
+  return None
+
+
+def available() -> bool:
+  return unavailable_reason() is None
+
+
+def applies(lhs, rhs, dimension_numbers) -> bool:
+  """Whether `lax.dot_general(lhs, rhs, dimension_numbers)` is a product `matmul` runs.
+
+  Needs the CPU backend (outside `cpu_build.xla_only()`), float32 operands, no batch axes, lhs's contracted axes trailing
+  and rhs's leading, in the same order (every dense layer's form), at least MIN_MACS
+  multiply-adds, and a kernel that builds.
+  """
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  n = len(lhs_contract)
+  if lhs_batch or rhs_batch or n == 0 or jax.default_backend() != 'cpu':
+    return False
+  if cpu_build.xla_only_active():
+    return False
+  if jnp.dtype(lhs.dtype) != jnp.float32 or jnp.dtype(rhs.dtype) != jnp.float32:
+    return False
+  if (tuple(lhs_contract) != tuple(range(lhs.ndim - n, lhs.ndim))
+      or tuple(rhs_contract) != tuple(range(n))):
+    return False
+  if math.prod(lhs.shape) * math.prod(rhs.shape[n:]) < MIN_MACS:
+    return False
+  return available()
+
+
+def _call(a, b, transpose_a=False, transpose_b=False):
+  load()
+  m = a.shape[-1] if transpose_a else a.shape[-2]
+  n = b.shape[-2] if transpose_b else b.shape[-1]
+  out = jax.ShapeDtypeStruct((*a.shape[:-2], m, n), jnp.float32)
+  return jax.ffi.ffi_call(TARGET, out, vmap_method='broadcast_all')(
+      a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
+@jax.custom_vjp
+def matmul(a, b):
+  """a float32[M, K] x b float32[K, N] -> float32[M, N] by OpenBLAS's sgemm."""
+  return _call(a, b)
+
+
+def _matmul_fwd(a, b):
+  return _call(a, b), (a, b)
+
+
+def _matmul_bwd(residuals, g):
+  a, b = residuals
+  return _call(g, b, transpose_b=True), _call(a, g, transpose_a=True)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def dot_general(lhs, rhs, dimension_numbers):
+  """`lax.dot_general` for a product that `applies`: reshaped to one `matmul`.
+
+  lhs [*free_l, *contracted], rhs [*contracted, *free_r] -> [*free_l, *free_r].
+  """
+  n = len(dimension_numbers[0][0])
+  free_l, free_r = lhs.shape[:lhs.ndim - n], rhs.shape[n:]
+  k = math.prod(rhs.shape[:n])
+  out = matmul(lhs.reshape(math.prod(free_l), k), rhs.reshape(k, math.prod(free_r)))
+  return out.reshape(*free_l, *free_r)
