@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from vivit_jax.models import cpu_build
 
@@ -48,26 +46,15 @@ def load(march: str = 'native') -> tuple[ctypes.CDLL, str]:
   """
   path = cpu_build.build('flash_attention_cpu.cc', march)
   suffix = '' if march == 'native' else '_' + march.replace('-', '_')
-  try:
-    lib = ctypes.cdll.LoadLibrary(str(path))
-    for target, symbol in ((TARGET, lib.VivitFlashAttentionF32),
-                           (BACKWARD_TARGET, lib.VivitFlashAttentionBackwardF32)):
-      jax.ffi.register_ffi_target(target + suffix, jax.ffi.pycapsule(symbol),
-                                  platform='cpu')
-  except (OSError, AttributeError, ValueError) as e:
-    raise cpu_build.KernelUnavailable(f'loading {path} failed: {e}') from e
+  lib = cpu_build.register(path, {TARGET + suffix: 'VivitFlashAttentionF32',
+                                  BACKWARD_TARGET + suffix: 'VivitFlashAttentionBackwardF32'})
   return lib, suffix
 
 
 @functools.lru_cache(maxsize=None)
 def unavailable_reason() -> Optional[str]:
   """None when the kernel is built and registered, else why not (logged once)."""
-  try:
-    load()
-  except (cpu_build.KernelUnavailable, OSError, subprocess.SubprocessError) as e:
-    logging.warning('CPU flash attention kernel unavailable, using the XLA kernel: %s', e)
-    return str(e)
-  return None
+  return cpu_build.failure(load, 'CPU flash attention kernel')
 
 
 def available() -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import hashlib
 import os
 import pathlib
@@ -22,9 +23,10 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from typing import Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import jax
+from absl import logging
 
 CSRC = pathlib.Path(__file__).parent / 'csrc'
 FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fno-math-errno', '-ffp-contract=fast',
@@ -112,3 +114,27 @@ def build(source: str, march: str = 'native', extra_args: Sequence[str] = ()) ->
                               f'{result.stderr[-2000:]}')
     os.replace(built, target)   # atomic: concurrent builders each write their own file.
   return target
+
+
+def register(path: pathlib.Path, targets: Mapping[str, str]) -> ctypes.CDLL:
+  """Loads the library at `path` and registers each XLA FFI handler symbol as its CPU
+  custom-call target ({target name: symbol}). Raises KernelUnavailable."""
+  try:
+    lib = ctypes.cdll.LoadLibrary(str(path))
+    for target, symbol in targets.items():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                  platform='cpu')
+  except (OSError, AttributeError, ValueError) as e:
+    raise KernelUnavailable(f'loading {path} failed: {e}') from e
+  return lib
+
+
+def failure(load: Callable[[], object], what: str) -> Optional[str]:
+  """None when `load()` succeeds, else why not, logged as a warning that `what` (a kernel)
+  is unavailable and the models use XLA's instead."""
+  try:
+    load()
+  except (KernelUnavailable, OSError, subprocess.SubprocessError) as e:
+    logging.warning('%s unavailable, using XLA instead: %s', what, e)
+    return str(e)
+  return None

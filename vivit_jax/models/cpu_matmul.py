@@ -19,12 +19,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-import subprocess
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
-from absl import logging
 
 from vivit_jax.models import cpu_build
 
@@ -49,25 +47,15 @@ def load() -> ctypes.CDLL:
   path = cpu_build.build('matmul_cpu.cc', 'native', (
       f'-I{blas.get_include_dir()}', f'-L{lib_dir}', f'-Wl,-rpath,{lib_dir}',
       f'-l{blas.get_library()}'))
-  try:
-    lib = ctypes.cdll.LoadLibrary(str(path))
-    lib.vivit_matmul_single_threaded_blas()
-    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.VivitMatmulF32),
-                                platform='cpu')
-  except (OSError, AttributeError, ValueError) as e:
-    raise cpu_build.KernelUnavailable(f'loading {path} failed: {e}') from e
+  lib = cpu_build.register(path, {TARGET: 'VivitMatmulF32'})
+  lib.vivit_matmul_single_threaded_blas()
   return lib
 
 
 @functools.lru_cache(maxsize=None)
 def unavailable_reason() -> Optional[str]:
   """None when the kernel is built and registered, else why not (logged once)."""
-  try:
-    load()
-  except (cpu_build.KernelUnavailable, OSError, subprocess.SubprocessError) as e:
-    logging.warning('CPU matmul kernel unavailable, using XLA dots: %s', e)
-    return str(e)
-  return None
+  return cpu_build.failure(load, 'CPU matmul kernel (OpenBLAS)')
 
 
 def available() -> bool:
@@ -77,9 +65,9 @@ def available() -> bool:
 def applies(lhs, rhs, dimension_numbers) -> bool:
   """Whether `lax.dot_general(lhs, rhs, dimension_numbers)` is a product `matmul` runs.
 
-  Needs the CPU backend (outside `cpu_build.xla_only()`), float32 operands, no batch axes, lhs's contracted axes trailing
-  and rhs's leading, in the same order (every dense layer's form), at least MIN_MACS
-  multiply-adds, and a kernel that builds.
+  Needs the CPU backend (outside `cpu_build.xla_only()`), float32 operands, no batch
+  axes, lhs's contracted axes trailing and rhs's leading, in the same order (every dense
+  layer's form), at least MIN_MACS multiply-adds, and a kernel that builds.
   """
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   n = len(lhs_contract)
