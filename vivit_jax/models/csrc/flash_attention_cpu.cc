@@ -103,66 +103,50 @@ float* aligned_floats(std::vector<float>& buffer, size_t n) {
   return reinterpret_cast<float*>((p + VIVIT_VEC_BYTES - 1) & ~uintptr_t{VIVIT_VEC_BYTES - 1});
 }
 
-// s[r, 0:kQkCols] = q[r, 0:d] . panel[:, 0:kQkCols] for r < kQkRows; q rows are q_stride
-// apart, panel is [d, kQkCols] (one block of kQkCols keys, transposed). With `maxes`,
-// also maxes[r] = elementwise max(maxes[r], the row's new logits).
-inline void logits_tile(const float* __restrict q, int64_t q_stride, int d,
-                        const float* __restrict panel, float* __restrict s, int64_t s_stride,
-                        vf* __restrict maxes) {
-  vf acc[kQkRows][kQkVectors];
-#pragma GCC unroll 16
-  for (int r = 0; r < kQkRows; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < kQkVectors; ++c) acc[r][c] = vf{};
-  for (int i = 0; i < d; ++i) {
-    vf b[kQkVectors];
-#pragma GCC unroll 4
-    for (int c = 0; c < kQkVectors; ++c) b[c] = load(panel + i * kQkCols + c * kLanes);
-#pragma GCC unroll 16
-    for (int r = 0; r < kQkRows; ++r) {
-      vf a = broadcast(q[r * q_stride + i]);
-#pragma GCC unroll 4
-      for (int c = 0; c < kQkVectors; ++c) acc[r][c] += a * b[c];
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < kQkRows; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < kQkVectors; ++c) store(s + r * s_stride + c * kLanes, acc[r][c]);
-  if (maxes != nullptr) {
-#pragma GCC unroll 16
-    for (int r = 0; r < kQkRows; ++r)
-#pragma GCC unroll 4
-      for (int c = 0; c < kQkVectors; ++c)
-        maxes[r] = acc[r][c] > maxes[r] ? acc[r][c] : maxes[r];
-  }
-}
-
-// o[r, 0:V*kLanes] = sum_j p[r, j] v[j, 0:V*kLanes] over j < lk, for r < R.
+// The one microkernel, a register tile of R rows x V vectors of a product:
+//   o[r, 0:V*kLanes] = (accumulate ? o[r, ...] : 0) + sum_{k < n} a[r, k] b[k, 0:V*kLanes]
+// with a[r, k] at a[r * a_row + k * a_col] (a_col = 1: rows of a; a_row = 1: a^T) and b's
+// rows b_stride apart, vector-aligned. With `maxes`, also maxes[r] = elementwise
+// max(maxes[r], the new row r). Each a[r, k] is broadcast straight into an FMA operand.
 template <int R, int V>
-inline void output_tile(const float* __restrict p, int64_t p_stride, int64_t lk,
-                        const float* __restrict v, int64_t v_stride, float* __restrict o,
-                        int64_t o_stride) {
+inline void product_tile(const float* __restrict a, int64_t a_row, int64_t a_col, int64_t n,
+                         const float* __restrict b, int64_t b_stride, float* __restrict o,
+                         int64_t o_stride, bool accumulate, vf* __restrict maxes) {
   vf acc[R][V];
 #pragma GCC unroll 24
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) acc[r][c] = vf{};
-  for (int64_t j = 0; j < lk; ++j) {
-    vf b[V];
+    for (int c = 0; c < V; ++c)
+      acc[r][c] = accumulate ? load(o + r * o_stride + c * kLanes) : vf{};
+  for (int64_t k = 0; k < n; ++k) {
+    vf bk[V];
 #pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) b[c] = load(v + j * v_stride + c * kLanes);
+    for (int c = 0; c < V; ++c) bk[c] = load(b + k * b_stride + c * kLanes);
 #pragma GCC unroll 24
     for (int r = 0; r < R; ++r) {
-      vf a = broadcast(p[r * p_stride + j]);
+      vf x = broadcast(a[r * a_row + k * a_col]);
 #pragma GCC unroll 4
-      for (int c = 0; c < V; ++c) acc[r][c] += a * b[c];
+      for (int c = 0; c < V; ++c) acc[r][c] += x * bk[c];
     }
   }
 #pragma GCC unroll 24
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int c = 0; c < V; ++c) store(o + r * o_stride + c * kLanes, acc[r][c]);
+  if (maxes != nullptr) {
+#pragma GCC unroll 24
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int c = 0; c < V; ++c) maxes[r] = acc[r][c] > maxes[r] ? acc[r][c] : maxes[r];
+  }
+}
+
+// s[r, 0:kQkCols] = q[r, 0:d] . panel[:, 0:kQkCols] for r < kQkRows; q rows are q_stride
+// apart, panel is [d, kQkCols] (one block of kQkCols keys, transposed); `maxes` as above.
+inline void logits_tile(const float* q, int64_t q_stride, int d, const float* panel, float* s,
+                        int64_t s_stride, vf* maxes) {
+  product_tile<kQkRows, kQkVectors>(q, q_stride, 1, d, panel, kQkCols, s, s_stride, false,
+                                    maxes);
 }
 
 // The output of `rows` (a multiple of kRowGranule) rows for head-dim vectors [c0, c0 + V).
@@ -172,36 +156,8 @@ void output_block(const float* p, int64_t p_stride, int64_t lk, const float* v,
   constexpr int R = kPvAccumulators / V;
   static_assert(kRowGranule % R == 0, "row granule must be a multiple of the tile rows");
   for (int r = 0; r < rows; r += R)
-    output_tile<R, V>(p + r * p_stride, p_stride, lk, v + c0 * kLanes, v_stride,
-                      o + r * o_stride + c0 * kLanes, o_stride);
-}
-
-// o[t, 0:V*kLanes] += sum_{r < rows} a[r, t] b[r, 0:V*kLanes] for t < R: a block of
-// A^T B (the backward pass's dV += P^T dO and dK += dS^T q), a rows a_stride apart.
-template <int R, int V>
-inline void transposed_tile(const float* __restrict a, int64_t a_stride, int rows,
-                            const float* __restrict b, int64_t b_stride,
-                            float* __restrict o, int64_t o_stride) {
-  vf acc[R][V];
-#pragma GCC unroll 24
-  for (int t = 0; t < R; ++t)
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) acc[t][c] = load(o + t * o_stride + c * kLanes);
-  for (int r = 0; r < rows; ++r) {
-    vf bv[V];
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) bv[c] = load(b + r * b_stride + c * kLanes);
-#pragma GCC unroll 24
-    for (int t = 0; t < R; ++t) {
-      vf x = broadcast(a[r * a_stride + t]);
-#pragma GCC unroll 4
-      for (int c = 0; c < V; ++c) acc[t][c] += x * bv[c];
-    }
-  }
-#pragma GCC unroll 24
-  for (int t = 0; t < R; ++t)
-#pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) store(o + t * o_stride + c * kLanes, acc[t][c]);
+    product_tile<R, V>(p + r * p_stride, p_stride, 1, lk, v + c0 * kLanes, v_stride,
+                       o + r * o_stride + c0 * kLanes, o_stride, false, nullptr);
 }
 
 // o[0:n, :] += a[0:rows, 0:n]^T b[0:rows, :] over head-dim vectors [c0, c0 + V), in
@@ -212,8 +168,8 @@ void transposed_block(const float* a, int64_t a_stride, int rows, int64_t n, con
                       int64_t b_stride, float* o, int64_t o_stride, int c0) {
   constexpr int R = kPvAccumulators / V;
   for (int64_t t = 0; t < n; t += R)
-    transposed_tile<R, V>(a + t, a_stride, rows, b + c0 * kLanes, b_stride,
-                          o + t * o_stride + c0 * kLanes, o_stride);
+    product_tile<R, V>(a + t, 1, a_stride, rows, b + c0 * kLanes, b_stride,
+                       o + t * o_stride + c0 * kLanes, o_stride, true, nullptr);
 }
 
 // Runs `block<V>(..., c0)` over the head-dim vectors in groups of at most 4.
