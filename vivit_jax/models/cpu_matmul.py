@@ -1,10 +1,10 @@
 """Dense-layer products on XLA:CPU through OpenBLAS (a C++ XLA FFI call).
 
-XLA:CPU's float32 dots reach 210-270 GFLOP/s at ViViT-B's dense-layer shapes on two
+XLA:CPU's float32 dots reach 216-304 GFLOP/s at ViViT-B's dense-layer shapes on two
 Sapphire Rapids cores where OpenBLAS's sgemm (the library NumPy and SciPy ship, from the
-`scipy-openblas32` wheel) reaches 290-325, as PyTorch's CPU matmul does. `csrc/
-matmul_cpu.cc` wraps that sgemm as an XLA FFI call, built by `cpu_build.py` on first use
-and linked against the wheel's library. `precision.dot_general` (every `nn.Dense`,
+`scipy-openblas32` wheel), called as below, reaches 263-307 and PyTorch's MKL 249-361.
+`csrc/matmul_cpu.cc` wraps that sgemm as an XLA FFI call, built by `cpu_build.py` on
+first use and linked against the wheel's library. `precision.dot_general` (every `nn.Dense`,
 `nn.DenseGeneral` and patch embedding) routes a product here when `applies(...)`:
 
   matmul(a, b): a float32[M, K], b float32[K, N] -> float32[M, N]

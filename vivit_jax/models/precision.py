@@ -10,8 +10,8 @@ matrix units (AMX on Intel Sapphire Rapids and later): ViViT-B's MLP product
 float32-result product into float32 x bf16 products (XLA:CPU's slow path), so products
 without batch dimensions (every dense layer's) get their own VJP whose two products take
 the bf16 cotangent and accumulate into float32 too. float32 products of the dense-layer
-form go to OpenBLAS's sgemm on CPU (`cpu_matmul.py`: 1.2-1.5x XLA:CPU's dots at ViViT-B's
-shapes). Elsewhere (GPU, TPU) the call is `lax.dot_general` unchanged.
+form go to OpenBLAS's sgemm on CPU (`cpu_matmul.py`: 1.05-1.2x XLA:CPU's dots at
+ViViT-B's shapes). Elsewhere (GPU, TPU) the call is `lax.dot_general` unchanged.
 """
 from __future__ import annotations
 

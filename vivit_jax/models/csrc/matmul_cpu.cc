@@ -6,9 +6,9 @@
 //   [..., N, K] with transpose_b) -> f32[..., M, N]; leading axes (from vmap) loop.
 //
 // Why it exists: at ViViT-B's dense-layer shapes ([3137, 768] x [768, 3072] and back)
-// XLA:CPU's own dots reach 210-270 GFLOP/s on two Sapphire Rapids cores and OpenBLAS's
-// sgemm 290-325, the same as PyTorch's CPU matmul; dense layers are two thirds of ViViT's
-// FLOPs. OpenBLAS runs single-threaded (cpu_matmul.py sets it): the rows of the product
+// XLA:CPU's own dots reach 216-304 GFLOP/s on two Sapphire Rapids cores and OpenBLAS's
+// sgemm, called as below, 263-307 (PyTorch's MKL 249-361); dense layers are two thirds
+// of ViViT's FLOPs. OpenBLAS runs single-threaded (cpu_matmul.py sets it): the rows of the product
 // are split over XLA's intra-op threads instead, so that OpenBLAS's own spinning threads
 // never compete with XLA's for the cores.
 #include <algorithm>
