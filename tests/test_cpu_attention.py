@@ -119,6 +119,7 @@ def test_default_impl_uses_the_kernel_only_where_it_applies():
   bias = jnp.zeros((1, 3, 37, 29))
   assert not calls_kernel(lambda q, k, v: layers.dot_product_attention(q, k, v, bias=bias),
                           q, k, v)
+  assert not cpu_attention.supports(q, k[:, :0], v[:, :0])   # no keys: left to XLA
   dropout = attend(dropout_rate=0.1, dropout_rng=jax.random.key(0), deterministic=False)
   assert not calls_kernel(dropout, q, k, v)
   assert not calls_kernel(attend(impl='chunked'), q, k, v)

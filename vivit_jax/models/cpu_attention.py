@@ -76,8 +76,8 @@ def supports(query, key, value, bias=None, mask=None) -> bool:
     return False
   if bias is not None or mask is not None:
     return False
-  if any(x.ndim != 4 for x in (query, key, value)):
-    return False
+  if any(x.ndim != 4 for x in (query, key, value)) or key.shape[1] == 0:
+    return False   # no keys: the softmax is undefined, left to the XLA paths
   if len({jnp.dtype(x.dtype) for x in (query, key, value)}) != 1:
     return False
   if jnp.dtype(query.dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
