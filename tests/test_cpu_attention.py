@@ -167,3 +167,14 @@ def test_failed_build_names_the_command_and_falls_back(fresh_kernel_state, monke
   np.testing.assert_allclose(layers.dot_product_attention(q, k, v), explicit(q, k, v),
                              rtol=1e-5, atol=1e-6)
   assert not list(cpu_build.cache_dir().glob('*.so'))   # nothing half-written kept.
+
+
+def test_a_rebuilt_library_does_not_replace_registered_targets():
+  # XLA refuses to register a target name twice with other handlers (a source rebuilt in
+  # a running process, another cache directory): the first registration is kept.
+  first = cpu_attention.load()[0]
+  rebuilt = cpu_build.build('flash_attention_cpu.cc', 'native', ('-DVIVIT_JAX_REBUILD',))
+  assert cpu_build.register(rebuilt, {cpu_attention.TARGET: 'VivitFlashAttentionF32'}) is first
+  q, k, v = qkv(1, 9, 9, 2, 16)
+  np.testing.assert_allclose(jax.jit(cpu_attention.flash_attention)(q, k, v),
+                             explicit(q, k, v), rtol=2e-5, atol=2e-6)

@@ -2,20 +2,21 @@
 
 XLA:CPU runs attention as generic dots whose 64-wide contraction keeps them at about half
 the speed of its dense layers; at ViViT-B Model 1's 3137 tokens the best pure-XLA kernel
-(`layers.chunked_attention`) takes 1.8x torch's flash-attention CPU kernel. This module
-compiles `csrc/flash_attention_cpu.cc` (register-blocked microkernels, one head's block of
-48 queries at a time kept in cache, XLA's intra-op threads) with the machine's C++
-compiler for the host CPU (`-march=native`) into a cache directory, registers it with
-jax, and wraps it as a differentiable function:
+(`layers.chunked_attention`) takes twice the time of torch's flash-attention CPU kernel.
+This module compiles `csrc/flash_attention_cpu.cc` (register-blocked microkernels, one
+head's block of 48 queries at a time kept in cache, XLA's intra-op threads) with the
+machine's C++ compiler for the host CPU (`-march=native`) into a cache directory,
+registers it with jax, and wraps it as a differentiable function:
 
   flash_attention(query, key, value): query [B, Lq, H, Dh], key/value [B, Lk, H, Dh]
       (float32, or half precision computed in float32) -> [B, Lq, H, Dh], the input dtype.
 
 The forward kernel also returns each row's log-sum-exp, from which the backward kernel
 (flash attention's backward pass, one head per thread) recomputes the probabilities
-block by block, so training memory stays O(48 * Lk) per thread. `layers.dot_product_attention` picks this
-kernel on CPU when `supports(...)` (no bias, mask or dropout) and falls back to the
-chunked XLA kernel otherwise, or when no compiler is found (logged once).
+block by block, so training memory stays O(48 * Lk) per thread.
+`layers.dot_product_attention` picks this kernel on CPU when `supports(...)` (no bias,
+mask or dropout) and falls back to the chunked XLA kernel otherwise, or when no compiler
+is found (logged once).
 
 `cpu_build.py` compiles and caches the library (about 2 s, once per source, compiler, CPU
 and jax version; `VIVIT_JAX_CPU_KERNEL=0` turns it off).
@@ -131,7 +132,6 @@ def flash_attention(query, key, value):
   result is rounded back. Raises cpu_build.KernelUnavailable when the kernel cannot be
   built.
   """
-  load()
   dtype = query.dtype
   f32 = lambda x: x.astype(jnp.float32)
   return _flash_attention_f32(f32(query), f32(key), f32(value)).astype(dtype)

@@ -116,15 +116,24 @@ def build(source: str, march: str = 'native', extra_args: Sequence[str] = ()) ->
   return target
 
 
+# Libraries whose handlers this process registered, by target name: XLA refuses a second
+# registration of a name with other handler addresses (a rebuilt source, another cache).
+_REGISTERED: dict[str, ctypes.CDLL] = {}
+
+
 def register(path: pathlib.Path, targets: Mapping[str, str]) -> ctypes.CDLL:
   """Loads the library at `path` and registers each XLA FFI handler symbol as its CPU
-  custom-call target ({target name: symbol}). Raises KernelUnavailable."""
+  custom-call target ({target name: symbol}); where this process already registered
+  these targets, returns that library instead. Raises KernelUnavailable."""
+  if all(t in _REGISTERED for t in targets):
+    return _REGISTERED[next(iter(targets))]
   try:
     lib = ctypes.cdll.LoadLibrary(str(path))
     for target, symbol in targets.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
                                   platform='cpu')
-  except (OSError, AttributeError, ValueError) as e:
+      _REGISTERED[target] = lib
+  except (OSError, AttributeError, ValueError, jax.errors.JaxRuntimeError) as e:
     raise KernelUnavailable(f'loading {path} failed: {e}') from e
   return lib
 

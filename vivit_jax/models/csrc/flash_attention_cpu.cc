@@ -382,8 +382,10 @@ ffi::Error FlashAttentionBackwardImpl(
         int64_t j = 0;
         if (r < rows) {
           const float lse_r = lsep[bh * lq + q0 + r];
+          const float* g_r = gp + q_offset + r * row;
+          const float* o_r = op + q_offset + r * row;
           float delta = 0.0f;   // rowsum(dO * out)
-          for (int64_t i = 0; i < d; ++i) delta += gp[q_offset + r * row + i] * op[q_offset + r * row + i];
+          for (int64_t i = 0; i < d; ++i) delta += g_r[i] * o_r[i];
           for (; j < full; j += kLanes) {
             vf p = exp_nonpositive(load(pr + j) - lse_r);
             store(pr + j, p);
