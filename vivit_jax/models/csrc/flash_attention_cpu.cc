@@ -68,6 +68,9 @@ constexpr int kPvAccumulators = kRegisters == 32 ? 24 : 12;
 constexpr int kRowGranule = 24;
 constexpr int kQueryBlock = 2 * kRowGranule;
 
+// x rounded up to a multiple of m.
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
 inline vf broadcast(float x) { return x - vf{}; }   // (x - 0 folds; 0 + x does not)
 inline vf load(const float* p) { return *reinterpret_cast<const vf*>(p); }
 inline vf loadu(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
@@ -213,30 +216,47 @@ struct Scratch {
 thread_local Scratch scratch;
 std::atomic<uint64_t> call_counter{0};
 
+// The sizes of one attention call: q [..., Lq, H, D], k and v [..., Lk, H, D], leading
+// axes (from vmap) folded into `batch`.
+struct AttentionShape {
+  int64_t batch = 1, lq = 0, lk = 0, h = 0, d = 0;
+  bool empty() const { return batch == 0 || lq == 0 || lk == 0 || h == 0 || d == 0; }
+};
+
+ffi::Error decode_shape(ffi::Buffer<ffi::F32>::Dimensions qd,
+                        ffi::Buffer<ffi::F32>::Dimensions kd,
+                        ffi::Buffer<ffi::F32>::Dimensions vd, AttentionShape& shape) {
+  const size_t rank = qd.size();
+  if (rank < 3 || kd.size() != rank || vd.size() != rank)
+    return ffi::Error::InvalidArgument("flash attention: q, k, v must have one rank >= 3");
+  for (size_t i = 0; i + 3 < rank; ++i) {
+    if (qd[i] != kd[i] || qd[i] != vd[i])
+      return ffi::Error::InvalidArgument("flash attention: batch dims of q, k, v differ");
+    shape.batch *= qd[i];
+  }
+  shape.lq = qd[rank - 3], shape.h = qd[rank - 2], shape.d = qd[rank - 1];
+  shape.lk = kd[rank - 3];
+  for (auto dims : {kd, vd})
+    if (dims[rank - 3] != shape.lk || dims[rank - 2] != shape.h || dims[rank - 1] != shape.d)
+      return ffi::Error::InvalidArgument("flash attention: k and v must be [..., Lk, H, D]");
+  return ffi::Error::Success();
+}
+
 ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
                               ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v, float scale,
                               ffi::ResultBuffer<ffi::F32> out,
                               ffi::ResultBuffer<ffi::F32> lse) {
-  auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions();
-  const size_t rank = qd.size();
-  if (rank < 3 || kd.size() != rank || vd.size() != rank)
-    return ffi::Error::InvalidArgument("flash attention: q, k, v must have one rank >= 3");
-  int64_t batch = 1;
-  for (size_t i = 0; i + 3 < rank; ++i) {
-    if (qd[i] != kd[i] || qd[i] != vd[i])
-      return ffi::Error::InvalidArgument("flash attention: batch dims of q, k, v differ");
-    batch *= qd[i];
-  }
-  const int64_t lq = qd[rank - 3], h = qd[rank - 2], d = qd[rank - 1];
-  const int64_t lk = kd[rank - 3];
-  for (auto dims : {kd, vd})
-    if (dims[rank - 3] != lk || dims[rank - 2] != h || dims[rank - 1] != d)
-      return ffi::Error::InvalidArgument("flash attention: k and v must be [..., Lk, H, D]");
-  if (lq == 0 || lk == 0 || h == 0 || d == 0) return ffi::Error::Success();
+  AttentionShape shape;
+  if (ffi::Error e = decode_shape(q.dimensions(), k.dimensions(), v.dimensions(), shape);
+      e.failure())
+    return e;
+  if (shape.empty()) return ffi::Error::Success();
+  // (Plain copies, not a structured binding: C++17 lambdas cannot capture those.)
+  const int64_t batch = shape.batch, lq = shape.lq, lk = shape.lk, h = shape.h, d = shape.d;
 
-  const int64_t lk_padded = (lk + kQkCols - 1) / kQkCols * kQkCols;   // keys, to panels
-  const int64_t d_padded = (d + kLanes - 1) / kLanes * kLanes;        // head dim, to vectors
-  const int64_t query_blocks = (lq + kQueryBlock - 1) / kQueryBlock;
+  const int64_t lk_padded = round_up(lk, kQkCols);   // keys, to whole panels
+  const int64_t d_padded = round_up(d, kLanes);       // head dim, to whole vectors
+  const int64_t query_blocks = round_up(lq, kQueryBlock) / kQueryBlock;
   const float* qp = q.typed_data();
   const float* kp = k.typed_data();
   const float* vp = v.typed_data();
@@ -249,7 +269,7 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
     const int64_t bh = item / query_blocks, b = bh / h, head = bh % h;
     const int64_t q0 = (item % query_blocks) * kQueryBlock;
     const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
-    const int computed = static_cast<int>((rows + kRowGranule - 1) / kRowGranule * kRowGranule);
+    const int computed = static_cast<int>(round_up(rows, kRowGranule));
     Scratch& s = scratch;
     float* panels = aligned_floats(s.panels, lk_padded * d);
     float* values = aligned_floats(s.values, lk * d_padded);
@@ -320,21 +340,19 @@ ffi::Error FlashAttentionBackwardImpl(
     ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
     ffi::Buffer<ffi::F32> grad, float scale, ffi::ResultBuffer<ffi::F32> dq,
     ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv) {
-  auto qd = q.dimensions(), kd = k.dimensions();
-  const size_t rank = qd.size();
-  if (rank < 3 || kd.size() != rank || v.dimensions().size() != rank)
-    return ffi::Error::InvalidArgument("flash attention backward: bad ranks");
-  int64_t batch = 1;
-  for (size_t i = 0; i + 3 < rank; ++i) batch *= qd[i];
-  const int64_t lq = qd[rank - 3], h = qd[rank - 2], d = qd[rank - 1];
-  const int64_t lk = kd[rank - 3];
-  if (lq == 0 || lk == 0 || h == 0 || d == 0) return ffi::Error::Success();
+  AttentionShape shape;
+  if (ffi::Error e = decode_shape(q.dimensions(), k.dimensions(), v.dimensions(), shape);
+      e.failure())
+    return e;
+  if (shape.empty()) return ffi::Error::Success();
+  // (Plain copies, not a structured binding: C++17 lambdas cannot capture those.)
+  const int64_t batch = shape.batch, lq = shape.lq, lk = shape.lk, h = shape.h, d = shape.d;
 
-  const int64_t lk_panels = (lk + kQkCols - 1) / kQkCols * kQkCols;
+  const int64_t lk_panels = round_up(lk, kQkCols);
   // Row length of the [block, keys] buffers: room for transposed_block's last tile, and
   // whole panels so that rows stay vector-aligned.
-  const int64_t width = lk_panels + (kPvAccumulators + kQkCols - 1) / kQkCols * kQkCols;
-  const int64_t d_padded = (d + kLanes - 1) / kLanes * kLanes;
+  const int64_t width = lk_panels + round_up(kPvAccumulators, kQkCols);
+  const int64_t d_padded = round_up(d, kLanes);
   const int vectors = static_cast<int>(d_padded / kLanes);
   const int64_t row = h * d;
   const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
@@ -364,7 +382,7 @@ ffi::Error FlashAttentionBackwardImpl(
 
     for (int64_t q0 = 0; q0 < lq; q0 += kQueryBlock) {
       const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
-      const int computed = static_cast<int>((rows + kRowGranule - 1) / kRowGranule * kRowGranule);
+      const int computed = static_cast<int>(round_up(rows, kRowGranule));
       const int64_t q_offset = (b * lq + q0) * row + head * d;
       pack_rows(qp + q_offset, row, rows, computed, d, d_padded, scale, queries);
       pack_rows(gp + q_offset, row, rows, computed, d, d_padded, 1.0f, grads);
