@@ -188,24 +188,19 @@ def _memory(compiled) -> Optional[int]:
              - m.alias_size_in_bytes)
 
 
-def _cudnn_attention_calls(compiled) -> int:
-  """cuDNN fused-attention custom calls (forward and backward) in the compiled program:
-  0 on GPU means attention fell back to XLA's materialised softmax."""
-  try:
-    return compiled.as_text().count('__cudnn$fmha')
-  except Exception:   # pylint: disable=broad-except
-    return 0
-
-
-def _cpu_flash_attention_calls(compiled) -> int:
-  """Custom calls of the C++ CPU attention kernels (models/cpu_attention.py; forward and
-  backward) in the compiled program: 0 on CPU means attention ran the XLA kernels."""
+def _attention_kernel_calls(compiled) -> dict:
+  """Attention custom calls (forward and backward) in the compiled program, read from one
+  dump of its text: `cudnn_attention_calls` (0 on GPU means XLA's materialised softmax)
+  and `cpu_flash_attention_calls` (the C++ CPU kernels of models/cpu_attention.py; 0 on
+  CPU means the XLA kernels ran)."""
   try:
     text = compiled.as_text()
   except Exception:   # pylint: disable=broad-except
-    return 0
-  return sum(text.count(f'custom_call_target="{t}"')
-             for t in (cpu_attention.TARGET, cpu_attention.BACKWARD_TARGET))
+    text = ''
+  return {'cudnn_attention_calls': text.count('__cudnn$fmha'),
+          'cpu_flash_attention_calls': sum(
+              text.count(f'custom_call_target="{t}"')
+              for t in (cpu_attention.TARGET, cpu_attention.BACKWARD_TARGET))}
 
 
 def _peak_bytes_in_use() -> Optional[int]:
@@ -517,8 +512,7 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                mfu=(flops / t.median / 1e12 / peak) if peak else None,
                peak_tflops=peak, compiled_bytes=_memory(compiled),
                peak_bytes_in_use=_peak_bytes_in_use(),
-               cudnn_attention_calls=_cudnn_attention_calls(compiled),
-               cpu_flash_attention_calls=_cpu_flash_attention_calls(compiled))
+               **_attention_kernel_calls(compiled))
     if theirs is not None:
       th = timing['theirs']
       row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
