@@ -22,13 +22,35 @@ def qkv(b, lq, lk, h, d, scale=1.0, seed=0):
           jax.random.normal(ks[1], (b, lk, h, d)), jax.random.normal(ks[2], (b, lk, h, d)))
 
 
-def explicit(q, k, v):
-  return layers.dot_product_attention(q, k, v, impl='explicit')
+def explicit(q, k, v, bias=None, mask=None):
+  return layers.dot_product_attention(q, k, v, bias=bias, mask=mask, impl='explicit')
 
 
-def logsumexp(q, k):
+def logsumexp(q, k, bias=None, mask=None):
   logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) * q.shape[-1] ** -0.5
+  if bias is not None:
+    logits = logits + bias
+  if mask is not None:
+    logits = jnp.where(mask, logits, -jnp.inf)
   return jax.nn.logsumexp(logits, axis=-1)
+
+
+def terms(b, lq, lk, h, bias_axes, mask_axes, seed=1):
+  """A random bias [*bias_axes, Lq, Lk] and mask [*mask_axes, Lq, Lk] (None for an
+  axes of None); `*_axes` are the (batch, head) sizes, 1 or B and 1 or H (3 stands
+  for whichever of B, H the test passes). Every query keeps key 0."""
+  kb, km = jax.random.split(jax.random.key(seed))
+  bias = mask = None
+  if bias_axes is not None:
+    bias = 2.0 * jax.random.normal(kb, (*sizes(bias_axes, b, h), lq, lk))
+  if mask_axes is not None:
+    mask = jax.random.bernoulli(km, 0.6, (*sizes(mask_axes, b, h), lq, lk))
+    mask = mask.at[..., 0].set(True)
+  return bias, mask
+
+
+def sizes(axes, b, h):
+  return (b if axes[0] != 1 else 1, h if axes[1] != 1 else 1)
 
 
 # (B, Lq, Lk, H, Dh): one or several 48-query blocks, key counts below, at and past a
@@ -76,10 +98,71 @@ def test_backward_kernel_equals_the_vjp_of_explicit_attention(shape):
   q, k, v = qkv(*shape)
   g = jax.random.normal(jax.random.key(3), q.shape)
   out, lse = cpu_attention.forward(q, k, v)
-  grads = jax.jit(cpu_attention.backward)(q, k, v, out, lse, g)
+  grads = jax.jit(cpu_attention.backward)(q, k, v, None, None, out, lse, g)
+  assert grads[3].size == 0   # no bias, no bias gradient
   _, vjp = jax.vjp(explicit, q, k, v)
   for a, b in zip(grads, vjp(g)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+# (bias axes, mask axes) over (batch, head): 1 = broadcast, 3 = per entry; Video Swin's
+# are (1, 3) and (3, 1), MViTv2's bias (3, 3).
+TERMS = [((1, 3), None), ((3, 3), None), ((3, 1), None), ((1, 1), None), (None, (3, 1)),
+         (None, (1, 3)), ((1, 3), (3, 1)), ((3, 3), (3, 3))]
+
+
+@pytest.mark.parametrize('bias_axes,mask_axes', TERMS)
+@pytest.mark.parametrize('shape', [(3, 37, 29, 2, 16), (2, 97, 65, 3, 20), (1, 5, 100, 4, 64)])
+def test_bias_and_mask_equal_explicit_attention(shape, bias_axes, mask_axes):
+  q, k, v = qkv(*shape)
+  bias, mask = terms(*shape[:4], bias_axes, mask_axes)
+  out, lse = jax.jit(cpu_attention.forward)(q, k, v, *cpu_attention.logit_terms(q, k, bias, mask))
+  np.testing.assert_allclose(out, explicit(q, k, v, bias, mask), rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(lse, logsumexp(q, k, bias, mask), rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize('bias_axes,mask_axes', TERMS)
+def test_gradients_with_bias_and_mask_equal_explicit_attention(bias_axes, mask_axes):
+  # A bias shared over batch or heads gets the sum of its users' gradients.
+  shape = (3, 60, 45, 2, 16)
+  q, k, v = qkv(*shape)
+  bias, mask = terms(*shape[:4], bias_axes, mask_axes)
+  bias = jnp.zeros((1, 1, 1, 1)) if bias is None else bias
+  g = jax.random.normal(jax.random.key(3), q.shape)
+  loss = lambda attend: lambda *a: jnp.sum(attend(*a, mask=mask) * g)
+  got = jax.jit(jax.grad(loss(cpu_attention.flash_attention), (0, 1, 2, 3)))(q, k, v, bias)
+  want = jax.grad(loss(explicit), (0, 1, 2, 3))(q, k, v, bias)
+  for a, b in zip(got, want):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+def test_lower_rank_bias_broadcasts_and_sums_its_gradient():
+  # A bias over keys only ([Lk]: e.g. a key padding bias) broadcasts to [B, H, Lq, Lk].
+  q, k, v = qkv(2, 37, 29, 3, 16)
+  bias = jax.random.normal(jax.random.key(4), (29,))
+  loss = lambda attend: lambda q, b: jnp.sum(attend(q, k, v, b) ** 2)
+  got = jax.jit(jax.value_and_grad(loss(cpu_attention.flash_attention), (0, 1)))(q, bias)
+  want = jax.value_and_grad(loss(explicit), (0, 1))(q, bias)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+  for a, b in zip(got[1], want[1]):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+def test_fully_masked_rows_get_uniform_weights_like_the_xla_paths():
+  q, k, v = qkv(2, 37, 29, 3, 16)
+  mask = jnp.ones((2, 1, 37, 29), bool).at[:, :, 5].set(False)
+  out = jax.jit(cpu_attention.flash_attention)(q, k, v, mask=mask)
+  np.testing.assert_allclose(out, explicit(q, k, v, mask=mask), rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(out[:, 5], jnp.broadcast_to(v.mean(1), out[:, 5].shape),
+                             rtol=2e-5, atol=2e-6)
+
+
+def test_bad_bias_shapes_are_refused_with_the_expected_shape():
+  q, k, v = qkv(2, 37, 29, 3, 16)
+  with pytest.raises(ValueError, match=r'bias of shape \(2, 3, 37, 28\).*\[2, 3, 37, 29\]'):
+    cpu_attention.flash_attention(q, k, v, bias=jnp.zeros((2, 3, 37, 28)))
+  assert not cpu_attention.supports(q, k, v, bias=jnp.zeros((5, 37, 29)))
 
 
 def test_vmap_folds_extra_batch_axes():
@@ -87,6 +170,12 @@ def test_vmap_folds_extra_batch_axes():
   stack = lambda x: jnp.stack([x, 2.0 * x, -x])
   out = jax.vmap(cpu_attention.flash_attention)(stack(q), stack(k), stack(v))
   ref = jax.vmap(explicit)(stack(q), stack(k), stack(v))
+  np.testing.assert_allclose(out, ref, rtol=2e-5, atol=2e-6)
+  bias, mask = terms(2, 37, 29, 3, (1, 3), (3, 1))
+  attend = lambda q, k, v, b: cpu_attention.flash_attention(q, k, v, b, mask)
+  out = jax.vmap(attend)(stack(q), stack(k), stack(v), stack(bias))
+  ref = jax.vmap(lambda q, k, v, b: explicit(q, k, v, b, mask))(
+      stack(q), stack(k), stack(v), stack(bias))
   np.testing.assert_allclose(out, ref, rtol=2e-5, atol=2e-6)
 
 
@@ -99,11 +188,22 @@ def test_narrower_vector_builds_agree(march, lanes):
   for shape in [(2, 37, 29, 3, 16), (1, 97, 65, 2, 20), (1, 50, 70, 1, 96)]:
     q, k, v = qkv(*shape)
     g = jax.random.normal(jax.random.key(3), q.shape)
-    out, lse = jax.jit(lambda q, k, v: cpu_attention.forward(q, k, v, suffix))(q, k, v)
+    out, lse = jax.jit(lambda q, k, v: cpu_attention.forward(q, k, v, suffix=suffix))(q, k, v)
     np.testing.assert_allclose(out, explicit(q, k, v), rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(lse, logsumexp(q, k), rtol=2e-6, atol=2e-6)
-    grads = jax.jit(lambda *a: cpu_attention.backward(*a, suffix=suffix))(q, k, v, out, lse, g)
+    grads = jax.jit(lambda *a: cpu_attention.backward(*a, suffix=suffix))(
+        q, k, v, None, None, out, lse, g)
     _, vjp = jax.vjp(explicit, q, k, v)
+    for a, b in zip(grads, vjp(g)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+    # Bias (shared over the batch: summed gradient) and mask through the same build.
+    bias, mask = terms(q.shape[0], shape[1], shape[2], shape[3], (1, 3), (3, 1))
+    args = cpu_attention.logit_terms(q, k, bias, mask)
+    out, lse = jax.jit(lambda *a: cpu_attention.forward(*a, suffix=suffix))(q, k, v, *args)
+    np.testing.assert_allclose(out, explicit(q, k, v, bias, mask), rtol=2e-5, atol=2e-6)
+    grads = jax.jit(lambda *a: cpu_attention.backward(*a, suffix=suffix))(
+        q, k, v, *args, out, lse, g)
+    _, vjp = jax.vjp(lambda *a: explicit(*a, mask=mask), q, k, v, args[0])
     for a, b in zip(grads, vjp(g)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
@@ -112,13 +212,16 @@ def calls_kernel(fn, *args) -> bool:
   return cpu_attention.TARGET in jax.jit(fn).lower(*args).as_text()
 
 
-def test_default_impl_uses_the_kernel_only_where_it_applies():
+def test_default_impl_uses_the_kernel_only_where_it_applies(monkeypatch):
   q, k, v = qkv(2, 37, 29, 3, 16)
   attend = lambda **kw: lambda q, k, v: layers.dot_product_attention(q, k, v, **kw)
   assert calls_kernel(attend(), q, k, v)
-  bias = jnp.zeros((1, 3, 37, 29))
-  assert not calls_kernel(lambda q, k, v: layers.dot_product_attention(q, k, v, bias=bias),
-                          q, k, v)
+  bias, mask = terms(2, 37, 29, 3, (1, 3), (3, 1))
+  assert calls_kernel(attend(bias=bias, mask=mask), q, k, v)
+  # A shared bias past MAX_SHARED_BIAS_BYTES (one summed copy per thread) is chunked.
+  monkeypatch.setattr(cpu_attention, 'MAX_SHARED_BIAS_BYTES', bias.size * 4 - 1)
+  assert not calls_kernel(attend(bias=bias), q, k, v)
+  assert calls_kernel(attend(bias=jnp.ones((2, 3, 37, 29))), q, k, v)   # nothing summed
   assert not cpu_attention.supports(q, k[:, :0], v[:, :0])   # no keys: left to XLA
   dropout = attend(dropout_rate=0.1, dropout_rng=jax.random.key(0), deterministic=False)
   assert not calls_kernel(dropout, q, k, v)

@@ -12,7 +12,7 @@ import pytest
 
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import cost, layers, mvit, video_swin, vtn
+from vivit_jax.models import cost, cpu_attention, layers, mvit, video_swin, vtn
 
 CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
 SYNTHETIC = ('vtn', 'mvit', 'mvitv2', 'video_swin')   # configs/synthetic/<name>.py
@@ -376,3 +376,35 @@ def test_remat_gives_identical_gradients(name):
     grads[remat] = jax.jit(jax.grad(loss_fn))(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                grads[False], grads[True])
+
+
+@pytest.mark.skipif(not cpu_attention.available(),
+                    reason=f'kernel unavailable: {cpu_attention.unavailable_reason()}')
+@pytest.mark.parametrize('name', ['video_swin', 'mvitv2'])
+def test_cpu_kernel_with_bias_and_mask_equals_explicit_attention(name):
+  """Video Swin (relative position bias + shifted-window mask) and MViTv2 (decomposed
+  relative positions, a per-query bias) through the C++ CPU kernel, which the default
+  impl picks on CPU: logits and every parameter's gradient as the explicit path's."""
+  video = jax.random.normal(jax.random.key(6), tiny(name)[1])
+  results = {}
+  for impl in ('explicit', 'xla'):
+    model, shape, num_classes = tiny(name, attention_impl=impl)
+    params = noise_params(model, shape, scale=0.1)
+    labels = jnp.arange(shape[0]) % num_classes
+
+    def loss_fn(p):
+      logits = model.apply({'params': p}, video, train=False)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+
+    grad_fn = jax.jit(jax.grad(loss_fn, has_aux=True))
+    if impl == 'xla':
+      hlo = grad_fn.lower(params).as_text()
+      assert cpu_attention.TARGET in hlo and cpu_attention.BACKWARD_TARGET in hlo
+    results[impl] = grad_fn(params)
+  (grads, logits), (want_grads, want_logits) = results['xla'], results['explicit']
+  np.testing.assert_allclose(logits, want_logits, rtol=1e-5, atol=1e-5)
+  flat, want = jax.tree.leaves_with_path(grads), jax.tree.leaves(want_grads)
+  assert any('relative_position_bias_table' in jax.tree_util.keystr(p) or
+             'rel_pos' in jax.tree_util.keystr(p) for p, _ in flat)
+  for (path, a), b in zip(flat, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))

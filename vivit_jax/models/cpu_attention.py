@@ -8,15 +8,20 @@ head's block of 48 queries at a time kept in cache, XLA's intra-op threads) with
 machine's C++ compiler for the host CPU (`-march=native`) into a cache directory,
 registers it with jax, and wraps it as a differentiable function:
 
-  flash_attention(query, key, value): query [B, Lq, H, Dh], key/value [B, Lk, H, Dh]
-      (float32, or half precision computed in float32) -> [B, Lq, H, Dh], the input dtype.
+  flash_attention(query, key, value, bias=None, mask=None): query [B, Lq, H, Dh],
+      key/value [B, Lk, H, Dh] (float32, or half precision computed in float32),
+      optional bias (added to the scaled logits) and mask (bool, True = may attend) that
+      broadcast to [B, H, Lq, Lk] with their batch axis 1 or B and head axis 1 or H
+      (Video Swin's relative position bias [1, H, N, N] and window mask [B, 1, N, N],
+      MViTv2's relative positions [B, H, Lq, Lk]) -> [B, Lq, H, Dh], the input dtype.
 
 The forward kernel also returns each row's log-sum-exp, from which the backward kernel
 (flash attention's backward pass, one head per thread) recomputes the probabilities
-block by block, so training memory stays O(48 * Lk) per thread.
-`layers.dot_product_attention` picks this kernel on CPU when `supports(...)` (no bias,
-mask or dropout) and falls back to the chunked XLA kernel otherwise, or when no compiler
-is found (logged once).
+block by block, so training memory stays O(48 * Lk) per thread; the gradient of a bias
+shared by several (batch, head) pairs is summed in one copy per thread.
+`layers.dot_product_attention` picks this kernel on CPU when `supports(...)` (not with
+dropout) and falls back to the chunked XLA kernel otherwise, or when no compiler is found
+(logged once).
 
 `cpu_build.py` compiles and caches the library (about 2 s, once per source, compiler, CPU
 and jax version; `VIVIT_JAX_CPU_KERNEL=0` turns it off).
@@ -67,15 +72,41 @@ def lanes() -> int:
   return int(load()[0].vivit_flash_attention_lanes())
 
 
+# Largest bias whose gradient is summed over (batch, head) pairs in one copy per thread
+# (bytes per copy); a larger shared bias goes to the chunked kernel.
+MAX_SHARED_BIAS_BYTES = 64 << 20
+
+
+def logit_terms(query, key, bias=None, mask=None):
+  """`bias`/`mask` as the kernel takes them: float32 [Bb, Hb, Lq, Lk] and bool
+  [Bm, Hm, Lq, Lk] with batch axis 1 or B and head axis 1 or H (query/key axes
+  broadcast to full size), or empty arrays for none. Raises ValueError for a shape that
+  does not broadcast to [B, H, Lq, Lk]."""
+  b, lq, h, _ = query.shape
+  full = (b, h, lq, key.shape[1])
+
+  def term(x, dtype, name):
+    if x is None:
+      return jnp.zeros((0, 0, 0, 0), dtype)
+    x = jnp.asarray(x, dtype)
+    if x.ndim > 4 or any(s not in (1, t) for s, t in zip(x.shape[::-1], full[::-1])):
+      raise ValueError(f'attention {name} of shape {x.shape} is invalid: expected a shape '
+                       f'that broadcasts to [B, H, Lq, Lk] = {list(full)}.')
+    x = x.reshape((1,) * (4 - x.ndim) + x.shape)
+    return jnp.broadcast_to(x, x.shape[:2] + full[2:])
+
+  return term(bias, jnp.float32, 'bias'), term(mask, bool, 'mask')
+
+
 def supports(query, key, value, bias=None, mask=None) -> bool:
   """Whether `flash_attention` computes this `layers.dot_product_attention` call.
 
-  Needs the CPU backend, 4-D inputs [B, L, H, Dh] of one floating dtype, no bias and no
-  mask, and a kernel that builds on this machine.
+  Needs the CPU backend, 4-D inputs [B, L, H, Dh] of one floating dtype, bias and mask
+  (if any) that broadcast to [B, H, Lq, Lk] (a bias shared by several batch entries or
+  heads at most MAX_SHARED_BIAS_BYTES as float32), and a kernel that builds on this
+  machine.
   """
   if jax.default_backend() != 'cpu':
-    return False
-  if bias is not None or mask is not None:
     return False
   if any(x.ndim != 4 for x in (query, key, value)) or key.shape[1] == 0:
     return False   # no keys: the softmax is undefined, left to the XLA paths
@@ -83,55 +114,78 @@ def supports(query, key, value, bias=None, mask=None) -> bool:
     return False
   if jnp.dtype(query.dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
     return False
+  b, lq, h, _ = query.shape
+  for term in (bias, mask):
+    shape = np.shape(term) if term is not None else ()
+    if len(shape) > 4 or any(s not in (1, t) for s, t in
+                             zip(shape[::-1], (b, h, lq, key.shape[1])[::-1])):
+      return False
+  if bias is not None:
+    shape = (1,) * (4 - np.ndim(bias)) + tuple(np.shape(bias))
+    shared = (shape[0] != b and b > 1) or (shape[1] != h and h > 1)
+    if shared and shape[0] * shape[1] * lq * key.shape[1] * 4 > MAX_SHARED_BIAS_BYTES:
+      return False
   return available()
 
 
-def forward(query, key, value, suffix: str = ''):
-  """The C++ forward kernel: float32 q [..., Lq, H, Dh], k/v [..., Lk, H, Dh] ->
-  (out [..., Lq, H, Dh], lse [..., H, Lq]: each row's log-sum-exp of scaled logits)."""
+def forward(query, key, value, bias=None, mask=None, *, suffix: str = ''):
+  """The C++ forward kernel: float32 q [..., Lq, H, Dh], k/v [..., Lk, H, Dh], bias
+  f32[..., Bb, Hb, Lq, Lk] and mask bool[..., Bm, Hm, Lq, Lk] (as `logit_terms` returns
+  them; None = none) -> (out [..., Lq, H, Dh], lse [..., H, Lq]: each row's log-sum-exp
+  of the scaled, biased, masked logits)."""
   load()
   *batch, lq, h, d = query.shape
+  bias = jnp.zeros((0,) * 4, jnp.float32) if bias is None else bias
+  mask = jnp.zeros((0,) * 4, bool) if mask is None else mask
   types = (jax.ShapeDtypeStruct(query.shape, jnp.float32),
            jax.ShapeDtypeStruct((*batch, h, lq), jnp.float32))
   call = jax.ffi.ffi_call(TARGET + suffix, types, vmap_method='broadcast_all')
-  return call(query, key, value, scale=np.float32(d ** -0.5))
+  return call(query, key, value, bias, mask, scale=np.float32(d ** -0.5))
 
 
-def backward(query, key, value, out, lse, grad, suffix: str = ''):
+def backward(query, key, value, bias, mask, out, lse, grad, *, suffix: str = ''):
   """The C++ backward kernel: `forward`'s inputs and outputs and the gradient of `out`
-  -> (dq, dk, dv), float32 in the inputs' shapes. Flash attention's backward pass, per
-  head and 48-query block: P = exp(q k^T s - lse), dv += P^T g, dS = P (g v^T -
-  rowsum(g * out)), dq = dS k s, dk += dS^T q s, with s = Dh^-0.5."""
+  -> (dq, dk, dv, dbias), float32 in the inputs' shapes (dbias empty without a bias).
+  Flash attention's backward pass, per head and 48-query block: P = exp(logits - lse),
+  dv += P^T g, dS = P (g v^T - rowsum(g * out)), dq = dS k s, dk += dS^T q s,
+  dbias (+)= dS, with s = Dh^-0.5."""
   load()
-  types = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32) for x in (query, key, value))
+  bias = jnp.zeros((0,) * 4, jnp.float32) if bias is None else bias
+  mask = jnp.zeros((0,) * 4, bool) if mask is None else mask
+  types = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32)
+                for x in (query, key, value, bias))
   call = jax.ffi.ffi_call(BACKWARD_TARGET + suffix, types, vmap_method='broadcast_all')
-  return call(query, key, value, out, lse, grad, scale=np.float32(query.shape[-1] ** -0.5))
+  return call(query, key, value, bias, mask, out, lse, grad,
+              scale=np.float32(query.shape[-1] ** -0.5))
 
 
 @jax.custom_vjp
-def _flash_attention_f32(query, key, value):
-  return forward(query, key, value)[0]
+def _flash_attention_f32(query, key, value, bias, mask):
+  return forward(query, key, value, bias, mask)[0]
 
 
-def _fwd(query, key, value):
-  out, lse = forward(query, key, value)
-  return out, (query, key, value, out, lse)
+def _fwd(query, key, value, bias, mask):
+  out, lse = forward(query, key, value, bias, mask)
+  return out, (query, key, value, bias, mask, out, lse)
 
 
 def _bwd(residuals, grad):
-  return backward(*residuals, grad)
+  return (*backward(*residuals, grad), None)   # no gradient for the mask
 
 
 _flash_attention_f32.defvjp(_fwd, _bwd)
 
 
-def flash_attention(query, key, value):
+def flash_attention(query, key, value, bias=None, mask=None):
   """Softmax attention by the C++ kernel: q [B, Lq, H, Dh], k/v [B, Lk, H, Dh] -> q's shape.
 
-  Scale Dh^-0.5, no bias or mask. Half-precision inputs are computed in float32 and the
-  result is rounded back. Raises cpu_build.KernelUnavailable when the kernel cannot be
-  built.
+  Scale Dh^-0.5; `bias` is added to the scaled logits and `mask` (True = may attend)
+  removes logits, both broadcast to [B, H, Lq, Lk] (see `logit_terms`); a row whose keys
+  are all masked gets uniform weights in the forward pass, as in the XLA paths. The
+  bias is differentiable. Half-precision inputs are computed in float32 and the result
+  is rounded back. Raises cpu_build.KernelUnavailable when the kernel cannot be built.
   """
   dtype = query.dtype
   f32 = lambda x: x.astype(jnp.float32)
-  return _flash_attention_f32(f32(query), f32(key), f32(value)).astype(dtype)
+  bias, mask = logit_terms(query, key, bias, mask)
+  return _flash_attention_f32(f32(query), f32(key), f32(value), bias, mask).astype(dtype)

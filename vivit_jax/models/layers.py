@@ -157,8 +157,9 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   the plain einsum/softmax path; 'chunked' is `chunked_attention` (queries in chunks of
   `query_chunk_size`, default QUERY_CHUNK_SIZE; O(chunk * Lk) memory per head);
   'cpu_flash' is `cpu_attention.flash_attention`, a C++ kernel for XLA:CPU built on first
-  use, which 'xla' picks on CPU for attention without bias, mask or active dropout when
-  it builds (1.8x faster than 'chunked' at ViViT-B Model 1's shapes).
+  use, which 'xla' picks on CPU when it builds and `cpu_attention.supports` the call
+  (bias and mask included; not with active dropout): 1.8x faster than 'chunked' at
+  ViViT-B Model 1's shapes.
   Attention-probability dropout runs in 'chunked' and 'explicit'; 'cpu_flash' falls back
   to 'chunked' and other kernels to 'explicit' while it is active.
   Softmax statistics are computed in float32 whatever the input dtype.
@@ -169,12 +170,13 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   if impl == 'cpu_flash' and not use_dropout:
     if not cpu_attention.supports(query, key, value, bias, mask):
       reason = (cpu_attention.unavailable_reason() or
-                'it takes [B, L, H, Dh] float inputs without bias or mask')
+                'it takes [B, L, H, Dh] float inputs, bias and mask broadcasting to '
+                '[B, H, Lq, Lk] with batch axis 1 or B and head axis 1 or H')
       raise ValueError(f"attention impl 'cpu_flash' cannot run this call: {reason}")
-    return cpu_attention.flash_attention(query, key, value)
+    return cpu_attention.flash_attention(query, key, value, bias=bias, mask=mask)
   if (requested == 'xla' and impl == 'chunked' and not use_dropout
       and cpu_attention.supports(query, key, value, bias, mask)):
-    return cpu_attention.flash_attention(query, key, value)
+    return cpu_attention.flash_attention(query, key, value, bias=bias, mask=mask)
   if impl == 'cpu_flash':
     impl = 'chunked'
   if impl == 'chunked':

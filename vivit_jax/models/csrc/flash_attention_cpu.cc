@@ -1,8 +1,11 @@
 // Softmax attention forward for XLA:CPU, float32: an XLA FFI custom call.
 //
 // Built and loaded by vivit_jax/models/cpu_attention.py (which documents the contract):
-//   q: f32[..., Lq, H, D], k, v: f32[..., Lk, H, D], attribute scale: f32
-//   -> out: f32[..., Lq, H, D], lse: f32[..., H, Lq] (log-sum-exp of each scaled logits row)
+//   q: f32[..., Lq, H, D], k, v: f32[..., Lk, H, D],
+//   bias: f32[..., Bb, Hb, Lq, Lk], mask: pred[..., Bm, Hm, Lq, Lk] (optional: zero
+//   elements = none; added to / masking the scaled logits, broadcast over batch and heads),
+//   attribute scale: f32
+//   -> out: f32[..., Lq, H, D], lse: f32[..., H, Lq] (log-sum-exp of each logits row)
 //
 // Why it exists: XLA:CPU runs attention as generic dots whose 64-wide contraction (the
 // head dim) keeps them at about half the speed of its dense layers, and it materialises
@@ -24,6 +27,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -55,6 +59,7 @@ typedef float vf __attribute__((vector_size(VIVIT_VEC_BYTES)));
 typedef float vf_unaligned __attribute__((vector_size(VIVIT_VEC_BYTES), aligned(4)));
 typedef int32_t vi __attribute__((vector_size(VIVIT_VEC_BYTES)));
 constexpr int kLanes = VIVIT_VEC_BYTES / 4;
+typedef int8_t vbytes __attribute__((vector_size(kLanes), aligned(1)));   // kLanes bools
 
 // Logits microkernel: kQkRows query rows x (2 * kLanes) keys of accumulators.
 constexpr int kQkVectors = 2;
@@ -76,9 +81,15 @@ inline vf load(const float* p) { return *reinterpret_cast<const vf*>(p); }
 inline vf loadu(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 inline void store(float* p, vf x) { *reinterpret_cast<vf*>(p) = x; }
 
+// A masked logit: far below any real one, yet finite, so that a row whose keys are all
+// masked gets uniform weights (as in XLA's paths, which use float32's lowest value).
+constexpr float kMaskedLogit = -1e30f;
+
 // exp(x) for x <= 0 (Cephes' single-precision polynomial, relative error ~1e-7).
 inline vf exp_nonpositive(vf x) {
-#if !defined(__AVX512F__)
+#if defined(__AVX512F__)
+  x = x < -104.0f ? broadcast(-104.0f) : x;   // exp(-104) rounds to 0 (scalef below).
+#else
   x = x < -87.0f ? broadcast(-87.0f) : x;   // exp(-87) ~ 1.6e-38: 2^n stays a normal float.
 #endif
   const vf round = broadcast(12582912.0f);   // 1.5 * 2^23: adding it rounds to an integer.
@@ -212,6 +223,8 @@ struct Scratch {
   std::vector<float> panels, values, queries, probs, out;   // forward and backward
   std::vector<float> v_panels, grads, dlogits, dk, dv;      // backward only
   uint64_t head_key = ~uint64_t{0};
+  float* partial = nullptr;   // this thread's copy of dbias in call `partial_call`
+  uint64_t partial_call = ~uint64_t{0};
 };
 thread_local Scratch scratch;
 std::atomic<uint64_t> call_counter{0};
@@ -242,15 +255,101 @@ ffi::Error decode_shape(ffi::Buffer<ffi::F32>::Dimensions qd,
   return ffi::Error::Success();
 }
 
-ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
-                              ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v, float scale,
-                              ffi::ResultBuffer<ffi::F32> out,
-                              ffi::ResultBuffer<ffi::F32> lse) {
-  AttentionShape shape;
+// Where one (batch, head) pair's [Lq, Lk] slice of an optional logits term (bias or mask:
+// [..., Bb, Hb, Lq, Lk] with q's leading axes, Bb in {1, B}, Hb in {1, H}) starts.
+struct TermLayout {
+  bool present = false, per_batch = false, per_head = false;
+  int64_t inner_batch = 1, heads = 1, slice_size = 0, size = 0;
+  // b: the flat batch index over all of q's leading axes.
+  int64_t offset(int64_t b, int64_t head) const {
+    const int64_t sb = per_batch ? b : b / inner_batch;
+    return (per_head ? sb * heads + head : sb) * slice_size;
+  }
+  // Whether every (batch, head) pair has a slice of its own (no sum in the gradient).
+  bool one_to_one() const { return per_batch && per_head; }
+};
+
+template <typename Dims>
+ffi::Error decode_term(Dims td, ffi::Buffer<ffi::F32>::Dimensions qd,
+                       const AttentionShape& shape, const char* name, TermLayout& term) {
+  int64_t size = 1;
+  for (int64_t n : td) size *= n;
+  if (size == 0) return ffi::Error::Success();   // no term
+  const size_t rank = qd.size();
+  auto invalid = [&] {
+    return ffi::Error::InvalidArgument(std::string("flash attention: ") + name +
+                                       " must be [..., 1|B, 1|H, Lq, Lk] with q's leading axes");
+  };
+  if (rank < 4 || td.size() != rank) return invalid();
+  for (size_t i = 0; i + 4 < rank; ++i)
+    if (td[i] != qd[i]) return invalid();
+  const int64_t inner_batch = qd[rank - 4];
+  if ((td[rank - 4] != 1 && td[rank - 4] != inner_batch) ||
+      (td[rank - 3] != 1 && td[rank - 3] != shape.h) || td[rank - 2] != shape.lq ||
+      td[rank - 1] != shape.lk)
+    return invalid();
+  term.present = true;
+  term.per_batch = td[rank - 4] == inner_batch;
+  term.per_head = td[rank - 3] == shape.h;
+  term.inner_batch = inner_batch;
+  term.heads = shape.h;
+  term.slice_size = shape.lq * shape.lk;
+  term.size = size;
+  return ffi::Error::Success();
+}
+
+// s[0:n] = s + bias (if any), kMaskedLogit where !mask (if any); returns the new max.
+inline float add_terms(float* s, int64_t n, const float* bias, const bool* mask) {
+  vf m = broadcast(-std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    vf x = load(s + j);
+    if (bias != nullptr) x += loadu(bias + j);
+    if (mask != nullptr) {
+      vi keep = __builtin_convertvector(*reinterpret_cast<const vbytes*>(mask + j), vi);
+      x = keep != 0 ? x : broadcast(kMaskedLogit);
+    }
+    store(s + j, x);
+    m = x > m ? x : m;
+  }
+  float mx = m[0];
+  for (int i = 1; i < kLanes; ++i) mx = std::max(mx, m[i]);
+  for (; j < n; ++j) {
+    float x = s[j];
+    if (bias != nullptr) x += bias[j];
+    if (mask != nullptr && !mask[j]) x = kMaskedLogit;
+    s[j] = x;
+    mx = std::max(mx, x);
+  }
+  return mx;
+}
+
+// Decodes q, k, v and the optional bias and mask; see the contract at the top.
+ffi::Error decode_call(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k,
+                       ffi::Buffer<ffi::F32>& v, ffi::Buffer<ffi::F32>& bias,
+                       ffi::Buffer<ffi::PRED>& mask, AttentionShape& shape,
+                       TermLayout& bias_layout, TermLayout& mask_layout) {
   if (ffi::Error e = decode_shape(q.dimensions(), k.dimensions(), v.dimensions(), shape);
       e.failure())
     return e;
+  if (ffi::Error e = decode_term(bias.dimensions(), q.dimensions(), shape, "bias", bias_layout);
+      e.failure())
+    return e;
+  return decode_term(mask.dimensions(), q.dimensions(), shape, "mask", mask_layout);
+}
+
+ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
+                              ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
+                              ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::PRED> mask,
+                              float scale, ffi::ResultBuffer<ffi::F32> out,
+                              ffi::ResultBuffer<ffi::F32> lse) {
+  AttentionShape shape;
+  TermLayout bias_layout, mask_layout;
+  if (ffi::Error e = decode_call(q, k, v, bias, mask, shape, bias_layout, mask_layout);
+      e.failure())
+    return e;
   if (shape.empty()) return ffi::Error::Success();
+  const bool terms = bias_layout.present || mask_layout.present;
   // (Plain copies, not a structured binding: C++17 lambdas cannot capture those.)
   const int64_t batch = shape.batch, lq = shape.lq, lk = shape.lk, h = shape.h, d = shape.d;
 
@@ -262,6 +361,8 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
   const float* vp = v.typed_data();
   float* op = out->typed_data();
   float* lsep = lse->typed_data();
+  const float* biasp = bias.typed_data();
+  const bool* maskp = mask.typed_data();
   const uint64_t call = call_counter.fetch_add(1);
   const int64_t row = h * d;   // stride between tokens in q, k, v, out
 
@@ -293,16 +394,27 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
       for (int r = 0; r < computed; r += kQkRows)
         logits_tile(queries + r * d_padded, d_padded, static_cast<int>(d), panels + j0 * d,
                     probs + r * lk_padded + j0, lk_padded,
-                    j0 < unpadded ? maxes + r : nullptr);
+                    j0 < unpadded && !terms ? maxes + r : nullptr);
 
-    // Softmax numerators in place: exp(logit - row max); row sums.
+    // Softmax numerators in place: exp(logit - row max); row sums. With a bias or mask,
+    // they are applied to the logits first and give the row max.
     float row_max[kQueryBlock], row_sum[kQueryBlock];
     const int64_t full = lk / kLanes * kLanes;
+    const float* bias_rows =
+        bias_layout.present ? biasp + bias_layout.offset(b, head) + q0 * lk : nullptr;
+    const bool* mask_rows =
+        mask_layout.present ? maskp + mask_layout.offset(b, head) + q0 * lk : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       float* pr = probs + r * lk_padded;
-      float mx = maxes[r][0];
-      for (int i = 1; i < kLanes; ++i) mx = std::max(mx, maxes[r][i]);
-      for (int64_t j = unpadded; j < lk; ++j) mx = std::max(mx, pr[j]);
+      float mx;
+      if (terms) {
+        mx = add_terms(pr, lk, bias_rows ? bias_rows + r * lk : nullptr,
+                       mask_rows ? mask_rows + r * lk : nullptr);
+      } else {
+        mx = maxes[r][0];
+        for (int i = 1; i < kLanes; ++i) mx = std::max(mx, maxes[r][i]);
+        for (int64_t j = unpadded; j < lk; ++j) mx = std::max(mx, pr[j]);
+      }
       vf total = vf{};
       for (int64_t j = 0; j < full; j += kLanes) {
         vf e = exp_nonpositive(load(pr + j) - mx);
@@ -333,18 +445,33 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
 
 // The backward pass of one [..., Lq, H, D] attention: per head (one work item, so that
 // its dK and dV accumulate without sharing), per block of kQueryBlock queries:
-//   P = exp(q k^T scale - lse), dP = dO v^T, dS = P (dP - rowsum(dO * out)),
-//   dV += P^T dO, dK += dS^T q scale, dQ = dS k scale.
+//   P = exp(q k^T scale [+ bias, masked] - lse), dP = dO v^T, dS = P (dP - rowsum(dO * out)),
+//   dV += P^T dO, dK += dS^T q scale, dQ = dS k scale, dbias (+)= dS.
 ffi::Error FlashAttentionBackwardImpl(
     ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
-    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
-    ffi::Buffer<ffi::F32> grad, float scale, ffi::ResultBuffer<ffi::F32> dq,
-    ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv) {
+    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::PRED> mask,
+    ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> grad,
+    float scale, ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+    ffi::ResultBuffer<ffi::F32> dv, ffi::ResultBuffer<ffi::F32> dbias) {
   AttentionShape shape;
-  if (ffi::Error e = decode_shape(q.dimensions(), k.dimensions(), v.dimensions(), shape);
+  TermLayout bias_layout, mask_layout;
+  if (ffi::Error e = decode_call(q, k, v, bias, mask, shape, bias_layout, mask_layout);
       e.failure())
     return e;
-  if (shape.empty()) return ffi::Error::Success();
+  float* dbiasp = dbias->typed_data();
+  if (shape.empty()) {
+    if (bias_layout.present) std::fill(dbiasp, dbiasp + bias_layout.size, 0.0f);
+    return ffi::Error::Success();
+  }
+  const bool terms = bias_layout.present || mask_layout.present;
+  const float* biasp = bias.typed_data();
+  const bool* maskp = mask.typed_data();
+  // A bias shared by several (batch, head) pairs gets its gradient summed: each thread
+  // adds into a zeroed copy of its own, and the copies are added up at the end.
+  const bool sum_dbias = bias_layout.present && !bias_layout.one_to_one();
+  const uint64_t call = call_counter.fetch_add(1);
+  std::mutex partials_mu;
+  std::vector<std::unique_ptr<std::vector<float>>> partials;
   // (Plain copies, not a structured binding: C++17 lambdas cannot capture those.)
   const int64_t batch = shape.batch, lq = shape.lq, lk = shape.lk, h = shape.h, d = shape.d;
 
@@ -379,6 +506,20 @@ ffi::Error FlashAttentionBackwardImpl(
     float* probs = aligned_floats(s.probs, kQueryBlock * width);
     float* dlogits = aligned_floats(s.dlogits, kQueryBlock * width);
     float* o = aligned_floats(s.out, kQueryBlock * d_padded);
+    float* dbias_head = nullptr;   // this pair's [Lq, Lk] slice of dbias (or of a copy)
+    if (bias_layout.present) {
+      if (sum_dbias) {
+        if (s.partial_call != call) {
+          std::lock_guard<std::mutex> lock(partials_mu);
+          partials.push_back(std::make_unique<std::vector<float>>(bias_layout.size, 0.0f));
+          s.partial = partials.back()->data();
+          s.partial_call = call;
+        }
+        dbias_head = s.partial + bias_layout.offset(b, head);
+      } else {
+        dbias_head = dbiasp + bias_layout.offset(b, head);
+      }
+    }
 
     for (int64_t q0 = 0; q0 < lq; q0 += kQueryBlock) {
       const int64_t rows = std::min<int64_t>(kQueryBlock, lq - q0);
@@ -402,6 +543,13 @@ ffi::Error FlashAttentionBackwardImpl(
           const float lse_r = lsep[bh * lq + q0 + r];
           const float* g_r = gp + q_offset + r * row;
           const float* o_r = op + q_offset + r * row;
+          const int64_t term_row = (q0 + r) * lk;
+          if (terms)
+            add_terms(pr, lk,
+                      bias_layout.present ? biasp + bias_layout.offset(b, head) + term_row
+                                          : nullptr,
+                      mask_layout.present ? maskp + mask_layout.offset(b, head) + term_row
+                                          : nullptr);
           float delta = 0.0f;   // rowsum(dO * out)
           for (int64_t i = 0; i < d; ++i) delta += g_r[i] * o_r[i];
           for (; j < full; j += kLanes) {
@@ -412,6 +560,13 @@ ffi::Error FlashAttentionBackwardImpl(
           for (; j < lk; ++j) {
             pr[j] = std::exp(pr[j] - lse_r);
             dr[j] = pr[j] * (dr[j] - delta);
+          }
+          if (dbias_head != nullptr) {   // d logits = dS: the bias's gradient
+            float* db = dbias_head + term_row;
+            if (sum_dbias)
+              for (int64_t i = 0; i < lk; ++i) db[i] += dr[i];
+            else
+              std::memcpy(db, dr, lk * sizeof(float));
           }
         }
         std::fill(pr + j, pr + width, 0.0f);   // padded keys and padded query rows: 0
@@ -433,6 +588,16 @@ ffi::Error FlashAttentionBackwardImpl(
         dvp[kv_offset + j * row + i] = dv_acc[j * d_padded + i];
       }
   });
+  if (sum_dbias) {   // dbias = the sum of the threads' copies, in chunks over threads
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t n = bias_layout.size;
+    vivit_jax::parallel_for(pool, (n + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      std::fill(dbiasp + lo, dbiasp + hi, 0.0f);
+      for (const auto& partial : partials)
+        for (int64_t i = lo; i < hi; ++i) dbiasp[i] += (*partial)[i];
+    });
+  }
   return ffi::Error::Success();
 }
 
@@ -444,20 +609,25 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionBackwardF32, FlashAttentionBack
                                   .Arg<ffi::Buffer<ffi::F32>>()   // q
                                   .Arg<ffi::Buffer<ffi::F32>>()   // k
                                   .Arg<ffi::Buffer<ffi::F32>>()   // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // bias (or empty)
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // mask (or empty)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // out
                                   .Arg<ffi::Buffer<ffi::F32>>()   // lse
                                   .Arg<ffi::Buffer<ffi::F32>>()   // grad of out
                                   .Attr<float>("scale")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dq
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dk
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // dv
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dv
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dbias (bias's shape)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionF32, FlashAttentionImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // q
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // k
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // v
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // bias (or empty)
+                                  .Arg<ffi::Buffer<ffi::PRED>>()  // mask (or empty)
                                   .Attr<float>("scale")
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
