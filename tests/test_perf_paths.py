@@ -67,6 +67,33 @@ def test_patch_conv_equals_flax_conv(shape, kernel, strides, padding, im2col):
 
 # --- Chunked attention --------------------------------------------------------------
 
+@pytest.mark.parametrize('shape,dtype,param_dtype', [
+    ((1, 37, 24), jnp.float32, jnp.float32), ((2, 3, 5, 24), jnp.bfloat16, jnp.float32),
+    ((2, 37, 24), None, jnp.float32), ((6, 24), jnp.float32, jnp.bfloat16)])
+def test_layer_norm_equals_flax_layer_norm(shape, dtype, param_dtype):
+  """layers.LayerNorm (computed on a [rows, C] view, for XLA:CPU's reductions) has
+  nn.LayerNorm's parameters, outputs and gradients."""
+  x = 3.0 * jax.random.normal(jax.random.key(0), shape) + 1.0
+  x = x if dtype is None else x.astype(dtype)
+  ours = layers.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype)
+  flax_ln = nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype)
+  params = ours.init(jax.random.key(1), x)
+  assert (jax.tree.map(lambda a: (a.shape, a.dtype), params) ==
+          jax.tree.map(lambda a: (a.shape, a.dtype), flax_ln.init(jax.random.key(1), x)))
+  params = jax.tree.map(
+      lambda a: (a + 0.3 * jax.random.normal(jax.random.key(2), a.shape)).astype(a.dtype),
+      params)
+  out = jax.jit(ours.apply)(params, x)
+  want = jax.jit(flax_ln.apply)(params, x)
+  assert out.dtype == want.dtype and out.shape == x.shape
+  np.testing.assert_array_equal(out, want)
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x).astype(jnp.float32)))
+  got = jax.grad(loss(ours), (0, 1))(params, x)
+  want = jax.grad(loss(flax_ln), (0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('lq,lk,chunk', [
     (37, 37, 8),     # 5 chunks, last one padded.
     (32, 19, 8),     # chunks divide Lq exactly; cross-attention (Lk != Lq).
