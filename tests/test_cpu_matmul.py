@@ -1,4 +1,6 @@
-"""The OpenBLAS dense-layer products on CPU (models/cpu_matmul.py): values, VJP, routing."""
+"""The BLAS dense-layer products on CPU (models/cpu_matmul.py): values, VJP, routing,
+for OpenBLAS and (where the `mkl` wheel is installed, as the test extra does on x86-64)
+MKL."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,14 +21,39 @@ def normal(seed, shape):
 SHAPES = [(300, 40, 70), (50, 40, 300), (7, 5, 3), (129, 200, 129)]
 
 
+def library_available(library):
+  try:
+    cpu_matmul.load(library)
+    return True
+  except cpu_build.KernelUnavailable:
+    return False
+
+
+LIBRARIES = [pytest.param(lib, marks=pytest.mark.skipif(
+    not library_available(lib), reason=f'{lib} unavailable')) for lib in cpu_matmul.BLAS_LIBRARIES]
+
+
+@pytest.mark.parametrize('library', LIBRARIES)
 @pytest.mark.parametrize('m,k,n', SHAPES)
 @pytest.mark.parametrize('transpose_a', [False, True])
 @pytest.mark.parametrize('transpose_b', [False, True])
-def test_products_equal_numpy(m, k, n, transpose_a, transpose_b):
+def test_products_equal_numpy(library, m, k, n, transpose_a, transpose_b):
   a, b = normal(0, (m, k)), normal(1, (k, n))
   args = (a.T.copy() if transpose_a else a, b.T.copy() if transpose_b else b)
-  out = jax.jit(lambda x, y: cpu_matmul._call(x, y, transpose_a, transpose_b))(*args)
-  np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+  call = lambda x, y: cpu_matmul._call(x, y, transpose_a, transpose_b, library=library)
+  assert cpu_matmul.target(library) in jax.jit(call).lower(*args).as_text()
+  np.testing.assert_allclose(jax.jit(call)(*args), a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_blas_choice_follows_the_environment(monkeypatch):
+  monkeypatch.setenv('VIVIT_JAX_BLAS', 'openblas')
+  assert cpu_matmul.blas() == 'openblas'
+  assert cpu_matmul.target() == 'vivit_jax_matmul_f32_openblas'
+  monkeypatch.setenv('VIVIT_JAX_BLAS', 'auto')
+  assert cpu_matmul.blas() == ('mkl' if library_available('mkl') else 'openblas')
+  monkeypatch.setenv('VIVIT_JAX_BLAS', 'atlas')
+  with pytest.raises(ValueError, match=r"VIVIT_JAX_BLAS='atlas'.*'openblas', 'mkl'"):
+    cpu_matmul.blas()
 
 
 def test_vmap_loops_over_the_batch():
@@ -78,6 +105,7 @@ def test_other_products_stay_on_xla():
 def test_missing_openblas_falls_back_to_xla(monkeypatch):
   def missing():
     raise cpu_build.KernelUnavailable('scipy-openblas32 is not installed (test).')
+  monkeypatch.setenv('VIVIT_JAX_BLAS', 'openblas')
   monkeypatch.setattr(cpu_matmul, '_openblas', missing)
   cpu_matmul.load.cache_clear()
   cpu_matmul.unavailable_reason.cache_clear()

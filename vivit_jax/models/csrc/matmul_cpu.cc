@@ -1,7 +1,8 @@
-// Dense float32 matrix products for XLA:CPU through OpenBLAS's sgemm: an XLA FFI call.
+// Dense float32 matrix products for XLA:CPU through a BLAS sgemm: an XLA FFI call.
 //
 // Built and loaded by vivit_jax/models/cpu_matmul.py (which documents the contract),
-// linked against the OpenBLAS of the `scipy-openblas32` wheel:
+// linked against the OpenBLAS of the `scipy-openblas32` wheel, or with
+// -DVIVIT_JAX_BLAS_MKL against Intel MKL's single dynamic library (the `mkl` wheel):
 //   a: f32[..., M, K] (or [..., K, M] with transpose_a), b: f32[..., K, N] (or
 //   [..., N, K] with transpose_b) -> f32[..., M, N]; leading axes (from vmap) loop.
 //
@@ -14,9 +15,26 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "cblas.h"
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
+
+#if defined(VIVIT_JAX_BLAS_MKL)
+// The `mkl` wheel ships libraries without headers: the two entry points, as MKL declares
+// them (CBLAS enums are ints; LP64 interface).
+extern "C" {
+enum { CblasRowMajor = 101 };
+enum { CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                 int ldc);
+int MKL_Set_Threading_Layer(int layer);
+}
+typedef int blasint;
+#define VIVIT_SGEMM cblas_sgemm
+#else
+#include "cblas.h"
+#define VIVIT_SGEMM scipy_cblas_sgemm
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -40,7 +58,7 @@ ffi::Error MatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer
   if (k != kb) return ffi::Error::InvalidArgument("matmul: contracted sizes differ");
   const int64_t limit = int64_t{1} << 31;
   if (m >= limit || n >= limit || k >= limit)
-    return ffi::Error::InvalidArgument("matmul: a dimension exceeds OpenBLAS's 32-bit ints");
+    return ffi::Error::InvalidArgument("matmul: a dimension exceeds the BLAS's 32-bit ints");
   const float* ap = a.typed_data();
   const float* bp = b.typed_data();
   float* op = out->typed_data();
@@ -65,12 +83,12 @@ ffi::Error MatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer
     // The block's rows of a (columns if transposed) or columns of b (rows if transposed).
     const float* a_block = ap + i * m * k + (by_rows ? (transpose_a ? start : start * k) : 0);
     const float* b_block = bp + i * k * n + (by_rows ? 0 : (transpose_b ? start * k : start));
-    scipy_cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-                      transpose_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mb),
-                      static_cast<blasint>(nb), static_cast<blasint>(k), 1.0f, a_block,
-                      static_cast<blasint>(transpose_a ? m : k), b_block,
-                      static_cast<blasint>(transpose_b ? k : n), 0.0f, c,
-                      static_cast<blasint>(n));
+    VIVIT_SGEMM(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+                transpose_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mb),
+                static_cast<blasint>(nb), static_cast<blasint>(k), 1.0f, a_block,
+                static_cast<blasint>(transpose_a ? m : k), b_block,
+                static_cast<blasint>(transpose_b ? k : n), 0.0f, c,
+                static_cast<blasint>(n));
   });
   return ffi::Error::Success();
 }
@@ -86,5 +104,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitMatmulF32, MatmulImpl,
                                   .Attr<bool>("transpose_b")
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
-// OpenBLAS's own threads off: parallelism comes from XLA's pool (see above).
-extern "C" void vivit_matmul_single_threaded_blas() { scipy_openblas_set_num_threads(1); }
+// The BLAS's own threads off: parallelism comes from XLA's pool (see above). MKL takes
+// its sequential layer (1 = MKL_THREADING_SEQUENTIAL) before its first call.
+extern "C" void vivit_matmul_single_threaded_blas() {
+#if defined(VIVIT_JAX_BLAS_MKL)
+  MKL_Set_Threading_Layer(1);
+#else
+  scipy_openblas_set_num_threads(1);
+#endif
+}
