@@ -133,6 +133,7 @@ def applies(lhs, rhs, dimension_numbers) -> bool:
 
 
 def _call(a, b, transpose_a=False, transpose_b=False, library: Optional[str] = None):
+  library = library or blas()
   load(library)
   m = a.shape[-1] if transpose_a else a.shape[-2]
   n = b.shape[-2] if transpose_b else b.shape[-1]
