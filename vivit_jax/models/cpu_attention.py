@@ -77,6 +77,14 @@ def lanes() -> int:
 MAX_SHARED_BIAS_BYTES = 64 << 20
 
 
+def _as_4d_shape(shape, full) -> Optional[tuple]:
+  """`shape` padded to 4 axes if it broadcasts to `full` = (B, H, Lq, Lk), else None."""
+  shape = tuple(shape)
+  if len(shape) > 4 or any(s not in (1, t) for s, t in zip(shape[::-1], full[::-1])):
+    return None
+  return (1,) * (4 - len(shape)) + shape
+
+
 def logit_terms(query, key, bias=None, mask=None):
   """`bias`/`mask` as the kernel takes them: float32 [Bb, Hb, Lq, Lk] and bool
   [Bm, Hm, Lq, Lk] with batch axis 1 or B and head axis 1 or H (query/key axes
@@ -89,11 +97,11 @@ def logit_terms(query, key, bias=None, mask=None):
     if x is None:
       return jnp.zeros((0, 0, 0, 0), dtype)
     x = jnp.asarray(x, dtype)
-    if x.ndim > 4 or any(s not in (1, t) for s, t in zip(x.shape[::-1], full[::-1])):
+    shape = _as_4d_shape(x.shape, full)
+    if shape is None:
       raise ValueError(f'attention {name} of shape {x.shape} is invalid: expected a shape '
                        f'that broadcasts to [B, H, Lq, Lk] = {list(full)}.')
-    x = x.reshape((1,) * (4 - x.ndim) + x.shape)
-    return jnp.broadcast_to(x, x.shape[:2] + full[2:])
+    return jnp.broadcast_to(x.reshape(shape), shape[:2] + full[2:])
 
   return term(bias, jnp.float32, 'bias'), term(mask, bool, 'mask')
 
@@ -115,15 +123,14 @@ def supports(query, key, value, bias=None, mask=None) -> bool:
   if jnp.dtype(query.dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
     return False
   b, lq, h, _ = query.shape
-  for term in (bias, mask):
-    shape = np.shape(term) if term is not None else ()
-    if len(shape) > 4 or any(s not in (1, t) for s, t in
-                             zip(shape[::-1], (b, h, lq, key.shape[1])[::-1])):
-      return False
+  full = (b, h, lq, key.shape[1])
+  shapes = [_as_4d_shape(np.shape(t), full) if t is not None else () for t in (bias, mask)]
+  if None in shapes:
+    return False
   if bias is not None:
-    shape = (1,) * (4 - np.ndim(bias)) + tuple(np.shape(bias))
-    shared = (shape[0] != b and b > 1) or (shape[1] != h and h > 1)
-    if shared and shape[0] * shape[1] * lq * key.shape[1] * 4 > MAX_SHARED_BIAS_BYTES:
+    bb, bh = shapes[0][:2]
+    shared = (bb != b and b > 1) or (bh != h and h > 1)
+    if shared and bb * bh * lq * key.shape[1] * 4 > MAX_SHARED_BIAS_BYTES:
       return False
   return available()
 
