@@ -85,6 +85,12 @@ def _as_4d_shape(shape, full) -> Optional[tuple]:
   return (1,) * (4 - len(shape)) + shape
 
 
+def _or_empty(bias, mask):
+  """None terms as the kernel's empty operands (zero elements = no term)."""
+  return (jnp.zeros((0,) * 4, jnp.float32) if bias is None else bias,
+          jnp.zeros((0,) * 4, bool) if mask is None else mask)
+
+
 def logit_terms(query, key, bias=None, mask=None):
   """`bias`/`mask` as the kernel takes them: float32 [Bb, Hb, Lq, Lk] and bool
   [Bm, Hm, Lq, Lk] with batch axis 1 or B and head axis 1 or H (query/key axes
@@ -95,7 +101,7 @@ def logit_terms(query, key, bias=None, mask=None):
 
   def term(x, dtype, name):
     if x is None:
-      return jnp.zeros((0, 0, 0, 0), dtype)
+      return None
     x = jnp.asarray(x, dtype)
     shape = _as_4d_shape(x.shape, full)
     if shape is None:
@@ -103,7 +109,7 @@ def logit_terms(query, key, bias=None, mask=None):
                        f'that broadcasts to [B, H, Lq, Lk] = {list(full)}.')
     return jnp.broadcast_to(x.reshape(shape), shape[:2] + full[2:])
 
-  return term(bias, jnp.float32, 'bias'), term(mask, bool, 'mask')
+  return _or_empty(term(bias, jnp.float32, 'bias'), term(mask, bool, 'mask'))
 
 
 def supports(query, key, value, bias=None, mask=None) -> bool:
@@ -142,8 +148,7 @@ def forward(query, key, value, bias=None, mask=None, *, suffix: str = ''):
   of the scaled, biased, masked logits)."""
   load()
   *batch, lq, h, d = query.shape
-  bias = jnp.zeros((0,) * 4, jnp.float32) if bias is None else bias
-  mask = jnp.zeros((0,) * 4, bool) if mask is None else mask
+  bias, mask = _or_empty(bias, mask)
   types = (jax.ShapeDtypeStruct(query.shape, jnp.float32),
            jax.ShapeDtypeStruct((*batch, h, lq), jnp.float32))
   call = jax.ffi.ffi_call(TARGET + suffix, types, vmap_method='broadcast_all')
@@ -157,8 +162,7 @@ def backward(query, key, value, bias, mask, out, lse, grad, *, suffix: str = '')
   dv += P^T g, dS = P (g v^T - rowsum(g * out)), dq = dS k s, dk += dS^T q s,
   dbias (+)= dS, with s = Dh^-0.5."""
   load()
-  bias = jnp.zeros((0,) * 4, jnp.float32) if bias is None else bias
-  mask = jnp.zeros((0,) * 4, bool) if mask is None else mask
+  bias, mask = _or_empty(bias, mask)
   types = tuple(jax.ShapeDtypeStruct(x.shape, jnp.float32)
                 for x in (query, key, value, bias))
   call = jax.ffi.ffi_call(BACKWARD_TARGET + suffix, types, vmap_method='broadcast_all')

@@ -506,7 +506,12 @@ ffi::Error FlashAttentionBackwardImpl(
     float* probs = aligned_floats(s.probs, kQueryBlock * width);
     float* dlogits = aligned_floats(s.dlogits, kQueryBlock * width);
     float* o = aligned_floats(s.out, kQueryBlock * d_padded);
-    float* dbias_head = nullptr;   // this pair's [Lq, Lk] slice of dbias (or of a copy)
+    // This pair's [Lq, Lk] slices of the bias, the mask and dbias (or its thread's copy).
+    const float* bias_head =
+        bias_layout.present ? biasp + bias_layout.offset(b, head) : nullptr;
+    const bool* mask_head =
+        mask_layout.present ? maskp + mask_layout.offset(b, head) : nullptr;
+    float* dbias_head = nullptr;
     if (bias_layout.present) {
       if (sum_dbias) {
         if (s.partial_call != call) {
@@ -545,11 +550,8 @@ ffi::Error FlashAttentionBackwardImpl(
           const float* o_r = op + q_offset + r * row;
           const int64_t term_row = (q0 + r) * lk;
           if (terms)
-            add_terms(pr, lk,
-                      bias_layout.present ? biasp + bias_layout.offset(b, head) + term_row
-                                          : nullptr,
-                      mask_layout.present ? maskp + mask_layout.offset(b, head) + term_row
-                                          : nullptr);
+            add_terms(pr, lk, bias_head ? bias_head + term_row : nullptr,
+                      mask_head ? mask_head + term_row : nullptr);
           float delta = 0.0f;   // rowsum(dO * out)
           for (int64_t i = 0; i < d; ++i) delta += g_r[i] * o_r[i];
           for (; j < full; j += kLanes) {
