@@ -71,8 +71,8 @@ def test_patch_conv_equals_flax_conv(shape, kernel, strides, padding, im2col):
     ((1, 37, 24), jnp.float32, jnp.float32), ((2, 3, 5, 24), jnp.bfloat16, jnp.float32),
     ((2, 37, 24), None, jnp.float32), ((6, 24), jnp.float32, jnp.bfloat16)])
 def test_layer_norm_equals_flax_layer_norm(shape, dtype, param_dtype):
-  """layers.LayerNorm (computed on a [rows, C] view, for XLA:CPU's reductions) has
-  nn.LayerNorm's parameters, outputs and gradients."""
+  """layers.LayerNorm (computed on a [rows, C] view, for XLA:CPU's reductions, with its
+  own backward pass) has nn.LayerNorm's parameters, outputs and gradients."""
   x = 3.0 * jax.random.normal(jax.random.key(0), shape) + 1.0
   x = x if dtype is None else x.astype(dtype)
   ours = layers.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype)
@@ -91,7 +91,38 @@ def test_layer_norm_equals_flax_layer_norm(shape, dtype, param_dtype):
   got = jax.grad(loss(ours), (0, 1))(params, x)
   want = jax.grad(loss(flax_ln), (0, 1))(params, x)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=1e-5, atol=1e-5)
+    assert a.dtype == b.dtype
+    # bf16 gradients: ours computes the backward pass in float32 and rounds once, flax's
+    # autodiff rounds intermediates to bf16; they agree to a bf16 step of the largest.
+    tol = 1e-5 if a.dtype == jnp.float32 else 2.0 ** -7 * float(np.abs(np.float32(b)).max())
+    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=1e-5, atol=tol)
+
+
+@pytest.mark.parametrize('approximate', [False, True])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_gelu_equals_jax_gelu(approximate, dtype):
+  """layers.gelu (own backward pass, recomputing the CDF) has jax.nn.gelu's values and
+  gradients, inside jit, grad and remat."""
+  x = (3.0 * jax.random.normal(jax.random.key(0), (3, 7, 33))).astype(dtype)
+  x = x.at[0, 0, :4].set(jnp.asarray([0.0, -12.0, 12.0, -5.5], dtype))   # tails, zero.
+  got = jax.jit(layers.gelu, static_argnums=1)(x, approximate)
+  want = jax.jit(jax.nn.gelu, static_argnums=1)(x, approximate)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(np.float32(got), np.float32(want))
+  # A loss linear in the output: the gradient is w * gelu'(x), nothing rounded between.
+  w = jax.random.normal(jax.random.key(1), x.shape)
+  loss = lambda f: lambda x: jnp.sum(w * f(x).astype(jnp.float32))
+  ours = lambda x: layers.gelu(x, approximate)
+  got = jax.jit(jax.grad(loss(ours)))(x)
+  got_remat = jax.jit(jax.grad(loss(jax.checkpoint(ours))))(x)
+  # Reference: float32 autodiff at the same input values (bf16 autodiff would round
+  # its intermediates; ours rounds once).
+  want = jax.jit(jax.grad(loss(lambda x: jax.nn.gelu(x, approximate=approximate))))(
+      x.astype(jnp.float32))
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(np.float32(got_remat), np.float32(got))
+  tol = 1e-6 if dtype == jnp.float32 else 2.0 ** -8
+  np.testing.assert_allclose(np.float32(got), want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize('lq,lk,chunk', [

@@ -51,8 +51,8 @@ import ml_collections
 import numpy as np
 
 from vivit_jax.models import embeddings, precision, vit
-from vivit_jax.models.layers import (AttendFn, Encoder, TransformerConfig, joint_layout,
-                                     layer_norm)
+from vivit_jax.models.layers import (AttendFn, Encoder, TransformerConfig, gelu,
+                                     joint_layout, layer_norm)
 
 
 def sliding_window_mask(length: int, window: int, num_global: int = 1) -> np.ndarray:
@@ -101,7 +101,7 @@ class VTN(nn.Module):
     x = layer_norm(self.temporal_cfg, 'head_norm')(x[:, 0])
     x = nn.Dense(self.head_mlp_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                  dot_general=precision.dot_general, name='head_hidden')(x)
-    x = nn.gelu(x, approximate=cfg.gelu_approximate)
+    x = gelu(x, cfg.gelu_approximate)
     x = nn.Dropout(self.head_dropout_rate)(x, deterministic=not train)
     return embeddings.classifier_head(x, self.num_classes, dtype=cfg.dtype,
                                       param_dtype=cfg.param_dtype)
