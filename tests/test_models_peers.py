@@ -12,7 +12,8 @@ import pytest
 
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import cost, cpu_attention, layers, mvit, video_swin, vtn
+from vivit_jax.models import (cost, cpu_attention, cpu_depthwise_conv, layers, mvit,
+                              video_swin, vtn)
 
 CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
 SYNTHETIC = ('vtn', 'mvit', 'mvitv2', 'video_swin')   # configs/synthetic/<name>.py
@@ -219,8 +220,18 @@ def test_mvit_block_outputs_and_pooled_lengths_at_paper_size(variant):
 
 @pytest.mark.parametrize('kernel, stride, shape', [
     ((3, 3, 3), (1, 2, 2), (2, 4, 6, 6, 3)), ((1, 5, 5), (1, 4, 4), (1, 2, 9, 8, 2)),
-    ((3, 3, 3), (1, 1, 1), (1, 3, 3, 5, 2))])
-def test_mvit_depthwise_conv_equals_a_grouped_conv(kernel, stride, shape):
+    ((3, 3, 3), (1, 1, 1), (1, 3, 3, 5, 2)),
+    ((3, 7, 5), (2, 3, 2), (2, 5, 2, 9, 17)),   # kernel wider than h; strides that
+    ((3, 3, 3), (1, 8, 8), (1, 4, 10, 17, 16))])  # leave a remainder (MViT's kv pools).
+@pytest.mark.parametrize('cpu_kernel', [True, False])
+def test_mvit_depthwise_conv_equals_a_grouped_conv(kernel, stride, shape, cpu_kernel,
+                                                    monkeypatch):
+  """Values and both gradients equal a grouped nn.Conv's, with the kernel gradient from
+  the C++ kernel (CPU) or from XLA's reductions (elsewhere)."""
+  if cpu_kernel and cpu_depthwise_conv.unavailable_reason():
+    pytest.skip(cpu_depthwise_conv.unavailable_reason())
+  if not cpu_kernel:
+    monkeypatch.setattr(cpu_depthwise_conv, 'applies', lambda *a: False)
   x = jax.random.normal(jax.random.key(0), shape)
   conv = mvit.DepthwiseConv3D(kernel, stride)
   params = {'params': noise_params(conv, shape)}
@@ -229,6 +240,28 @@ def test_mvit_depthwise_conv_equals_a_grouped_conv(kernel, stride, shape):
   out = jax.jit(conv.apply)(params, x)
   assert out.shape[1:4] == mvit.pooled_grid(shape[1:4], kernel, stride)
   np.testing.assert_allclose(out, jax.jit(grouped.apply)(params, x), rtol=1e-5, atol=1e-5)
+  w = jax.random.normal(jax.random.key(1), out.shape)
+  loss = lambda m: jax.jit(jax.grad(lambda p, v: jnp.sum(w * m.apply(p, v)), (0, 1)))
+  got, want = loss(conv)(params, x), loss(grouped)(params, x)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-4), got, want)
+  hlo = loss(conv).lower(params, x).as_text()
+  assert (cpu_depthwise_conv.TARGET in hlo) == cpu_kernel
+
+
+def test_mvit_depthwise_conv_bfloat16_gradients_follow_float32():
+  """bf16 compute (XLA's kernel-gradient path) rounds once: gradients within bf16's step
+  of the float32 ones."""
+  shape, kernel, stride = (2, 4, 6, 7, 8), (3, 3, 3), (1, 2, 2)
+  x = jax.random.normal(jax.random.key(0), shape)
+  convs = {d: mvit.DepthwiseConv3D(kernel, stride, dtype=d) for d in (jnp.float32,
+                                                                        jnp.bfloat16)}
+  params = {'params': noise_params(convs[jnp.float32], shape)}
+  w = jax.random.normal(jax.random.key(1), (2, 4, 3, 4, 8))
+  grads = {d: jax.jit(jax.grad(lambda p, v: jnp.sum(w * c.apply(p, v).astype(jnp.float32)),
+                               (0, 1)))(params, x) for d, c in convs.items()}
+  for a, b in zip(jax.tree.leaves(grads[jnp.bfloat16]), jax.tree.leaves(grads[jnp.float32])):
+    assert a.dtype == b.dtype == jnp.float32
+    np.testing.assert_allclose(np.float32(a), b, rtol=0.05, atol=0.05 * np.abs(b).max())
 
 
 @pytest.mark.parametrize('kernel, stride', [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2))])

@@ -57,12 +57,13 @@ from typing import NamedTuple, Optional, Sequence
 
 import einops
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from vivit_jax import config as vc
-from vivit_jax.models import embeddings, precision
+from vivit_jax.models import cpu_depthwise_conv, embeddings, precision
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
                                      TransformerConfig, layer_norm)
 
@@ -153,22 +154,80 @@ def relative_distances(q_size: int, k_size: int) -> np.ndarray:
   return dist.astype(np.int64)
 
 
+def _same_padding(kernel_size: Sequence[int]) -> list[tuple[int, int]]:
+  return [(k // 2, k // 2) for k in kernel_size]
+
+
 def max_pool(x, kernel: Sequence[int], strides: Sequence[int]):
   """`nn.max_pool(x, kernel, strides, padding=kernel // 2)`: x [N, t, h, w, C] ->
   [N, t', h', w', C], as a maximum over strided slices: on XLA:CPU this cut MViT's
   synthetic training step from 593 to 537 ms against reduce_window and its gradient."""
-  padding = [(k // 2, k // 2) for k in kernel]
-  return functools.reduce(jnp.maximum,
-                          embeddings.strided_windows(x, kernel, strides, padding, -jnp.inf))
+  return functools.reduce(jnp.maximum, embeddings.strided_windows(
+      x, kernel, strides, _same_padding(kernel), -jnp.inf))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv3d(x, kernel, strides: tuple):
+  """Depthwise 3D convolution, padding kernel // 2, no bias: x [N, t, h, w, C], kernel
+  [kt, kh, kw, 1, C] (x's dtype) -> [N, t', h', w', C] (t' = pooled_grid), x's dtype.
+
+  The forward pass is a sum over the kt*kh*kw `strided_windows` times per-channel
+  weights, which XLA runs far faster on CPU than a grouped convolution (44 vs 502 ms for
+  a 3x3x3 kernel at stride 1, batch of 32 at block 0 of configs/synthetic/mvit.py), for
+  the same multiply-adds. Its own backward pass keeps only x: autodiff kept every window
+  (27 activation-sized residuals per pooling) and scattered each tap's gradient back
+  separately. Here dx is the transposed convolution (the flipped kernel over the
+  stride-dilated gradient, the same sum of windows) and dkernel comes from
+  `cpu_depthwise_conv.kernel_grad` on CPU (float32), XLA's per-tap reductions elsewhere:
+  MViTv2-S's first query pooling ([1, 8, 56, 56, 96], stride 1) went from 40 + 30 ms
+  forward + backward to 4 + 6 ms.
+  """
+  return _depthwise_conv3d_fwd(x, kernel, strides)[0]
+
+
+def _depthwise_conv3d_fwd(x, kernel, strides):
+  kernel_size = kernel.shape[:3]
+  windows = embeddings.strided_windows(x, kernel_size, strides, _same_padding(kernel_size))
+  y = sum(window * w for window, w in zip(windows, kernel.reshape(-1, x.shape[-1])))
+  return y, (x, kernel)
+
+
+def _depthwise_conv3d_bwd(strides, residuals, grad):
+  # The barrier keeps XLA from merging the window slices below with the forward pass's.
+  (x, kernel), grad = jax.lax.optimization_barrier((residuals, grad))
+  kernel_size, c = kernel.shape[:3], x.shape[-1]
+  padding = _same_padding(kernel_size)
+  # dx: grad dilated by the strides and padded so that window j of the result, times
+  # the kernel flipped along t, h and w, is the sum of every output that read x there.
+  config = [(0, 0, 0)]
+  for size, out, k, s, (lo, _) in zip(x.shape[1:4], grad.shape[1:4], kernel_size, strides,
+                                      padding):
+    dilated = (out - 1) * s + 1
+    config.append((k - 1 - lo, size + lo - dilated, s - 1))
+  config.append((0, 0, 0))
+  dilated_grad = jax.lax.pad(grad, jnp.zeros((), grad.dtype), config)
+  flipped = jnp.flip(kernel.reshape(*kernel_size, c), axis=(0, 1, 2)).reshape(-1, c)
+  windows = embeddings.strided_windows(dilated_grad, kernel_size, (1, 1, 1), [(0, 0)] * 3)
+  grad_x = sum(window * w for window, w in zip(windows, flipped))
+  # dkernel[tap, c] = sum over positions of window_tap(x) * grad.
+  if cpu_depthwise_conv.applies(x, grad):
+    grad_kernel = cpu_depthwise_conv.kernel_grad(x, grad, kernel_size, strides,
+                                                 [lo for lo, _ in padding])
+  else:
+    f32 = jnp.promote_types(x.dtype, jnp.float32)
+    grad_kernel = jnp.stack([
+        jnp.sum(window.astype(f32) * grad.astype(f32), axis=(0, 1, 2, 3))
+        for window in embeddings.strided_windows(x, kernel_size, strides, padding)])
+  return grad_x.astype(x.dtype), grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+depthwise_conv3d.defvjp(_depthwise_conv3d_fwd, _depthwise_conv3d_bwd)
 
 
 class DepthwiseConv3D(nn.Module):
-  """Depthwise 3D convolution, no bias, padding kernel // 2: x [N, t, h, w, C] ->
-  [N, t', h', w', C] (t' = pooled_grid). `kernel: [kt, kh, kw, 1, C]` is the layout of
-  `nn.Conv(C, feature_group_count=C)`; computed as a sum over the kt*kh*kw
-  `strided_windows` times per-channel weights, which XLA runs (and differentiates) far
-  faster on CPU than a grouped convolution (44 vs 502 ms for a 3x3x3 kernel at stride 1,
-  batch of 32 at block 0 of configs/synthetic/mvit.py), for the same multiply-adds."""
+  """`depthwise_conv3d` with its kernel as a parameter: x [N, t, h, w, C] ->
+  [N, t', h', w', C]. `kernel: [kt, kh, kw, 1, C]` is the layout of
+  `nn.Conv(C, feature_group_count=C)` (and of PyTorch's depthwise Conv3d, transposed)."""
   kernel_size: Sequence[int]
   strides: Sequence[int]
   dtype: jnp.dtype = jnp.float32
@@ -178,11 +237,9 @@ class DepthwiseConv3D(nn.Module):
   def __call__(self, x):
     c = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (*self.kernel_size, 1, c), self.param_dtype).astype(self.dtype)
-    padding = [(k // 2, k // 2) for k in self.kernel_size]
-    windows = embeddings.strided_windows(x.astype(self.dtype), self.kernel_size,
-                                         self.strides, padding)
-    return sum(window * w for window, w in zip(windows, kernel.reshape(-1, c)))
+                        (*self.kernel_size, 1, c), self.param_dtype)
+    return depthwise_conv3d(x.astype(self.dtype), kernel.astype(self.dtype),
+                            tuple(self.strides))
 
 
 class PoolingAttentionLayout(nn.Module):
