@@ -194,15 +194,20 @@ def _memory(compiled) -> Optional[int]:
              - m.alias_size_in_bytes)
 
 
+def _text(compiled) -> str:
+  """The compiled program's HLO text ('' where the backend gives none)."""
+  try:
+    return compiled.as_text()
+  except Exception:   # pylint: disable=broad-except
+    return ''
+
+
 def _attention_kernel_calls(compiled) -> dict:
   """Attention custom calls (forward and backward) in the compiled program, read from one
   dump of its text: `cudnn_attention_calls` (0 on GPU means XLA's materialised softmax)
   and `cpu_flash_attention_calls` (the C++ CPU kernels of models/cpu_attention.py; 0 on
   CPU means the XLA kernels ran)."""
-  try:
-    text = compiled.as_text()
-  except Exception:   # pylint: disable=broad-except
-    text = ''
+  text = _text(compiled)
   return {'cudnn_attention_calls': text.count('__cudnn$fmha'),
           'cpu_flash_attention_calls': sum(
               text.count(f'custom_call_target="{t}"')
@@ -529,13 +534,15 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                  ratio=th.median / t.median, cpu_ratio=th.cpu_median / t.cpu_median)
     print(markdown_row(row), flush=True)
     if FLAGS.profile_dir:
-      row['profile'] = profile(run, os.path.join(FLAGS.profile_dir, f'{name}_{mode}'))
+      row['profile'] = profile(run, compiled,
+                               os.path.join(FLAGS.profile_dir, f'{name}_{mode}'))
     rows.append(row)
   return rows
 
 
-def profile(run: Callable[[], Any], log_dir: str) -> dict:
-  """Traces one `run()` into `log_dir`; prints and returns `trace_summary.summarize`."""
+def profile(run: Callable[[], Any], compiled, log_dir: str) -> dict:
+  """Traces one `run()` of `compiled` into `log_dir`; prints and returns
+  `trace_summary.summarize` (custom calls named by their targets)."""
   with jax.profiler.trace(log_dir, create_perfetto_trace=True):
     run()
   traces = sorted(glob.glob(os.path.join(log_dir, '**', 'perfetto_trace.json.gz'),
@@ -543,7 +550,7 @@ def profile(run: Callable[[], Any], log_dir: str) -> dict:
   if not traces:
     print(f'# no perfetto trace under {log_dir}', file=sys.stderr)
     return {}
-  summary = trace_summary.summarize(traces[-1], top=15)
+  summary = trace_summary.summarize(traces[-1], top=15, hlo_text=_text(compiled))
   print(trace_summary.markdown(summary), flush=True)
   return dict(summary, trace=traces[-1])
 

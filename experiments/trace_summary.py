@@ -1,6 +1,6 @@
 r"""Where a traced step's time goes: device time per op and per kind of op.
 
-  python experiments/trace_summary.py TRACE.json.gz [--top=25]
+  python experiments/trace_summary.py TRACE.json.gz [--top=25] [--hlo=PROGRAM.txt]
 
 TRACE is the `perfetto_trace.json.gz` (or `*.trace.json.gz`) that `jax.profiler.trace`
 writes; `benchmark.py --profile_dir=DIR` makes one per config and mode and prints this
@@ -8,6 +8,10 @@ summary. Device events are read from the GPU/TPU process (its 'XLA Ops' line whe
 trace has one, else its stream lines), or on CPU from XLA's executor threads of the host
 process. Each op name is put in a kind by its name (attention, matmul, convolution,
 fusion, copy, other), so a step's time splits into the parts an optimisation would change.
+On CPU the C++ kernels appear in the trace as `ffi_call.N`: given the compiled program's
+text (`--hlo`, `compiled.as_text()`; `benchmark.py` passes it), each custom call is named
+by its target instead (`ffi_call vivit_jax_matmul_f32_mkl`: matmul, `ffi_call
+vivit_jax_flash_attention_f32`: attention).
 """
 from __future__ import annotations
 
@@ -28,6 +32,16 @@ KINDS = (   # first match wins; names of XLA HLO ops, cuBLAS/cuDNN/YNNPACK kerne
 # of its body, which have their own events).
 NOT_OPS = re.compile(r'^(ThreadpoolListener|ThunkExecutor|SlinkyThreadPool|end: |\$|'
                      r'(while|call|conditional)(\.\d+)?$)')
+
+
+# An HLO instruction that is a custom call: its name and target.
+CUSTOM_CALL = re.compile(
+    r'%([\w.\-]+) = [^\n]*?custom-call\([^\n]*?custom_call_target="([^"]+)"')
+
+
+def custom_call_targets(hlo_text: str) -> dict[str, str]:
+  """{instruction name: custom-call target} of a compiled program's text."""
+  return dict(CUSTOM_CALL.findall(hlo_text))
 
 
 def base_name(name: str) -> str:
@@ -69,15 +83,20 @@ def device_events(events: list[dict]) -> list[dict]:
           and not NOT_OPS.match(e['name'])]
 
 
-def summarize(path: str, top: int = 25) -> dict:
+def summarize(path: str, top: int = 25, hlo_text: str = '') -> dict:
   """{'total_ms', 'kinds': {kind: ms}, 'ops': [(name, kind, ms, count)] (top by ms)}.
 
   Ops are summed over calls and over the layers (`base_name`); on CPU two threads' ops
-  overlap, so total_ms is op time summed over threads, not wall time.
+  overlap, so total_ms is op time summed over threads, not wall time. Custom calls of
+  `hlo_text` (the traced program's) are named `<base name> <target>`.
   """
+  targets = custom_call_targets(hlo_text)
   per_op = collections.defaultdict(lambda: [0.0, 0])
   for e in device_events(load_events(path)):
-    op = per_op[base_name(e['name'])]
+    name = base_name(e['name'])
+    if e['name'] in targets:
+      name = f"{name} {targets[e['name']]}"
+    op = per_op[name]
     op[0] += float(e.get('dur', 0.0)) / 1e3
     op[1] += 1
   kinds = collections.Counter()
@@ -102,8 +121,12 @@ def markdown(summary: dict) -> str:
 def main(argv):
   if len(argv) < 2:
     sys.exit(__doc__)
-  top = next((int(a.split('=', 1)[1]) for a in argv[2:] if a.startswith('--top=')), 25)
-  print(markdown(summarize(argv[1], top)))
+  options = dict(a[2:].split('=', 1) for a in argv[2:] if a.startswith('--') and '=' in a)
+  hlo_text = ''
+  if 'hlo' in options:
+    with open(options['hlo']) as f:
+      hlo_text = f.read()
+  print(markdown(summarize(argv[1], int(options.get('top', 25)), hlo_text)))
 
 
 if __name__ == '__main__':

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+from vivit_jax.models import cpu_attention
+
 ROOT = pathlib.Path(__file__).parent.parent
 
 
@@ -60,3 +62,8 @@ def test_profile_dir_splits_a_traced_step_by_kind_of_op(tmp_path):
   assert profile['kinds']['matmul'] > 0 and profile['total_ms'] > 0
   assert abs(sum(profile['kinds'].values()) - profile['total_ms']) < 1e-6
   assert 'device op time' in result.stdout and '| op | kind |' in result.stdout
+  # The C++ kernels' calls are named by their targets (benchmark passes the program).
+  names = [row[0] for row in profile['ops']]
+  assert 'ffi_call' not in names
+  if cpu_attention.unavailable_reason() is None:
+    assert 'ffi_call vivit_jax_flash_attention_f32' in names

@@ -65,3 +65,26 @@ def test_cpu_trace_reads_the_xla_threads_and_skips_runtime_and_loops(tmp_path):
   assert s['kinds'] == pytest.approx({'matmul': 4.0, 'fusion': 0.5})
   assert [o[0] for o in s['ops']] == ['ynn_fusion', 'negate_exponential_fusion']
   assert 'matmul 89%' in trace_summary.markdown(s)
+
+
+def test_cpu_custom_calls_are_named_by_their_targets(tmp_path):
+  """Given the program's text, the C++ kernels' `ffi_call.N` events split into matmul,
+  attention and convolution; names not in the program keep their own."""
+  hlo = '''
+  %ffi_call.3 = f32[8,16]{1,0} custom-call(%p0, %p1), custom_call_target="vivit_jax_matmul_f32_mkl", api_version=API_VERSION_TYPED_FFI
+  %ffi_call.4 = f32[8,16]{1,0} custom-call(%p0, %p1), custom_call_target="vivit_jax_matmul_f32_mkl"
+  %ffi_call.12 = (f32[1,8,2,4]{3,2,1,0}, f32[1,2,8]{2,1,0}) custom-call(%q, %k, %v), custom_call_target="vivit_jax_flash_attention_f32"
+  %ffi_call.20 = f32[27,96]{1,0} custom-call(%x, %g), custom_call_target="vivit_jax_depthwise_conv_kernel_grad_f32"
+  %add.1 = f32[8,16]{1,0} add(%ffi_call.3, %ffi_call.4)
+  '''
+  events = [meta(1, 11, 'tf_XLAEigen/1'),
+            op(1, 11, 'ffi_call.3', 2000), op(1, 11, 'ffi_call.4', 1000),
+            op(1, 11, 'ffi_call.12', 1500), op(1, 11, 'ffi_call.20', 250),
+            op(1, 11, 'ffi_call.99', 100), op(1, 11, 'add.1', 50)]
+  path = write(tmp_path, events)
+  s = trace_summary.summarize(path, hlo_text=hlo)
+  assert s['kinds'] == pytest.approx({'matmul': 3.0, 'attention': 1.5, 'convolution': 0.25,
+                                      'other': 0.15})
+  assert s['ops'][0] == ('ffi_call vivit_jax_matmul_f32_mkl', 'matmul', pytest.approx(3.0), 2)
+  assert ('ffi_call', 'other', pytest.approx(0.1), 1) in s['ops']
+  assert trace_summary.summarize(path)['kinds'] == pytest.approx({'other': 4.9})
