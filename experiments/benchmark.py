@@ -1,4 +1,4 @@
-r"""Throughput, latency, memory and MFU of the model zoo, next to Hugging Face PyTorch.
+r"""Throughput, latency, memory and MFU of the model zoo, next to the PyTorch implementations.
 
   python experiments/benchmark.py --config=configs/kinetics400/vivit_b16x2_spatio_temporal.py
   python experiments/benchmark.py --all --num_layers=2 --runs=3      # every paper config
@@ -21,14 +21,18 @@ loops and cuDNN calls would otherwise hide FLOPs, recomputation would add some).
 Achieved FLOP/s = FLOPs / median time; MFU = that / the device's peak (`PEAK_TFLOPS`
 below by device kind and dtype, or `--peak_tflops`).
 
-With torch and transformers installed (`--hf`, on by default), configs with a Hugging
-Face counterpart (ViViT Model 1 with tubelets -> `VivitForVideoClassification`,
-TimeSformer -> `TimesformerForVideoClassification`, sdpa attention) run the same shapes
-with random weights built locally, interleaved run by run with ours so a shared machine
-slows both alike; `ratio` = our clips/s / theirs (> 1: ours is faster), `cpu_ratio`
-the same by CPU seconds per call (this process, all threads), which a shared
-machine's load hardly changes. The training
-step there is forward, cross-entropy, backward, global-norm clipping and SGD momentum.
+With torch installed (`--pytorch`, alias `--hf`, on by default), configs with a PyTorch
+counterpart run the same shapes through it, random weights built locally, interleaved
+run by run with ours so a shared machine slows both alike: Hugging Face transformers'
+`VivitForVideoClassification` (ViViT Model 1 with tubelets, sdpa attention) and
+`TimesformerForVideoClassification` (eager: transformers has no sdpa path for it), and
+torchvision's `MViT` (MViT-B, MViTv2-S; our per-block schedule, any clip length) and
+`SwinTransformer3d` (Video Swin-T/S/B), whose attention is eager. A counterpart with
+another parameter count than ours is not the same model and is skipped (said on stderr).
+`ratio` = our clips/s / theirs (> 1: ours is faster), `cpu_ratio` the same by CPU
+seconds per call (this process, all threads), which a shared machine's load hardly
+changes. The training step there is forward, cross-entropy, backward, global-norm
+clipping and SGD momentum.
 
 `--profile_dir=DIR` also traces one call of ours per config and mode (`jax.profiler`,
 perfetto JSON under DIR) and prints its device time per op and kind of op
@@ -69,7 +73,7 @@ import numpy as np
 import trace_summary   # experiments/, beside this script.
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import cpu_attention, layers
+from vivit_jax.models import cpu_attention, layers, mvit
 from vivit_jax.train import optim, parallel, steps
 
 FLAGS = flags.FLAGS
@@ -92,7 +96,9 @@ flags.DEFINE_string('remat_policy', None, 'Override config.model.remat_policy.')
 flags.DEFINE_string('attention_impl', None, 'Override config.model.attention_impl.')
 flags.DEFINE_bool('inference', True, 'Measure inference.')
 flags.DEFINE_bool('train', True, 'Measure a training step.')
-flags.DEFINE_bool('hf', True, 'Also run Hugging Face PyTorch counterparts if installed.')
+flags.DEFINE_bool('pytorch', True, 'Also run the PyTorch counterparts where installed '
+                  '(Hugging Face transformers, torchvision).')
+flags.DEFINE_alias('hf', 'pytorch')   # its name before torchvision's models.
 flags.DEFINE_float('peak_tflops', None, 'Device peak TFLOP/s for MFU (default: table).')
 flags.DEFINE_string('json', None, 'Write the rows as JSON to this path.')
 flags.DEFINE_string('profile_dir', None,
@@ -371,68 +377,145 @@ def largest_train_batch(ours: Ours, limit: Optional[int], max_batch: int) -> Opt
 
 
 # --------------------------------------------------------------------------------------
-# Hugging Face PyTorch counterparts.
+# PyTorch counterparts: Hugging Face transformers (ViViT, TimeSformer) and torchvision
+# (MViT, Video Swin), built locally with random weights at the same shapes.
 
-def hf_available() -> bool:
+def torch_available() -> bool:
   try:
     import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    import transformers  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
     return False
   return True
 
 
+def hf_available() -> bool:
+  try:
+    import transformers  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return False
+  return torch_available()
+
+
+def torchvision_available() -> bool:
+  try:
+    import torchvision  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except Exception:   # pylint: disable=broad-except
+    # ImportError, or a torchvision built for another torch (RuntimeError at import).
+    return False
+  return True
+
+
 def hf_model(config):
-  """(model, device, dtype, attention) of the Hugging Face counterpart of `config`, with
-  random weights, or None."""
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
+  """(model, attention) of the Hugging Face counterpart of `config`, random weights, on
+  the CPU in float32, or None where transformers has none (or is not installed)."""
   m, d = config.model, config.dataset
+  if not ((m.name == 'vivit' and m.attention_type == 'spatio_temporal'
+           and m.embedding == 'tubelet' and m.classifier == 'token')
+          or m.name == 'timesformer') or not hf_available():
+    return None
+  import transformers  # pylint: disable=import-outside-toplevel
   act = 'gelu_pytorch_tanh' if m.get('gelu_approximate', False) else 'gelu'
   common = dict(hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
                 num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim,
                 hidden_act=act, layer_norm_eps=m.get('layer_norm_epsilon', 1e-6),
                 image_size=d.crop_size, num_frames=d.num_frames, num_labels=d.num_classes,
                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-  if (m.name == 'vivit' and m.attention_type == 'spatio_temporal'
-      and m.embedding == 'tubelet' and m.classifier == 'token'):
+  if m.name == 'vivit':
     hf_config = transformers.VivitConfig(
         tubelet_size=[m.temporal_patch_size, *m.patch_size], qkv_bias=True, **common)
     cls = transformers.VivitForVideoClassification
-  elif m.name == 'timesformer':
+  else:
     hf_config = transformers.TimesformerConfig(
         patch_size=m.patch_size[0], attention_type=m.attention_type, **common)
     cls = transformers.TimesformerForVideoClassification
-  else:
-    return None
-  torch.manual_seed(0)
-  dtype = torch.bfloat16 if m.get('dtype', 'float32') == 'bfloat16' else torch.float32
-  device = 'cuda' if torch.cuda.is_available() else 'cpu'
   for attn in ('sdpa', 'eager'):   # TimeSformer has no sdpa path in transformers 5.
     hf_config._attn_implementation = attn   # pylint: disable=protected-access
     try:
-      model = cls(hf_config)
+      return cls(hf_config), attn
     except ValueError:
       continue
-    return model.to(device=device, dtype=dtype), device, dtype, attn
   raise RuntimeError(f'{cls.__name__} could not be built with sdpa or eager attention')
 
 
-class Theirs:
-  """Inference and a training step of the Hugging Face counterpart."""
+def torchvision_model(config):
+  """(model, attention) of torchvision's MViT (v1-B, v2-S) or Swin3D counterpart of
+  `config`, random weights, float32 on the CPU, or None (not those models, torchvision
+  missing). Our stochastic depth rate (and MViT's head dropout); eager attention (matmul,
+  softmax, matmul)."""
+  m, d = config.model, config.dataset
+  if m.name not in ('mvit', 'video_swin') or not torchvision_available():
+    return None
+  from torchvision.models import video  # pylint: disable=import-outside-toplevel
+  common = dict(num_classes=d.num_classes, stochastic_depth_prob=m.stochastic_depth)
+  if m.name == 'mvit':
+    # torchvision's builders fix the clip at 16x224^2: its MViT class from our block
+    # schedule (widths, heads, pooling kernels and strides per block) instead.
+    t, h, w = (n // s for n, s in zip((d.num_frames, d.crop_size, d.crop_size),
+                                      m.patch_stride))
+    blocks = [video.mvit.MSBlockConfig(
+        num_heads=b.num_heads, input_channels=b.dim, output_channels=b.dim_out,
+        kernel_q=list(b.q_kernel), kernel_kv=list(b.kv_kernel), stride_q=list(b.q_stride),
+        stride_kv=list(b.kv_stride)) for b in mvit.block_specs(m, (t, h, w))]
+    v2 = bool(m.rel_pos_spatial)
+    model = video.mvit.MViT(
+        spatial_size=(d.crop_size, d.crop_size), temporal_size=d.num_frames,
+        block_setting=blocks, residual_pool=bool(m.residual_pooling),
+        residual_with_cls_embed=False, rel_pos_embed=v2,
+        proj_after_attn=bool(m.dim_mul_in_att),
+        dropout=m.head_dropout_rate, patch_embed_kernel=tuple(m.patch_kernel),
+        patch_embed_stride=tuple(m.patch_stride),
+        patch_embed_padding=tuple(m.patch_padding), **common)
+  else:
+    model = video.swin_transformer.SwinTransformer3d(
+        patch_size=[m.temporal_patch_size, *m.patch_size], embed_dim=m.embed_dim,
+        depths=list(m.depths), num_heads=list(m.num_heads),
+        window_size=list(m.window_size), mlp_ratio=m.mlp_ratio, **common)
+  return model, 'eager'
 
-  def __init__(self, config):
-    self.config = config
-    self.model, self.device, self.dtype, self.attn = hf_model(config)
-    self.name = type(self.model).__name__
+
+def pytorch_model(config, num_params: int):
+  """(model, attention) of the PyTorch counterpart of `config` with `num_params`
+  parameters like ours, or None. A counterpart whose parameter count differs is not the
+  same architecture (e.g. a reduced config torchvision cannot express): skipped, said."""
+  import torch  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  built = hf_model(config) or torchvision_model(config)
+  if built is None:
+    return None
+  theirs = sum(p.numel() for p in built[0].parameters())
+  if theirs != num_params:
+    print(f'# no PyTorch comparison: {type(built[0]).__name__} has {theirs} parameters, '
+          f'ours {num_params}', file=sys.stderr, flush=True)
+    return None
+  return built
+
+
+class Theirs:
+  """Inference and a training step of the PyTorch counterpart (`pytorch_model`)."""
+
+  def __init__(self, config, model, attn):
+    import torch  # pylint: disable=import-outside-toplevel
+    self.config, self.attn = config, attn
+    self.hf = type(model).__module__.startswith('transformers')
+    self.name = (type(model).__name__.replace('ForVideoClassification', '') if self.hf
+                 else f'torchvision {type(model).__name__}')
+    self.dtype = (torch.bfloat16 if config.model.get('dtype', 'float32') == 'bfloat16'
+                  else torch.float32)
+    self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    self.model = model.to(device=self.device, dtype=self.dtype)
 
   def _inputs(self, batch):
     import torch  # pylint: disable=import-outside-toplevel
     d = self.config.dataset
     g = torch.Generator().manual_seed(1)
     video = torch.randn((batch, d.num_frames, 3, d.crop_size, d.crop_size), generator=g)
+    if not self.hf:
+      video = video.transpose(1, 2).contiguous()   # torchvision: [B, C, T, H, W].
     labels = torch.randint(0, d.num_classes, (batch,), generator=g)
     return video.to(self.device, self.dtype), labels.to(self.device)
+
+  def _logits(self, video):
+    return self.model(pixel_values=video).logits if self.hf else self.model(video)
 
   def _sync(self):
     import torch  # pylint: disable=import-outside-toplevel
@@ -446,7 +529,7 @@ class Theirs:
 
     def run():
       with torch.inference_mode():
-        self.model(pixel_values=video).logits.float().cpu()
+        self._logits(video).float().cpu()
       self._sync()
     return run
 
@@ -457,7 +540,7 @@ class Theirs:
 
     def run():
       self.model.train()
-      logits = self.model(pixel_values=video).logits.float()
+      logits = self._logits(video).float()
       if logits.shape[0] != labels.shape[0]:
         # transformers' TimeSformer 'space_only' classifies every frame ([B*T, classes]);
         # the original (and ours) averages the frames first.
@@ -481,7 +564,7 @@ def num_blocks(m) -> int:
   return m.depth if 'depth' in m else sum(m.depths)
 
 
-def benchmark(spec: str, use_hf: bool) -> list[dict]:
+def benchmark(spec: str, use_pytorch: bool) -> list[dict]:
   config = load(spec)
   m, d = config.model, config.dataset
   name = pathlib.Path(spec.partition(':')[0]).stem + (
@@ -496,7 +579,11 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
           'remat_policy': m.get('remat_policy', None) if m.get('remat', False) else None,
           'device': dev.device_kind, 'platform': dev.platform}
   ours = Ours(config)
-  theirs = Theirs(config) if use_hf and hf_model_supported(config) else None
+  counterpart = None
+  if use_pytorch:
+    num_params = sum(x.size for x in jax.tree.leaves(ours.params))
+    counterpart = pytorch_model(config, num_params)
+  theirs = Theirs(config, *counterpart) if counterpart else None
   rows = []
   modes = [('inference', FLAGS.batch_size)] if FLAGS.inference else []
   if FLAGS.train:
@@ -530,7 +617,8 @@ def benchmark(spec: str, use_hf: bool) -> list[dict]:
                **_attention_kernel_calls(compiled))
     if theirs is not None:
       th = timing['theirs']
-      row.update(hf_model=theirs.name, hf_attention=theirs.attn, hf=th.as_dict(), hf_clips_per_s=batch / th.median,
+      row.update(pytorch_model=theirs.name, pytorch_attention=theirs.attn,
+                 pytorch=th.as_dict(), pytorch_clips_per_s=batch / th.median,
                  ratio=th.median / t.median, cpu_ratio=th.cpu_median / t.cpu_median)
     print(markdown_row(row), flush=True)
     if FLAGS.profile_dir:
@@ -575,7 +663,7 @@ def attention_kernels(spec: str) -> list[dict]:
         else layers.dot_product_attention(q, k, v, impl=impl)))
     fns['jax.nn.dot_product_attention' if impl == 'xla' else impl] = (
         lambda fn=fn: jax.block_until_ready(fn(q, k, v)))
-  if hf_available():
+  if torch_available():
     import torch  # pylint: disable=import-outside-toplevel
     tq, tk, tv = (torch.from_numpy(np.array(a)).transpose(1, 2).contiguous()
                   for a in (q, k, v))
@@ -597,16 +685,9 @@ def attention_kernels(spec: str) -> list[dict]:
   return rows
 
 
-def hf_model_supported(config) -> bool:
-  m = config.model
-  return ((m.name == 'vivit' and m.attention_type == 'spatio_temporal'
-           and m.embedding == 'tubelet' and m.classifier == 'token')
-          or m.name == 'timesformer')
-
-
 HEADER = ('| config | mode | input | layers | dtype | attn | batch | median s (min-max) | '
           'CPU s | clips/s | ms/clip | GFLOPs | TFLOP/s | MFU | compiled GB | '
-          'HF (attn): median s | ours/HF clips/s |\n' + '|---' * 17 + '|')
+          'PyTorch (attn): median s | ours/PyTorch clips/s |\n' + '|---' * 17 + '|')
 
 
 def _gb(x):
@@ -623,8 +704,8 @@ def _attention_column(r) -> str:
 
 
 def markdown_row(r) -> str:
-  hf = (f"{r['hf_model'].replace('ForVideoClassification', '')} ({r['hf_attention']}): "
-        f"{r['hf']['median_s']:.3f}" if 'hf' in r else '-')
+  theirs = (f"{r['pytorch_model']} ({r['pytorch_attention']}): "
+            f"{r['pytorch']['median_s']:.3f}" if 'pytorch' in r else '-')
   ratio = '-' if 'ratio' not in r else f"{r['ratio']:.2f}x" + (
       f" (CPU {r['cpu_ratio']:.2f}x)" if r['platform'] == 'cpu' else '')   # GPU: async.
   mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
@@ -634,7 +715,7 @@ def markdown_row(r) -> str:
           f"{r['batch']} | {r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | "
           f"{r['cpu_median_s']:.3f} | "
           f"{r['clips_per_s']:.2f} | {1e3 * r['latency_per_clip_s']:.0f} | "
-          f"{r['gflops']:.4g} | {r['achieved_tflops']:.3g} | {mfu} | {_gb(mem)} | {hf} | "
+          f"{r['gflops']:.4g} | {r['achieved_tflops']:.3g} | {mfu} | {_gb(mem)} | {theirs} | "
           f"{ratio} |")
 
 
@@ -645,11 +726,15 @@ def environment() -> dict:
          'machine': platform.processor() or platform.machine(),
          'xla_flags': os.environ.get('XLA_FLAGS', ''),
          'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', '')}
-  if hf_available():
+  if torch_available():
     import torch  # pylint: disable=import-outside-toplevel
+    env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+  if hf_available():
     import transformers  # pylint: disable=import-outside-toplevel
-    env.update(torch=torch.__version__, transformers=transformers.__version__,
-               torch_threads=torch.get_num_threads())
+    env.update(transformers=transformers.__version__)
+  if torchvision_available():
+    import torchvision  # pylint: disable=import-outside-toplevel
+    env.update(torchvision=torchvision.__version__)
   return env
 
 
@@ -665,7 +750,7 @@ def main(argv):
     raise app.UsageError(
         f'training batch {train_batch} (--train_batch_size, else --batch_size) must be a '
         f'multiple of the {jax.device_count()} devices the training step shards over.')
-  use_hf = FLAGS.hf and hf_available()
+  use_pytorch = FLAGS.pytorch and torch_available()
   env = environment()
   print(' '.join(f'{k}={v}' for k, v in env.items()))
   rows = []
@@ -676,7 +761,7 @@ def main(argv):
     print(HEADER, flush=True)
   for spec in specs:
     rows.extend(attention_kernels(spec) if FLAGS.attention_kernels
-                else benchmark(spec, use_hf))
+                else benchmark(spec, use_pytorch))
     if FLAGS.json:   # after every config: a run cut short keeps what it measured.
       pathlib.Path(FLAGS.json).write_text(json.dumps({'environment': env, 'rows': rows},
                                                      indent=2))

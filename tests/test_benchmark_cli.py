@@ -1,21 +1,34 @@
-"""experiments/benchmark.py runs every model family end to end (tiny configs, no HF):
-one inference and one training row per config, with the block count of each family."""
+"""experiments/benchmark.py runs every model family end to end (tiny configs, no PyTorch):
+one inference and one training row per config, with the block count of each family; and,
+where torchvision imports, next to torchvision's MViT and Swin3D."""
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from vivit_jax.models import cpu_attention
 
 ROOT = pathlib.Path(__file__).parent.parent
 
 
-def run_benchmark(*args, devices=1):
+def run_benchmark(*args, devices=1, pytorch=False):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   return subprocess.run(
       [sys.executable, str(ROOT / 'experiments' / 'benchmark.py'), '--runs=1', '--warmup=0',
-       '--nohf', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+       '--pytorch' if pytorch else '--nohf', *args], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=600)
+
+
+def require_torchvision():
+  try:
+    import torchvision  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except Exception as e:   # pylint: disable=broad-except
+    # Not installed, or built for another torch (the CPU torch of the test extra has no
+    # matching torchvision wheel: RuntimeError 'operator torchvision::nms does not exist').
+    pytest.skip(f'torchvision does not import here: {e!r:.200}')
 
 
 def test_every_family_gives_inference_and_train_rows(tmp_path):
@@ -67,3 +80,59 @@ def test_profile_dir_splits_a_traced_step_by_kind_of_op(tmp_path):
   assert 'ffi_call' not in names
   if cpu_attention.unavailable_reason() is None:
     assert 'ffi_call vivit_jax_flash_attention_f32' in names
+
+
+def test_torchvision_counterparts_time_the_same_mvit_and_swin(tmp_path):
+  """Tiny MViT v1/v2 and Video Swin configs run next to torchvision's models, which take
+  our block schedule and have our parameter counts (the benchmark skips a counterpart
+  whose count differs, and the rows would then have no 'pytorch' entry)."""
+  require_torchvision()
+  out = tmp_path / 'rows.json'
+  names = ('mvit', 'mvitv2', 'video_swin')
+  result = run_benchmark(*[f'--config=configs/synthetic/{n}.py:tiny' for n in names],
+                         '--batch_size=2', f'--json={out}', pytorch=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'no PyTorch comparison' not in result.stderr
+  rows = json.loads(out.read_text())['rows']
+  assert len(rows) == 2 * len(names)
+  for r in rows:
+    expected = 'SwinTransformer3d' if r['config'].startswith('video_swin') else 'MViT'
+    assert r['pytorch_model'] == f'torchvision {expected}', r
+    assert r['pytorch']['median_s'] > 0 and r['ratio'] > 0
+
+
+PAPER_COUNTERPARTS = """
+import sys
+sys.path.insert(0, 'experiments')
+import jax
+import benchmark
+from vivit_jax import config as vc
+from vivit_jax import models
+for name in sys.argv[1:]:
+  config = vc.load_config(f'configs/kinetics400/{name}.py', None)
+  model = models.create_model(config.model, config.dataset.num_classes)
+  d = config.dataset
+  shape = (1, d.num_frames, d.crop_size, d.crop_size, 3)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(shape)))
+  ours = sum(x.size for x in jax.tree.leaves(params['params']))
+  built = benchmark.pytorch_model(config, ours)
+  print(name, ours, type(built[0]).__name__ if built else None)
+"""
+
+
+def test_torchvision_counterparts_of_the_paper_configs_match_ours():
+  """MViT-B (16x4, 32x3), MViTv2-S and Video Swin-T/S/B: torchvision's models at the
+  papers' sizes have exactly our parameter counts (36.6M, 34.5M, 28M, ... by the papers)."""
+  require_torchvision()
+  names = ['mvit_b_16x4', 'mvit_b_32x3', 'mvitv2_s_16x4', 'swin_t', 'swin_s', 'swin_b']
+  result = subprocess.run([sys.executable, '-c', PAPER_COUNTERPARTS, *names], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [line.split() for line in result.stdout.splitlines()]
+  assert [line[0] for line in lines] == names
+  counts = {name: int(count) for name, count, _ in lines}
+  assert all(kind != 'None' for _, _, kind in lines), result.stdout + result.stderr[-2000:]
+  # The papers' (rounded) counts: MViT-B 36.6M, MViTv2-S 34.5M, Swin-T 28M, -S 50M, -B 88M.
+  for name, millions in [('mvit_b_16x4', 36.6), ('mvitv2_s_16x4', 34.5), ('swin_t', 28),
+                         ('swin_s', 50), ('swin_b', 88)]:
+    assert abs(counts[name] / 1e6 - millions) < 0.6, (name, counts[name])
