@@ -61,6 +61,12 @@ step 100 profile env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinferen
   --profile_dir=/tmp/profile --json={json}
 trace=$(ls -t /tmp/profile/*/plugins/profile/*/perfetto_trace.json.gz 2> /dev/null | head -1)
 [[ -n "$trace" ]] && cp "$trace" "$OUT/m1_train_trace.json.gz"
+# The same step with GELU and LayerNorm differentiated by autodiff instead of their own
+# backward passes (layers.own_backward_passes; landed after the last GPU run, measured
+# on CPU only): the profile step's numbers are the baseline.
+step 90 m1_autodiff env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 VIVIT_JAX_OWN_BACKWARD=0 \
+  $BENCH --nohf --noinference --train_batch_size=16 \
+  --config=$K/vivit_b16x2_spatio_temporal.py --json={json}
 # ViViT-L/16x2 factorised encoder at 32 frames: remat makes a batch of 32 fit.
 step 110 l_fe_remat env XLA_PYTHON_CLIENT_MEM_FRACTION=.95 $BENCH --nohf --noinference \
   --remat --train_batch_size=32 --config=$K/vivit_l16x2_factorised_encoder.py --json={json}

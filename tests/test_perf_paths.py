@@ -125,6 +125,34 @@ def test_gelu_equals_jax_gelu(approximate, dtype):
   np.testing.assert_allclose(np.float32(got), want, rtol=tol, atol=tol)
 
 
+def test_own_backward_passes_can_be_turned_off(monkeypatch):
+  """VIVIT_JAX_OWN_BACKWARD=0 (for measuring both on a new backend) traces GELU and
+  LayerNorm through autodiff: same values, gradients within float32 rounding, and no
+  optimization barrier (the mark of our backward passes) in the lowered program."""
+  cfg = layers.TransformerConfig(hidden_size=16, num_heads=2, mlp_dim=40, num_layers=1)
+
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.MlpBlock(cfg)(layers.LayerNorm()(x), deterministic=True)
+  block = Block()
+  x = jax.random.normal(jax.random.key(0), (2, 5, 16))
+  params = block.init(jax.random.key(1), x)
+  loss = lambda p, x: jnp.sum(jnp.sin(block.apply(p, x)))
+
+  def run():   # a fresh trace each time: the switch is read while tracing.
+    grad = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    return grad(params, x), grad.lower(params, x).as_text()
+  (value, grads), text = run()
+  monkeypatch.setenv('VIVIT_JAX_OWN_BACKWARD', '0')
+  assert not layers.own_backward_passes()
+  (value_off, grads_off), text_off = run()
+  assert 'optimization_barrier' in text and 'optimization_barrier' not in text_off
+  np.testing.assert_allclose(value_off, value, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads_off), jax.tree.leaves(grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize('lq,lk,chunk', [
     (37, 37, 8),     # 5 chunks, last one padded.
     (32, 19, 8),     # chunks divide Lq exactly; cross-attention (Lk != Lq).

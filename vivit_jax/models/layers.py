@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Mapping, Optional
 
 import einops
@@ -116,9 +117,19 @@ class LayerNorm(nn.Module):
     c = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (c,), self.param_dtype)
     bias = self.param('bias', nn.initializers.zeros, (c,), self.param_dtype)
-    y = layer_norm_rows(x.reshape(-1, c), scale, bias, self.epsilon)
+    norm = layer_norm_rows if own_backward_passes() else _layer_norm_rows_autodiff
+    y = norm(x.reshape(-1, c), scale, bias, self.epsilon)
     dtype = nn.dtypes.canonicalize_dtype(x, scale, dtype=self.dtype)
     return y.astype(dtype).reshape(x.shape)
+
+
+def own_backward_passes() -> bool:
+  """Whether GELU and LayerNorm differentiate through their own backward passes
+  (`gelu`, `layer_norm_rows`: the default) or through JAX's autodiff of the same
+  formulas (`VIVIT_JAX_OWN_BACKWARD=0`, read when a model is traced). Same values either
+  way; the switch is there to measure both on a backend where only autodiff has been
+  measured (experiments/gpu_run.sh's `m1_autodiff` step)."""
+  return os.environ.get('VIVIT_JAX_OWN_BACKWARD', '1') != '0'
 
 
 def _row_statistics(rows, epsilon):
@@ -163,6 +174,11 @@ def _layer_norm_rows_bwd(epsilon, residuals, grad):
 
 
 layer_norm_rows.defvjp(_layer_norm_rows_fwd, _layer_norm_rows_bwd)
+
+
+def _layer_norm_rows_autodiff(rows, scale, bias, epsilon):
+  """`layer_norm_rows`' values, differentiated by autodiff (`own_backward_passes()` off)."""
+  return _layer_norm_rows_fwd(rows, scale, bias, epsilon)[0]
 
 
 def layer_norm(cfg: TransformerConfig, name: Optional[str] = None) -> LayerNorm:
@@ -496,17 +512,23 @@ _SQRT_2_OVER_PI = np.sqrt(2 / np.pi)
 _TANH_CUBIC = 0.044715
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def gelu(x, approximate: bool = False):
   """GELU of every element: x [...] -> x's shape and dtype; `jax.nn.gelu`'s values.
 
   approximate=False: x * Phi(x), Phi the normal CDF (exact, erfc); True: the tanh
-  approximation. A custom VJP that keeps only x for the backward pass and recomputes
-  Phi there: autodiff of `jax.nn.gelu` kept three activation-sized residuals, and for
-  ViViT-B's MLP ([3137, 3072] per layer, 2 CPU cores) took 48 + 14 ms forward +
-  backward against 20 + 22 ms (0.3 s of a 12-layer training step), with a third of the
-  activation memory.
+  approximation. Differentiated by a custom VJP that keeps only x for the backward pass
+  and recomputes Phi there (`own_backward_passes()`; else autodiff of `jax.nn.gelu`):
+  autodiff kept three activation-sized residuals, and for ViViT-B's MLP ([3137, 3072]
+  per layer, 2 CPU cores) took 48 + 14 ms forward + backward against 20 + 22 ms (0.3 s
+  of a 12-layer training step), with a third of the activation memory.
   """
+  if not own_backward_passes():
+    return jax.nn.gelu(x, approximate=approximate)
+  return _gelu(x, approximate)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _gelu(x, approximate):
   return jax.nn.gelu(x, approximate=approximate)
 
 
@@ -530,7 +552,7 @@ def _gelu_bwd(approximate, x, grad):
   return ((grad * slope).astype(x.dtype),)
 
 
-gelu.defvjp(_gelu_fwd, _gelu_bwd)
+_gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
 
 class MlpBlock(nn.Module):
