@@ -208,6 +208,54 @@ def test_narrower_vector_builds_agree(march, lanes):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
+# (B, Lq, H, Dh, key grid (T, Hr, W), skip): MViTv2's layouts (a CLS key, 8x7x7 keys)
+# and grids whose rows are shorter or longer than a vector, with and without CLS.
+REL_SHAPES = [(1, 50, 2, 16, (8, 7, 7), 1), (2, 37, 3, 20, (2, 3, 5), 0),
+              (1, 97, 1, 64, (1, 1, 33), 1), (2, 9, 2, 8, (4, 2, 1), 2)]
+
+
+@pytest.mark.parametrize('b,lq,h,d,grid,skip', REL_SHAPES)
+def test_decomposed_bias_equals_its_dense_bias(b, lq, h, d, grid, skip):
+  """A DecomposedBias through the kernel (added row by row, its gradient summed over the
+  grid's other axes in the backward kernel) gives the explicit path's values and
+  gradients with the dense bias it stands for."""
+  lk = skip + int(np.prod(grid))
+  q, k, v = qkv(b, lq, lk, h, d)
+  rel = layers.DecomposedBias(
+      2.0 * jax.random.normal(jax.random.key(4), (b, h, lq, sum(grid))), grid, skip)
+  dense = rel.dense()
+  assert dense.shape == (b, h, lq, lk)
+  assert np.all(np.asarray(dense[..., :skip]) == 0)
+  t, hr, w = grid   # the last grid key gets every term's last entry.
+  np.testing.assert_allclose(dense[..., -1], rel.terms[..., t - 1] + rel.terms[..., t + hr - 1]
+                             + rel.terms[..., t + hr + w - 1], rtol=1e-6)
+  g = jax.random.normal(jax.random.key(5), q.shape)
+
+  def run(impl):
+    def f(q, k, v, terms):
+      bias = layers.DecomposedBias(terms, grid, skip)
+      return layers.dot_product_attention(q, k, v, bias=bias, impl=impl)
+    out, vjp = jax.vjp(jax.jit(f), q, k, v, rel.terms)
+    return out, vjp(g), jax.jit(f).lower(q, k, v, rel.terms).as_text()
+  out, grads, hlo = run('cpu_flash')
+  want, want_grads, _ = run('explicit')
+  assert cpu_attention.TARGET in hlo and 'rel_t' in hlo
+  np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-6)
+  for name, a, e in zip(('dq', 'dk', 'dv', 'dterms'), grads, want_grads):
+    np.testing.assert_allclose(a, e, rtol=1e-4, atol=2e-5, err_msg=name)
+
+
+def test_decomposed_bias_that_does_not_fit_is_refused():
+  q, k, v = qkv(1, 5, 10, 2, 8)
+  terms = jnp.zeros((1, 2, 5, 2 + 2 + 2))
+  with pytest.raises(ValueError, match=r'Lk = skip \+ T \* Hr \* W'):
+    cpu_attention.flash_attention(q, k, v, rel=(terms, (2, 2, 2, 1)))   # 1 + 8 != 10
+  bias = layers.DecomposedBias(terms, (2, 2, 2), skip=1)
+  assert not cpu_attention.supports(q, k, v, rel=bias.kernel_args())
+  with pytest.raises(ValueError, match='cpu_flash'):
+    layers.dot_product_attention(q, k, v, bias=bias, impl='cpu_flash')
+
+
 def calls_kernel(fn, *args) -> bool:
   return cpu_attention.TARGET in jax.jit(fn).lower(*args).as_text()
 

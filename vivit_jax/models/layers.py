@@ -224,6 +224,34 @@ def resolve_attention_impl(impl: str) -> str:
   return impl
 
 
+@dataclasses.dataclass(frozen=True)
+class DecomposedBias:
+  """An attention bias that is a sum of per-axis terms over a T x Hr x W key grid
+  (MViTv2's decomposed relative positions), passed as `dot_product_attention`'s `bias`:
+
+    bias[b, n, q, skip + (i * Hr + j) * W + l]
+        = terms[b, n, q, i] + terms[b, n, q, T + j] + terms[b, n, q, T + Hr + l],
+
+  and 0 for the first `skip` keys (a CLS token). terms: float32 [B, H, Lq, T + Hr + W];
+  grid: (T, Hr, W). The C++ CPU kernel adds it row by row; the other kernels get `dense()`.
+  """
+  terms: Any
+  grid: tuple
+  skip: int = 0
+
+  def dense(self):
+    """The bias it stands for: float32 [B, H, Lq, skip + T * Hr * W]."""
+    t, h, w = self.grid
+    rt, rh, rw = jnp.split(jnp.asarray(self.terms, jnp.float32), [t, t + h], axis=-1)
+    bias = rt[..., :, None, None] + rh[..., None, :, None] + rw[..., None, None, :]
+    bias = bias.reshape(*bias.shape[:-3], t * h * w)
+    return jnp.pad(bias, [(0, 0)] * (bias.ndim - 1) + [(self.skip, 0)])
+
+  def kernel_args(self):
+    """(terms, (T, Hr, W, skip)): `cpu_attention.flash_attention`'s `rel`."""
+    return self.terms, (*self.grid, self.skip)
+
+
 def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str = 'xla',
                           dropout_rate: float = 0.0, dropout_rng=None,
                           deterministic: bool = True,
@@ -235,6 +263,8 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   attend) removes logits; both broadcast to [B, H, Lq, Lk] (e.g. a relative position
   bias [1, H, Lq, Lk], a window mask [B, 1, Lq, Lk]); they go to
   `jax.nn.dot_product_attention`'s `bias`/`mask`, or are applied in the explicit path.
+  `bias` may also be a `DecomposedBias`, which the C++ CPU kernel takes as it is and the
+  other kernels as its `dense()` array.
   `impl` (see `resolve_attention_impl`): 'xla' is the fastest correct kernel of the
   backend (on GPU, cuDNN for half precision where `cudnn_accepts` the shapes, odd
   lengths padded by `even_length_attention`; XLA otherwise); 'cudnn' forces
@@ -252,16 +282,24 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
   requested = impl
   impl = resolve_attention_impl(impl)
   use_dropout = dropout_rate > 0.0 and not deterministic
+  rel = bias.kernel_args() if isinstance(bias, DecomposedBias) else None
+  dense_bias = None if rel is not None else bias
   if impl == 'cpu_flash' and not use_dropout:
-    if not cpu_attention.supports(query, key, value, bias, mask):
+    if not cpu_attention.supports(query, key, value, dense_bias, mask, rel):
       reason = (cpu_attention.unavailable_reason() or
                 'it takes [B, L, H, Dh] float inputs, bias and mask broadcasting to '
-                '[B, H, Lq, Lk] with batch axis 1 or B and head axis 1 or H')
+                '[B, H, Lq, Lk] with batch axis 1 or B and head axis 1 or H, and a '
+                'DecomposedBias with terms [B, H, Lq, T + Hr + W] and '
+                'Lk = skip + T * Hr * W')
       raise ValueError(f"attention impl 'cpu_flash' cannot run this call: {reason}")
-    return cpu_attention.flash_attention(query, key, value, bias=bias, mask=mask)
+    return cpu_attention.flash_attention(query, key, value, bias=dense_bias, mask=mask,
+                                         rel=rel)
   if (requested == 'xla' and impl == 'chunked' and not use_dropout
-      and cpu_attention.supports(query, key, value, bias, mask)):
-    return cpu_attention.flash_attention(query, key, value, bias=bias, mask=mask)
+      and cpu_attention.supports(query, key, value, dense_bias, mask, rel)):
+    return cpu_attention.flash_attention(query, key, value, bias=dense_bias, mask=mask,
+                                         rel=rel)
+  if rel is not None:
+    bias = bias.dense()
   if impl == 'cpu_flash':
     impl = 'chunked'
   if impl == 'chunked':

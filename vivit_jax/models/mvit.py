@@ -18,7 +18,9 @@ video: float32[B, T, H, W, C] -> logits float32[B, num_classes]:
      change (its skip goes through `proj` = Linear(LN(x))); v2 (`dim_mul_in_att`) widens
      in the attention of the stage's first block, adds the decomposed relative position
      bias (`rel_pos_spatial`, `rel_pos_temporal`: query-dependent terms q . R_h[dh],
-     q . R_w[dw], q . R_t[dt] added to the logits) and the residual pooling connection
+     q . R_w[dw], q . R_t[dt] added to the logits, handed to the attention kernel as a
+     `layers.DecomposedBias`, which the C++ CPU kernel adds row by row without building
+     the [Lq, Lk] bias) and the residual pooling connection
      (`residual_pooling`: the pooled query is added to the attention output).
   3. LayerNorm, the CLS token (mean of the tokens without CLS), dropout, linear head.
 
@@ -64,8 +66,8 @@ import numpy as np
 
 from vivit_jax import config as vc
 from vivit_jax.models import cpu_depthwise_conv, embeddings, precision
-from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
-                                     TransformerConfig, layer_norm)
+from vivit_jax.models.layers import (AttendFn, DecomposedBias, DropPath, MlpBlock,
+                                     MultiHeadAttention, TransformerConfig, layer_norm)
 
 Grid = tuple  # (t, h, w) token grid
 
@@ -274,8 +276,10 @@ class PoolingAttentionLayout(nn.Module):
     x = jnp.concatenate([x[:, :c], tokens], axis=1)
     return layer_norm(cfg, f'norm_{name}')(x), grid
 
-  def relative_position_bias(self, query, q_grid, k_grid):
-    """Decomposed relative position bias [B, heads, Lq, Lk] (zero on CLS rows/cols)."""
+  def relative_position_bias(self, query, q_grid, k_grid) -> DecomposedBias:
+    """Decomposed relative position bias of [B, heads, Lq, Lk] logits (zero on CLS rows
+    and columns): terms q . R_t[dt], q . R_h[dh], q . R_w[dw] per query and key grid
+    index, float32 [B, heads, Lq, kt + kh + kw] (an axis turned off contributes zeros)."""
     c = int(self.has_cls)
     dh = query.shape[-1]
     q = einops.rearrange(query[:, c:], 'b (t h w) n d -> b n t h w d',
@@ -285,20 +289,18 @@ class PoolingAttentionLayout(nn.Module):
             ('w', self.rel_pos_spatial))
     for axis, (name, on) in enumerate(axes):
       if not on:
+        terms.append(jnp.zeros((*q.shape[:5], k_grid[axis]), jnp.float32))
         continue
       size = 2 * max(q_grid[axis], k_grid[axis]) - 1
       table = self.param(f'rel_pos_{name}', nn.initializers.normal(0.02), (size, dh),
                          self.cfg.param_dtype)
       rel = table[relative_distances(q_grid[axis], k_grid[axis])].astype(jnp.float32)
       subscripts = 'bnthwd,' + {'t': 'tkd', 'h': 'hkd', 'w': 'wkd'}[name] + '->bnthwk'
-      term = jnp.einsum(subscripts, q, rel)          # [B, n, t, h, w, k_axis]
-      shape = list(term.shape[:-1]) + [1, 1, 1]
-      shape[5 + axis] = term.shape[-1]
-      terms.append(term.reshape(shape))
-    bias = sum(terms)                                  # [B, n, t, h, w, kt|1, kh|1, kw|1]
-    bias = jnp.broadcast_to(bias, bias.shape[:5] + tuple(k_grid))
-    bias = einops.rearrange(bias, 'b n t h w i j k -> b n (t h w) (i j k)')
-    return jnp.pad(bias, [(0, 0), (0, 0), (c, 0), (c, 0)])
+      terms.append(jnp.einsum(subscripts, q, rel))   # [B, n, t, h, w, k_axis]
+    terms = jnp.concatenate(terms, axis=-1)
+    terms = terms.reshape(*terms.shape[:2], -1, terms.shape[-1])
+    terms = jnp.pad(terms, [(0, 0), (0, 0), (c, 0), (0, 0)])   # CLS query rows: 0
+    return DecomposedBias(terms, tuple(k_grid), skip=c)
 
   @nn.compact
   def __call__(self, query, key, value, attend: AttendFn):

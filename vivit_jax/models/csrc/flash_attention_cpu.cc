@@ -4,7 +4,10 @@
 //   q: f32[..., Lq, H, D], k, v: f32[..., Lk, H, D],
 //   bias: f32[..., Bb, Hb, Lq, Lk], mask: pred[..., Bm, Hm, Lq, Lk] (optional: zero
 //   elements = none; added to / masking the scaled logits, broadcast over batch and heads),
-//   attribute scale: f32
+//   rel: f32[..., B, H, Lq, T + Hr + W] (optional: a decomposed bias, e.g. MViTv2's
+//   relative positions: key skip + (i, j, l) of a T x Hr x W key grid gets
+//   rel[q, i] + rel[q, T + j] + rel[q, T + Hr + l] added to its logit, the first `skip`
+//   keys nothing), attributes scale: f32, rel_t, rel_h, rel_w, rel_skip: i64
 //   -> out: f32[..., Lq, H, D], lse: f32[..., H, Lq] (log-sum-exp of each logits row)
 //
 // Why it exists: XLA:CPU runs attention as generic dots whose 64-wide contraction (the
@@ -298,6 +301,62 @@ ffi::Error decode_term(Dims td, ffi::Buffer<ffi::F32>::Dimensions qd,
   return ffi::Error::Success();
 }
 
+// The optional decomposed bias: one [Lq, T + Hr + W] slice per (batch, head) pair.
+struct RelLayout {
+  bool present = false;
+  int64_t t = 0, h = 0, w = 0, skip = 0, width = 0;   // width = t + h + w
+  int64_t offset(int64_t bh, int64_t lq) const { return bh * lq * width; }
+};
+
+template <typename Dims>
+ffi::Error decode_rel(Dims rd, ffi::Buffer<ffi::F32>::Dimensions qd,
+                      const AttentionShape& shape, int64_t t, int64_t h, int64_t w,
+                      int64_t skip, RelLayout& rel) {
+  int64_t size = 1;
+  for (int64_t n : rd) size *= n;
+  if (size == 0) return ffi::Error::Success();   // no term
+  const size_t rank = qd.size();
+  bool ok = rank >= 4 && rd.size() == rank && t > 0 && h > 0 && w > 0 && skip >= 0 &&
+            skip + t * h * w == shape.lk;
+  for (size_t i = 0; ok && i + 4 < rank; ++i) ok = rd[i] == qd[i];
+  ok = ok && rd[rank - 4] == qd[rank - 4] && rd[rank - 3] == shape.h &&
+       rd[rank - 2] == shape.lq && rd[rank - 1] == t + h + w;
+  if (!ok)
+    return ffi::Error::InvalidArgument(
+        "flash attention: rel must be [..., B, H, Lq, rel_t + rel_h + rel_w] with q's "
+        "leading axes and Lk = rel_skip + rel_t * rel_h * rel_w");
+  rel = RelLayout{true, t, h, w, skip, t + h + w};
+  return ffi::Error::Success();
+}
+
+// s[skip + (i * Hr + j) * W + l] += rel_t[i] + rel_h[j] + rel_w[l] (one logits row).
+inline void add_rel(float* s, const float* row, const RelLayout& rel) {
+  const float *rt = row, *rh = row + rel.t, *rw = row + rel.t + rel.h;
+  float* p = s + rel.skip;
+  for (int64_t i = 0; i < rel.t; ++i)
+    for (int64_t j = 0; j < rel.h; ++j, p += rel.w) {
+      const float base = rt[i] + rh[j];
+      for (int64_t l = 0; l < rel.w; ++l) p[l] += base + rw[l];
+    }
+}
+
+// The gradient of `add_rel` for one row: drow = the sums of ds over the other two axes.
+inline void rel_gradient(const float* ds, float* drow, const RelLayout& rel) {
+  float *dt = drow, *dh = drow + rel.t, *dw = drow + rel.t + rel.h;
+  std::fill(drow, drow + rel.width, 0.0f);
+  const float* p = ds + rel.skip;
+  for (int64_t i = 0; i < rel.t; ++i)
+    for (int64_t j = 0; j < rel.h; ++j, p += rel.w) {
+      float sum = 0.0f;
+      for (int64_t l = 0; l < rel.w; ++l) {
+        sum += p[l];
+        dw[l] += p[l];
+      }
+      dt[i] += sum;
+      dh[j] += sum;
+    }
+}
+
 // s[0:n] = s + bias (if any), kMaskedLogit where !mask (if any); returns the new max.
 inline float add_terms(float* s, int64_t n, const float* bias, const bool* mask) {
   vf m = broadcast(-std::numeric_limits<float>::infinity());
@@ -327,29 +386,40 @@ inline float add_terms(float* s, int64_t n, const float* bias, const bool* mask)
 // Decodes q, k, v and the optional bias and mask; see the contract at the top.
 ffi::Error decode_call(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k,
                        ffi::Buffer<ffi::F32>& v, ffi::Buffer<ffi::F32>& bias,
-                       ffi::Buffer<ffi::PRED>& mask, AttentionShape& shape,
-                       TermLayout& bias_layout, TermLayout& mask_layout) {
+                       ffi::Buffer<ffi::PRED>& mask, ffi::Buffer<ffi::F32>& rel,
+                       int64_t rel_t, int64_t rel_h, int64_t rel_w, int64_t rel_skip,
+                       AttentionShape& shape, TermLayout& bias_layout,
+                       TermLayout& mask_layout, RelLayout& rel_layout) {
   if (ffi::Error e = decode_shape(q.dimensions(), k.dimensions(), v.dimensions(), shape);
       e.failure())
     return e;
   if (ffi::Error e = decode_term(bias.dimensions(), q.dimensions(), shape, "bias", bias_layout);
       e.failure())
     return e;
-  return decode_term(mask.dimensions(), q.dimensions(), shape, "mask", mask_layout);
+  if (ffi::Error e = decode_term(mask.dimensions(), q.dimensions(), shape, "mask", mask_layout);
+      e.failure())
+    return e;
+  return decode_rel(rel.dimensions(), q.dimensions(), shape, rel_t, rel_h, rel_w, rel_skip,
+                    rel_layout);
 }
 
 ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
                               ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> v,
                               ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::PRED> mask,
-                              float scale, ffi::ResultBuffer<ffi::F32> out,
+                              ffi::Buffer<ffi::F32> rel, float scale, int64_t rel_t,
+                              int64_t rel_h, int64_t rel_w, int64_t rel_skip,
+                              ffi::ResultBuffer<ffi::F32> out,
                               ffi::ResultBuffer<ffi::F32> lse) {
   AttentionShape shape;
   TermLayout bias_layout, mask_layout;
-  if (ffi::Error e = decode_call(q, k, v, bias, mask, shape, bias_layout, mask_layout);
+  RelLayout rel_layout;
+  if (ffi::Error e = decode_call(q, k, v, bias, mask, rel, rel_t, rel_h, rel_w, rel_skip,
+                                 shape, bias_layout, mask_layout, rel_layout);
       e.failure())
     return e;
   if (shape.empty()) return ffi::Error::Success();
-  const bool terms = bias_layout.present || mask_layout.present;
+  const bool terms = bias_layout.present || mask_layout.present || rel_layout.present;
+  const float* relp = rel.typed_data();
   // (Plain copies, not a structured binding: C++17 lambdas cannot capture those.)
   const int64_t batch = shape.batch, lq = shape.lq, lk = shape.lk, h = shape.h, d = shape.d;
 
@@ -404,10 +474,13 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
         bias_layout.present ? biasp + bias_layout.offset(b, head) + q0 * lk : nullptr;
     const bool* mask_rows =
         mask_layout.present ? maskp + mask_layout.offset(b, head) + q0 * lk : nullptr;
+    const float* rel_rows = rel_layout.present
+        ? relp + rel_layout.offset(bh, lq) + q0 * rel_layout.width : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       float* pr = probs + r * lk_padded;
       float mx;
       if (terms) {
+        if (rel_rows != nullptr) add_rel(pr, rel_rows + r * rel_layout.width, rel_layout);
         mx = add_terms(pr, lk, bias_rows ? bias_rows + r * lk : nullptr,
                        mask_rows ? mask_rows + r * lk : nullptr);
       } else {
@@ -446,24 +519,33 @@ ffi::Error FlashAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q,
 // The backward pass of one [..., Lq, H, D] attention: per head (one work item, so that
 // its dK and dV accumulate without sharing), per block of kQueryBlock queries:
 //   P = exp(q k^T scale [+ bias, masked] - lse), dP = dO v^T, dS = P (dP - rowsum(dO * out)),
-//   dV += P^T dO, dK += dS^T q scale, dQ = dS k scale, dbias (+)= dS.
+//   dV += P^T dO, dK += dS^T q scale, dQ = dS k scale, dbias (+)= dS, drel = dS summed
+//   over the key grid's other two axes.
 ffi::Error FlashAttentionBackwardImpl(
     ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
     ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::PRED> mask,
-    ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse, ffi::Buffer<ffi::F32> grad,
-    float scale, ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
-    ffi::ResultBuffer<ffi::F32> dv, ffi::ResultBuffer<ffi::F32> dbias) {
+    ffi::Buffer<ffi::F32> rel, ffi::Buffer<ffi::F32> out, ffi::Buffer<ffi::F32> lse,
+    ffi::Buffer<ffi::F32> grad, float scale, int64_t rel_t, int64_t rel_h, int64_t rel_w,
+    int64_t rel_skip, ffi::ResultBuffer<ffi::F32> dq, ffi::ResultBuffer<ffi::F32> dk,
+    ffi::ResultBuffer<ffi::F32> dv, ffi::ResultBuffer<ffi::F32> dbias,
+    ffi::ResultBuffer<ffi::F32> drel) {
   AttentionShape shape;
   TermLayout bias_layout, mask_layout;
-  if (ffi::Error e = decode_call(q, k, v, bias, mask, shape, bias_layout, mask_layout);
+  RelLayout rel_layout;
+  if (ffi::Error e = decode_call(q, k, v, bias, mask, rel, rel_t, rel_h, rel_w, rel_skip,
+                                 shape, bias_layout, mask_layout, rel_layout);
       e.failure())
     return e;
   float* dbiasp = dbias->typed_data();
+  float* drelp = drel->typed_data();
   if (shape.empty()) {
     if (bias_layout.present) std::fill(dbiasp, dbiasp + bias_layout.size, 0.0f);
+    if (rel_layout.present)
+      std::fill(drelp, drelp + shape.batch * shape.h * shape.lq * rel_layout.width, 0.0f);
     return ffi::Error::Success();
   }
-  const bool terms = bias_layout.present || mask_layout.present;
+  const bool terms = bias_layout.present || mask_layout.present || rel_layout.present;
+  const float* relp = rel.typed_data();
   const float* biasp = bias.typed_data();
   const bool* maskp = mask.typed_data();
   // A bias shared by several (batch, head) pairs gets its gradient summed: each thread
@@ -549,6 +631,8 @@ ffi::Error FlashAttentionBackwardImpl(
           const float* g_r = gp + q_offset + r * row;
           const float* o_r = op + q_offset + r * row;
           const int64_t term_row = (q0 + r) * lk;
+          const int64_t rel_row = rel_layout.offset(bh, lq) + (q0 + r) * rel_layout.width;
+          if (rel_layout.present) add_rel(pr, relp + rel_row, rel_layout);
           if (terms)
             add_terms(pr, lk, bias_head ? bias_head + term_row : nullptr,
                       mask_head ? mask_head + term_row : nullptr);
@@ -570,6 +654,7 @@ ffi::Error FlashAttentionBackwardImpl(
             else
               std::memcpy(db, dr, lk * sizeof(float));
           }
+          if (rel_layout.present) rel_gradient(dr, drelp + rel_row, rel_layout);
         }
         std::fill(pr + j, pr + width, 0.0f);   // padded keys and padded query rows: 0
         std::fill(dr + j, dr + width, 0.0f);
@@ -613,14 +698,20 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionBackwardF32, FlashAttentionBack
                                   .Arg<ffi::Buffer<ffi::F32>>()   // v
                                   .Arg<ffi::Buffer<ffi::F32>>()   // bias (or empty)
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // mask (or empty)
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // rel (or empty)
                                   .Arg<ffi::Buffer<ffi::F32>>()   // out
                                   .Arg<ffi::Buffer<ffi::F32>>()   // lse
                                   .Arg<ffi::Buffer<ffi::F32>>()   // grad of out
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("rel_t")
+                                  .Attr<int64_t>("rel_h")
+                                  .Attr<int64_t>("rel_w")
+                                  .Attr<int64_t>("rel_skip")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dq
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dk
                                   .Ret<ffi::Buffer<ffi::F32>>()   // dv
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // dbias (bias's shape)
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // dbias (bias's shape)
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // drel (rel's shape)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionF32, FlashAttentionImpl,
                               ffi::Ffi::Bind()
@@ -630,7 +721,12 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VivitFlashAttentionF32, FlashAttentionImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()   // v
                                   .Arg<ffi::Buffer<ffi::F32>>()   // bias (or empty)
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // mask (or empty)
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // rel (or empty)
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("rel_t")
+                                  .Attr<int64_t>("rel_h")
+                                  .Attr<int64_t>("rel_w")
+                                  .Attr<int64_t>("rel_skip")
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
