@@ -11,7 +11,10 @@ fusion, copy, other), so a step's time splits into the parts an optimisation wou
 On CPU the C++ kernels appear in the trace as `ffi_call.N`: given the compiled program's
 text (`--hlo`, `compiled.as_text()`; `benchmark.py` passes it), each custom call is named
 by its target instead (`ffi_call vivit_jax_matmul_f32_mkl`: matmul, `ffi_call
-vivit_jax_flash_attention_f32`: attention).
+vivit_jax_flash_attention_f32`: attention), and the time is also split by the model
+module each op comes from (the `op_name` metadata JAX writes into the program: e.g.
+`block_*/MultiHeadDotProductAttention_0/layout/layout.relative_position_bias`, forward or
+backward, the repeated blocks summed), which names the layer an optimisation would touch.
 """
 from __future__ import annotations
 
@@ -37,6 +40,30 @@ NOT_OPS = re.compile(r'^(ThreadpoolListener|ThunkExecutor|SlinkyThreadPool|end: 
 # An HLO instruction that is a custom call: its name and target.
 CUSTOM_CALL = re.compile(
     r'%([\w.\-]+) = [^\n]*?custom-call\([^\n]*?custom_call_target="([^"]+)"')
+
+
+# An HLO instruction's name and its op_name metadata (the JAX name stack of its source).
+OP_NAME = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = [^\n]*?metadata=\{[^\n]*?op_name="([^"]*)"',
+                     re.M)
+# A repeated block's scope (`block_3`, `encoderblock_11`, `layers_2`): its index summed over.
+# (Lower case: flax's own module names, `MlpBlock_0`, stay as they are.)
+REPEATED = re.compile(r'^([a-z_]*(?:block|layer)s?)_\d+(\.\w+)?$')
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+  """{instruction name: op_name metadata} of a compiled program's text."""
+  return dict(OP_NAME.findall(hlo_text))
+
+
+def module_of(op_name: str, depth: int = 4) -> str:
+  """The model scope of an op: `jit(f)/transpose(jvp(MViT))/block_3/Mlp/Dense_0/dot`
+  -> 'block_*/Mlp/Dense_0 (backward)'. Transform wrappers and the primitive are dropped,
+  repeated blocks' indices become '*', at most `depth` scopes are kept; backward = under
+  autodiff's transpose."""
+  parts = op_name.split('/')
+  scopes = [REPEATED.sub(r'\1_*\2', p) for p in parts[:-1] if '(' not in p]
+  direction = 'backward' if 'transpose(' in op_name else 'forward'
+  return f"{'/'.join(scopes[:depth]) or '(top level)'} ({direction})"
 
 
 def custom_call_targets(hlo_text: str) -> dict[str, str]:
@@ -84,28 +111,36 @@ def device_events(events: list[dict]) -> list[dict]:
 
 
 def summarize(path: str, top: int = 25, hlo_text: str = '') -> dict:
-  """{'total_ms', 'kinds': {kind: ms}, 'ops': [(name, kind, ms, count)] (top by ms)}.
+  """{'total_ms', 'kinds': {kind: ms}, 'ops': [(name, kind, ms, count)] (top by ms),
+  'modules': [(module, ms)] (top by ms; empty without `hlo_text`)}.
 
   Ops are summed over calls and over the layers (`base_name`); on CPU two threads' ops
   overlap, so total_ms is op time summed over threads, not wall time. Custom calls of
-  `hlo_text` (the traced program's) are named `<base name> <target>`.
+  `hlo_text` (the traced program's) are named `<base name> <target>`, and its metadata
+  splits the time by `module_of` (ops it does not name: '(no metadata)').
   """
   targets = custom_call_targets(hlo_text)
+  sources = op_names(hlo_text)
   per_op = collections.defaultdict(lambda: [0.0, 0])
+  per_module = collections.Counter()
   for e in device_events(load_events(path)):
     name = base_name(e['name'])
     if e['name'] in targets:
       name = f"{name} {targets[e['name']]}"
     op = per_op[name]
-    op[0] += float(e.get('dur', 0.0)) / 1e3
+    ms = float(e.get('dur', 0.0)) / 1e3
+    op[0] += ms
     op[1] += 1
+    if hlo_text:
+      source = sources.get(e['name'])
+      per_module[module_of(source) if source else '(no metadata)'] += ms
   kinds = collections.Counter()
   for name, (ms, _) in per_op.items():
     kinds[kind_of(name)] += ms
   ops = sorted(((n, kind_of(n), ms, c) for n, (ms, c) in per_op.items()),
                key=lambda r: -r[2])
   return {'total_ms': sum(kinds.values()), 'kinds': dict(kinds.most_common()),
-          'ops': ops[:top]}
+          'ops': ops[:top], 'modules': per_module.most_common(top)}
 
 
 def markdown(summary: dict) -> str:
@@ -115,6 +150,10 @@ def markdown(summary: dict) -> str:
            '| op | kind | ms | calls | share |', '|---|---|---|---|---|']
   lines += [f'| {name[:90]} | {kind} | {ms:.3f} | {count} | {100 * ms / total:.1f}% |'
             for name, kind, ms, count in summary['ops']]
+  if summary.get('modules'):
+    lines += ['', '| module | ms | share |', '|---|---|---|']
+    lines += [f'| {module[:110]} | {ms:.3f} | {100 * ms / total:.1f}% |'
+              for module, ms in summary['modules']]
   return '\n'.join(lines)
 
 

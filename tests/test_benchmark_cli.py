@@ -78,6 +78,11 @@ def test_profile_dir_splits_a_traced_step_by_kind_of_op(tmp_path):
   # The C++ kernels' calls are named by their targets (benchmark passes the program).
   names = [row[0] for row in profile['ops']]
   assert 'ffi_call' not in names
+  # ... and the time splits by model scope, the encoder blocks summed over layers.
+  modules = dict(profile['modules'])
+  assert any(m.startswith('Transformer/encoderblock_*/') and m.endswith('(backward)')
+             for m in modules), modules
+  assert '| module | ms | share |' in result.stdout
   if cpu_attention.unavailable_reason() is None:
     assert 'ffi_call vivit_jax_flash_attention_f32' in names
 

@@ -88,3 +88,31 @@ def test_cpu_custom_calls_are_named_by_their_targets(tmp_path):
   assert s['ops'][0] == ('ffi_call vivit_jax_matmul_f32_mkl', 'matmul', pytest.approx(3.0), 2)
   assert ('ffi_call', 'other', pytest.approx(0.1), 1) in s['ops']
   assert trace_summary.summarize(path)['kinds'] == pytest.approx({'other': 4.9})
+
+
+def test_time_is_split_by_source_module(tmp_path):
+  """Given the program's text, each op's time goes to the model scope in its op_name
+  metadata: transforms and the primitive dropped, repeated blocks summed, forward and
+  backward (autodiff's transpose) apart; ops without metadata in a bucket of their own."""
+  hlo = '''
+  %fusion.1 = f32[8]{0} fusion(%p0), kind=kLoop, calls=%fc.1, metadata={op_name="jit(step)/jvp(MViT)/block_0/MlpBlock_0/Dense_0/dot_general" source_file="x.py" source_line=3}
+  %fusion.2 = f32[8]{0} fusion(%p0), kind=kLoop, calls=%fc.2, metadata={op_name="jit(step)/jvp(MViT)/block_11/MlpBlock_0/Dense_0/add"}
+  %fusion.3 = f32[8]{0} fusion(%p0), kind=kLoop, calls=%fc.3, metadata={op_name="jit(step)/transpose(jvp(MViT))/block_2/MlpBlock_0/Dense_0/dot_general"}
+  %copy.4 = f32[8]{0} copy(%p0), metadata={op_name="jit(step)/jvp(MViT)/block_1/block_1.skip/pad"}
+  ROOT %add.5 = f32[8]{0} add(%p0, %p0), metadata={op_name="jit(step)/add"}
+  '''
+  events = [meta(1, 11, 'tf_XLAEigen/1'),
+            op(1, 11, 'fusion.1', 1000), op(1, 11, 'fusion.2', 500),
+            op(1, 11, 'fusion.3', 2000), op(1, 11, 'copy.4', 250),
+            op(1, 11, 'add.5', 100), op(1, 11, 'ffi_call.7', 50)]
+  path = write(tmp_path, events)
+  modules = dict(trace_summary.summarize(path, hlo_text=hlo)['modules'])
+  assert modules == pytest.approx({
+      'block_*/MlpBlock_0/Dense_0 (backward)': 2.0,
+      'block_*/MlpBlock_0/Dense_0 (forward)': 1.5,
+      'block_*/block_*.skip (forward)': 0.25,
+      '(top level) (forward)': 0.1,
+      '(no metadata)': 0.05})
+  assert '| block_*/MlpBlock_0/Dense_0 (backward) | 2.000 |' in trace_summary.markdown(
+      trace_summary.summarize(path, hlo_text=hlo))
+  assert trace_summary.summarize(path)['modules'] == []   # no program text, no modules
