@@ -23,6 +23,8 @@ from typing import Callable, Optional
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from vivit_jax.errors import ConfigError, config_error  # noqa: F401  (re-exported)
+
 
 def load_config(path: str, arg: str | None = None, **kwargs) -> ml_collections.ConfigDict:
   """`get_config(arg, **kwargs)` of the config file at `path` (as `--config=path:arg`
@@ -43,10 +45,6 @@ def sibling_config(config_file: str, name: str, arg: str | None = None,
   """The config of file `name` next to `config_file` (configs/ is not a package), for
   a config that is a variant of another: `sibling_config(__file__, 'swin_t.py', 'S')`."""
   return load_config(pathlib.Path(config_file).resolve().parent / name, arg, **kwargs)
-
-
-class ConfigError(ValueError):
-  """A config field holds a value that cannot work; raised before any compute."""
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -329,11 +327,6 @@ def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = Non
     else:
       raise config_error('arg', a, f'comma-separated values from {list(SYNTHETIC_ARGS)}')
   return config
-
-
-def config_error(field: str, value, expected: str) -> ConfigError:
-  """The error for `config.<field>` holding `value` where `expected` was needed."""
-  return ConfigError(f'config.{field}={value!r} is invalid: expected {expected}.')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

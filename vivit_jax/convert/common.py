@@ -21,13 +21,9 @@ import ml_collections
 import numpy as np
 
 from vivit_jax import config as vc
+from vivit_jax.errors import ConversionError  # noqa: F401  (re-exported)
 
 Flat = dict[str, np.ndarray]
-
-
-class ConversionError(ValueError):
-  """A checkpoint cannot be mapped onto a vivit_jax tree; the message names the
-  parameter (and both shapes where shapes are the problem)."""
 
 
 # ---------------------------------------------------------------------------------

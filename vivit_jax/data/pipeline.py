@@ -29,24 +29,16 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence
 import numpy as np
 from absl import logging
 
-from vivit_jax.config import ConfigError
 from vivit_jax.data import augment
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import sampling
+from vivit_jax.errors import ConfigError, DataFailureError, DecodeError  # noqa: F401
 
 _ORDER, _AUGMENT, _REPLACE = 0, 1, 2    # seed-sequence tags of the random streams.
 _MAX_REDRAWS = 16                       # replacement attempts for one training row.
 _MIN_READS = 16                         # reads of a split before the failure check.
 
 Chooser = Callable[[int], np.ndarray]   # video_len -> int frame indices (any shape).
-
-
-class DecodeError(Exception):
-  """One example cannot be read; the message names its path and why."""
-
-
-class DataFailureError(RuntimeError):
-  """More than `dataset.max_failure_fraction` of a split's reads failed."""
 
 
 class Reader(Protocol):

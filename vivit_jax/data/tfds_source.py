@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vivit_jax.config import ConfigError
+from vivit_jax.errors import ConfigError
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import example_proto, pipeline, tfrecord
 from vivit_jax.data.pipeline import DecodeError

@@ -13,7 +13,7 @@ import jax
 import ml_collections
 import optax
 
-from vivit_jax.config import ConfigError
+from vivit_jax.errors import ConfigError
 
 # Parameter-path fragments that mark embeddings (never decayed even if ndim >= 2).
 _NO_DECAY_PATTERNS = (r'pos(ition)?_?emb', r'posembed', r'^cls', r'token$')

@@ -21,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vivit_jax.config import ConfigError
+from vivit_jax.errors import ConfigError
 from vivit_jax.train import steps
 
 DATA_AXIS = 'data'

@@ -21,14 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vivit_jax.config import ConfigError, validate_config
+from vivit_jax.config import validate_config
+from vivit_jax.errors import ConfigError, NonFiniteError  # noqa: F401
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import evaluate as eval_lib
 from vivit_jax.train import optim, parallel, steps
-
-
-class NonFiniteError(FloatingPointError):
-  """Training produced a NaN/Inf loss or parameters; names the step."""
 
 
 def _temporal_control(config) -> Optional[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from vivit_jax.models import cpu_attention
 
-ROOT = pathlib.Path(__file__).parent.parent
+ROOT = pathlib.Path(__file__).parents[2]
 
 
 def run_benchmark(*args, devices=1, pytorch=False):

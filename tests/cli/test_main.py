@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from test_train_loop import final_params, synthetic_config
+from train_helpers import final_params, synthetic_config
 from vivit_jax import main as main_lib
 from vivit_jax.train import trainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, 'configs', 'synthetic', 'vivit_model1.py')
 NUM_STEPS = 200
 # Same run in process and in the subprocesses (each flag mirrored in `reference`).

@@ -10,7 +10,7 @@ import pytest
 from vivit_jax import config as config_lib
 from vivit_jax import sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _write_sweep(tmp_path, body):

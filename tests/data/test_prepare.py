@@ -8,7 +8,7 @@ import pytest
 
 from vivit_jax import data
 from vivit_jax.data import example_proto, prepare, tfrecord, video_files
-from test_data_video_files import CLASSES, make_config, make_video, write_bad_files
+from video_helpers import CLASSES, make_config, make_video, write_bad_files
 
 # JPEG q90 with 4:4:4 chroma on top of H.264 decoding: per-frame mean |error| and the
 # largest error over all pixels, in pixel levels (0-255).
@@ -154,7 +154,7 @@ def test_export_cli_takes_config_overrides(tmp_path):
   """`python -m vivit_jax.data.export` reads --config=FILE:arg and --config.x=y like main."""
   import subprocess
   import sys
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = subprocess.run(
       [sys.executable, '-m', 'vivit_jax.data.export',
        '--config=configs/synthetic/vivit_model1.py:tiny',

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / 'experiments'))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / 'experiments'))
 import trace_summary  # noqa: E402  pylint: disable=wrong-import-position
 
 

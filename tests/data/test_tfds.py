@@ -5,7 +5,7 @@ import pytest
 
 from vivit_jax import config as config_lib
 from vivit_jax import data
-from test_data_video_files import make_config, make_video
+from video_helpers import make_config, make_video
 
 NAMES = ['left', 'right', 'still']
 

@@ -7,7 +7,7 @@ from vivit_jax import config as vc
 from vivit_jax import models
 from vivit_jax.models import cost
 
-CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
+CONFIGS = pathlib.Path(__file__).parents[2] / 'configs'
 
 TABLE_2 = {name: numbers for name, numbers in cost.PAPER_NUMBERS.items()
            if name.startswith('vivit_b16x2')}

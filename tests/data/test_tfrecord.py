@@ -9,7 +9,7 @@ import pytest
 
 from vivit_jax import data
 from vivit_jax.data import example_proto, pipeline, tfrecord
-from test_data_video_files import frame_numbers, make_config, make_video
+from video_helpers import frame_numbers, make_config, make_video
 
 JPEG_TOLERANCE = 2.0   # mean |error| in pixel levels of JPEG q90 4:4:4 on these frames.
 

@@ -14,7 +14,7 @@ from vivit_jax import models
 from vivit_jax.models import cost, timesformer
 from vivit_jax.models.layers import TransformerConfig
 
-CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
+CONFIGS = pathlib.Path(__file__).parents[2] / 'configs'
 B, T, CROP, K = 2, 4, 8, 5
 S = (CROP // 4) ** 2   # patches per frame
 

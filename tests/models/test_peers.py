@@ -15,7 +15,7 @@ from vivit_jax import models
 from vivit_jax.models import (cost, cpu_attention, cpu_depthwise_conv, layers, mvit,
                               video_swin, vtn)
 
-CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
+CONFIGS = pathlib.Path(__file__).parents[2] / 'configs'
 SYNTHETIC = ('vtn', 'mvit', 'mvitv2', 'video_swin')   # configs/synthetic/<name>.py
 B = 2
 

@@ -21,6 +21,8 @@ from vivit_jax import convert, models
 from vivit_jax.convert import inflate, vit_npz
 from vivit_jax.convert.common import flatten, unflatten
 
+from train_helpers import REPO
+
 T, CROP, K = 4, 8, 5
 
 
@@ -338,8 +340,8 @@ def test_training_run_starts_from_a_converted_vit(tmp_path):
   """
   from vivit_jax.train import checkpoint as ckpt_lib
   from vivit_jax.train import trainer
-  config = vc.load_config(os.path.join(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))), 'configs', 'synthetic', 'vivit_model1.py'), 'tiny')
+  config = vc.load_config(os.path.join(REPO, 'configs', 'synthetic', 'vivit_model1.py'),
+                          'tiny')
   d, m = config.dataset, config.model
   # The ViT the tiny video model inflates: same width/depth/heads, 2D patches, crop, classes.
   vit_cfg = vc.default_config()
