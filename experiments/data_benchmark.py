@@ -1,17 +1,19 @@
-r"""Input pipeline throughput: decoded, augmented clips per second for each source and
-number of decoding workers (threads, and with --processes worker processes too),
-against the synthetic config's training step.
+r"""Input pipeline throughput: augmented, normalised clips per second for each source and
+number of reading workers (threads, and with --processes worker processes too), against
+the synthetic config's training step.
 
   python experiments/data_benchmark.py [--examples=256] [--batches=8] \
-      [--workers=0,1,2,4] [--processes] [--large] [--train_step]
+      [--workers=0,1,2,4] [--processes] [--large] [--train_step] [--augment]
 
-Writes the synthetic set of configs/synthetic/vivit_model1.py (videos of 24 frames at
-36x36, crops 16x32x32) to a temporary folder as mp4 files and TFRecord shards, then
-times `train_batches` (batch 32) of the 'synthetic' (in memory), 'video_files' and
-'tfrecord' sources. --large also times 240x320 videos cut to 16x224x224 crops (short
-side to 256, scale jitter), closer to Kinetics decoding costs. --train_step times the
-training step of the synthetic config for comparison (the pipeline keeps up when its
-clips/s exceed the step's).
+Every source goes through the same dataset class (vivit_jax.data.pipeline.ClipDataset);
+only the reader differs. Writes the synthetic set of configs/synthetic/vivit_model1.py
+(videos of 24 frames at 36x36, crops 16x32x32) to a temporary folder as mp4 files and
+TFRecord shards, then times `train_batches` (batch 32) of the 'synthetic' (arrays in
+memory), 'video_files' and 'tfrecord' sources. --augment also times the synthetic
+source with scale jitter, colour jitter and RandAugment on. --large also times 240x320
+videos cut to 16x224x224 crops (short side to 256, scale jitter), closer to Kinetics
+decoding costs. --train_step times the training step of the synthetic config for
+comparison (the pipeline keeps up when its clips/s exceed the step's).
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ def clips_per_sec(config, batches: int, batch_size: int) -> float:
 def train_step_clips_per_sec(config, steps: int = 5) -> float:
   """Clips/s of the jitted training step of `config` (data excluded)."""
   import jax
-  from vivit_jax.train import trainer
-  s = trainer.setup(config, tempfile.mkdtemp())
+  from vivit_jax.train import setup
+  s = setup.setup(config, tempfile.mkdtemp())
   state = s.par.put_state(jax.jit(s.init_state)(s.root_rng))
   batch = s.par.put_batch(next(s.dataset.train_batches(0, config.trainer.batch_size)))
   rng = jax.random.PRNGKey(0)
@@ -84,6 +86,8 @@ def main():
                       help="also time dataset.worker_type='process' (workers > 0)")
   parser.add_argument('--large', action='store_true')
   parser.add_argument('--train_step', action='store_true')
+  parser.add_argument('--augment', action='store_true',
+                      help='also time the synthetic source with the paper augmentations')
   args = parser.parse_args()
   workers = [int(w) for w in args.workers.split(',')]
   print(f'CPU cores visible: {os.cpu_count()} (shared with other jobs: numbers are noisy)')
@@ -117,12 +121,16 @@ def main():
       return c
     return make
 
-  print('source (16x32x32 clips)            workers  decoded clips/s (batch '
+  print('source (16x32x32 clips)            workers  clips/s (batch '
         f'{args.batch_size})')
-  w0 = workers
-  workers = [0]
   run('synthetic (in memory)', synthetic_config('synthetic'))
-  workers = w0
+  if args.augment:
+    def augmented():
+      c = synthetic_config('synthetic')()
+      d = c.dataset
+      d.scale_jitter, d.color_jitter, d.randaugment_layers = (0.9, 1.33), 0.4, 2
+      return c
+    run('synthetic + jitter/colour/RandAug', augmented)
   run('video_files (mp4, H.264 4:4:4)', synthetic_config('video_files',
                                                          os.path.join(root, 'videos')))
   run('tfrecord (JPEG q95)', synthetic_config('tfrecord', os.path.join(root, 'shards')))

@@ -166,3 +166,21 @@ def test_export_cli_takes_config_overrides(tmp_path):
   assert sum(len(tfrecord.record_offsets(str(path)))
              for path in shards.glob('train.tfrecord-*')) == 5
   assert not (tmp_path / 'videos').exists()
+
+
+def test_prepare_cli_bad_index_is_one_error_line(tmp_path):
+  """A missing --index ends `python -m vivit_jax.data.prepare` with one line on stderr
+  naming it, exit status 2 and no traceback; nothing is written."""
+  import subprocess
+  import sys
+  missing = str(tmp_path / 'no_such' / 'train.csv')
+  result = subprocess.run(
+      [sys.executable, '-m', 'vivit_jax.data.prepare', f'--index={missing}',
+       f'--out_dir={tmp_path / "out"}', '--workers=1'],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith('error: Video index ') and missing in lines[0]
+  assert 'Traceback' not in result.stderr and result.stdout == ''
+  assert not (tmp_path / 'out').exists()

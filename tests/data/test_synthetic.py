@@ -3,12 +3,14 @@
 The baseline tests prove that the task needs time: a single frame classifier is at
 chance, while a classifier on simple motion features does well.
 """
+import pickle
+
 import ml_collections
 import numpy as np
 import pytest
 
-from vivit_jax import data
-from vivit_jax.data import synthetic
+from vivit_jax import data, errors
+from vivit_jax.data import augment, pipeline, sampling, synthetic
 
 NUM_FRAMES, SIZE = 16, 32
 
@@ -191,7 +193,7 @@ def test_labels_mean_what_they_say(train_val):
   assert median['disappear'][jump_down] > 0.2 and median['disappear'][jump_up] < 0.05
 
 
-# The VideoDataset.
+# The VideoDataset: the synthetic arrays are one more source of pipeline.ClipDataset.
 
 def _config(**dataset):
   c = ml_collections.ConfigDict()
@@ -208,13 +210,20 @@ def _get(config, index=0, count=1):
   return data.get_dataset(config, process_index=index, process_count=count)
 
 
+def _pixels(video):
+  """Normalised clips back to pixel levels (mean = std = 0.5)."""
+  return (video * 0.5 + 0.5) * 255
+
+
 def test_unknown_dataset_name():
-  with pytest.raises(ValueError, match=r"config.dataset.name='kinetics9'.*'synthetic'"):
+  with pytest.raises(errors.ConfigError, match=r"config.dataset.name='kinetics9'.*'synthetic'"):
     _get(_config(name='kinetics9'))
 
 
 def test_dataset_attributes():
   ds = _get(_config())
+  assert isinstance(ds, pipeline.ClipDataset)
+  assert all(isinstance(r, synthetic.SyntheticReader) for r in ds.readers.values())
   assert ds.num_classes == 10 and ds.label_names == synthetic.LABEL_NAMES
   assert [ds.num_examples(s) for s in ('train', 'validation', 'test')] == [96, 40, 40]
   with pytest.raises(ValueError, match='split'):
@@ -226,6 +235,22 @@ def test_train_batches_shapes_and_normalisation():
   assert batch['video'].shape == (12, 8, 16, 16, 3) and batch['video'].dtype == np.float32
   assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
   assert -1.0 <= batch['video'].min() < -0.7 and 0.7 < batch['video'].max() <= 1.0
+
+
+def test_train_clips_are_translated_crops_of_their_videos():
+  """Without jitter options a training clip is a dense 8-frame, 16x16 crop of its
+  video, exactly (the default recipe's translation-only crops), with the video's label."""
+  ds = _get(_config())
+  reader = ds.readers['train']
+  assert reader.videos.shape == (96, 12, 18, 18, 3)   # 8 + 4 frames, 16 + 2 pixels.
+  step, batch = 3, next(ds.train_batches(3, 12))
+  order = pipeline.train_order(0, 0, step, 12, 96)
+  np.testing.assert_array_equal(batch['label'], reader.labels[order])
+  for row, i in enumerate(order):
+    video = augment.normalize(reader.videos[i], (0.5,) * 3, (0.5,) * 3)
+    matches = [(t, y, x) for t in range(5) for y in range(3) for x in range(3)
+               if np.array_equal(batch['video'][row], video[t:t + 8, y:y + 16, x:x + 16])]
+    assert len(matches) == 1, (row, matches)
 
 
 def test_train_batches_resume_at_any_step():
@@ -243,21 +268,49 @@ def test_train_batches_resume_at_any_step():
                             batches[0]['video'])
 
 
+def test_batches_do_not_depend_on_workers():
+  """0 workers, 2 threads, or a worker process: the same batches."""
+  seq = _get(_config(num_workers=0))
+  threads = _get(_config(num_workers=2, prefetch_batches=3))
+  try:
+    it = threads.train_batches(2, 12)
+    for step in (2, 3, 4):
+      np.testing.assert_array_equal(next(it)['video'], seq.train_batch(step, 12)['video'])
+    for a, b in zip(threads.eval_batches('test', 16), seq.eval_batches('test', 16)):
+      np.testing.assert_array_equal(a['video'], b['video'])
+  finally:
+    threads.close()
+
+
+def test_reader_pickles_as_generation_arguments():
+  """A worker process receives the generation arguments, not the arrays, and
+  generates the same examples."""
+  reader = _get(_config(num_train_examples=600)).readers['train']
+  blob = pickle.dumps(reader)
+  assert reader.videos.nbytes > 5_000_000 and len(blob) < 50_000
+  clone = pickle.loads(blob)
+  np.testing.assert_array_equal(clone.videos, reader.videos)
+  np.testing.assert_array_equal(clone.labels, reader.labels)
+  frames, label = clone.read(7, lambda n: np.array([[0, 2], [5, 1]]))
+  assert frames.shape == (2, 2, 18, 18, 3) and label == reader.labels[7]
+  np.testing.assert_array_equal(frames[1, 0], reader.videos[7, 5])
+
+
 def test_an_epoch_sees_every_example_once():
   ds = _get(_config())
-  videos = ds.splits['train'].videos
-  seen = np.concatenate([ds._train_order(step, 12) for step in range(8)])
+  seen = np.concatenate([pipeline.train_order(0, 0, step, 12, 96) for step in range(8)])
   np.testing.assert_array_equal(np.sort(seen), np.arange(96))
-  assert videos.shape == (96, 12, 18, 18, 3)   # 8 + 4 frames, 16 + 2 pixels by default.
+  labels = np.concatenate([ds.train_batch(step, 12)['label'] for step in range(8)])
+  np.testing.assert_array_equal(np.sort(labels), np.sort(ds.readers['train'].labels))
 
 
 def test_processes_get_disjoint_shards():
   config = _config()
   shards = [_get(config, i, 3) for i in range(3)]
-  assert [len(s.splits['train'].labels) for s in shards] == [32, 32, 32]
-  full = _get(config).splits['train']
-  np.testing.assert_array_equal(np.concatenate([s.splits['train'].videos for s in shards]),
-                                full.videos)
+  assert [len(s.readers['train'].keys) for s in shards] == [32, 32, 32]
+  full = _get(config).readers['train']
+  np.testing.assert_array_equal(
+      np.concatenate([s.readers['train'].videos for s in shards]), full.videos)
   a, b = (next(s.train_batches(0, 4))['video'] for s in shards[:2])
   assert not np.array_equal(a, b)
 
@@ -274,19 +327,24 @@ def test_eval_batches_pad_and_mask(clips, crops):
     assert b['label'].dtype == np.int32
   np.testing.assert_array_equal(batches[-1]['mask'], [1] * 8 + [0] * 8)
   labels = np.concatenate([b['label'][b['mask'] > 0] for b in batches])
-  np.testing.assert_array_equal(labels, ds.splits['validation'].labels)
+  np.testing.assert_array_equal(labels, ds.readers['validation'].labels)
   again = list(ds.eval_batches('validation', 16))
   np.testing.assert_array_equal(again[0]['video'], batches[0]['video'])
 
 
 def test_eval_views_are_clips_then_crops():
   ds = _get(_config(num_test_clips=2, num_test_crops=3))
-  video = ds.splits['test'].videos[0]                       # [12, 18, 18, 3]
-  views = ds.eval_views(video)
-  assert views.shape == (6, 8, 16, 16, 3)
+  reader = ds.readers['test']
+  video = reader.videos[0]                                  # [12, 18, 18, 3]
+  views, label = ds.eval_views(reader, 0)
+  assert views.shape == (6, 8, 16, 16, 3) and label == reader.labels[0]
   # Clip 1 starts at frame 4 (linspace(0, 12 - 8, 2)); crop 1 is the centre one.
-  np.testing.assert_array_equal(views[1 * 3 + 1], video[4:12, 1:17, 1:17])
-  np.testing.assert_array_equal(views[0 * 3 + 0], video[0:8, 1:17, 0:16])
+  expected = augment.normalize(video[4:12, 1:17, 1:17], (0.5,) * 3, (0.5,) * 3)
+  np.testing.assert_array_equal(views[1 * 3 + 1], expected)
+  expected = augment.normalize(video[0:8, 1:17, 0:16], (0.5,) * 3, (0.5,) * 3)
+  np.testing.assert_array_equal(views[0 * 3 + 0], expected)
+  batch = next(ds.eval_batches('test', 4))
+  np.testing.assert_array_equal(batch['video'][0], views)
 
 
 def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
@@ -294,13 +352,75 @@ def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
   per_process = [list(_get(config, i, 3).eval_batches('test', 8)) for i in range(3)]
   assert len({len(b) for b in per_process}) == 1           # 14, 13, 13 -> 2 batches each.
   labels = np.concatenate([b['label'][b['mask'] > 0] for bs in per_process for b in bs])
-  np.testing.assert_array_equal(labels, _get(config).splits['test'].labels)
+  np.testing.assert_array_equal(labels, _get(config).readers['test'].labels)
+
+
+# The shared augmentation applies to the synthetic source.
+
+def _expected_train_clip(ds, step, row, index):
+  """A training clip computed directly with the sampling/augment functions from the
+  dataset's options, with the random stream of (seed, step, row) the pipeline uses."""
+  o = ds.options
+  rng = np.random.default_rng([ds.seed, pipeline._AUGMENT, ds.process_index, step, row])
+  video = ds.readers['train'].videos[index]
+  frames = video[sampling.train_clip_indices(o.temporal_sampling, len(video),
+                                             o.num_frames, o.stride, rng)]
+  box = augment.scale_jitter_box(18, 18, 16, rng, factor_range=o.scale_jitter)
+  clip = augment.resize_box(frames, box, 16, 16)
+  if o.randaugment_layers:
+    clip = augment.rand_augment(clip, rng, o.randaugment_layers, o.randaugment_magnitude)
+  if o.color_jitter:
+    clip = augment.color_jitter(clip, rng, o.color_jitter)
+  return augment.normalize(clip, (0.5,) * 3, (0.5,) * 3)
+
+
+@pytest.mark.parametrize('options', [
+    dict(scale_jitter=(0.9, 1.33), color_jitter=0.6),
+    dict(randaugment_layers=2, randaugment_magnitude=9.0),
+    dict(temporal_sampling='uniform'),
+])
+def test_shared_augmentation_reaches_the_synthetic_source(options):
+  """Scale/colour jitter, RandAugment and uniform temporal sampling configured on the
+  synthetic set change its batches, exactly as the shared functions compute them."""
+  step, batch_size = 5, 8
+  plain = _get(_config()).train_batch(step, batch_size)
+  ds = _get(_config(**options))
+  assert all(getattr(ds.options, k) == (tuple(v) if isinstance(v, tuple) else v)
+             for k, v in options.items())
+  augmented = ds.train_batch(step, batch_size)
+  np.testing.assert_array_equal(augmented['label'], plain['label'])   # same examples.
+  assert augmented['video'].shape == plain['video'].shape
+  changed = [not np.array_equal(a, p) for a, p in zip(augmented['video'], plain['video'])]
+  assert sum(changed) >= batch_size // 2
+  order = pipeline.train_order(0, 0, step, batch_size, 96)
+  for row, i in enumerate(order):
+    np.testing.assert_allclose(augmented['video'][row],
+                               _expected_train_clip(ds, step, row, i), atol=1e-6)
+  if 'color_jitter' in options:   # colour statistics move, not just positions.
+    means = lambda v: _pixels(v).mean(axis=(1, 2, 3))
+    assert np.abs(means(augmented['video']) - means(plain['video'])).max() > 10
+
+
+def test_uniform_sampling_spans_the_synthetic_video():
+  """'uniform' takes one frame per segment of the whole 12-frame video, so a clip's
+  first and last frames are further apart than a dense clip's 8."""
+  ds = _get(_config(temporal_sampling='uniform'))
+  rng = np.random.default_rng([0, pipeline._AUGMENT, 0, 0, 0])
+  frames = sampling.train_clip_indices('uniform', 12, 8, 1, rng)
+  assert frames[-1] - frames[0] > 7
+  video = ds.readers['train'].videos[pipeline.train_order(0, 0, 0, 1, 96)[0]]
+  clip = ds.train_batch(0, 1)['video'][0]
+  expected = augment.normalize(video[frames], (0.5,) * 3, (0.5,) * 3)
+  assert any(np.array_equal(clip, expected[:, y:y + 16, x:x + 16])
+             for y in range(3) for x in range(3))
 
 
 def test_synthetic_config_errors():
-  with pytest.raises(ValueError, match='random_flip'):
+  with pytest.raises(errors.ConfigError, match='random_flip=True.*expected False'):
     _get(_config(random_flip=True))
-  with pytest.raises(ValueError, match='video_size'):
+  with pytest.raises(errors.ConfigError, match='video_size=12.*crop_size=16'):
     _get(_config(video_size=12))
-  with pytest.raises(ValueError, match='num_test_crops'):
+  with pytest.raises(errors.ConfigError, match='num_test_crops=2'):
     _get(_config(num_test_crops=2))
+  with pytest.raises(errors.ConfigError, match='num_classes=5'):
+    _get(_config(num_classes=5))

@@ -3,8 +3,7 @@ prepared in tmp_path, then read back by name as a user would read 'ucf101')."""
 import numpy as np
 import pytest
 
-from vivit_jax import config as config_lib
-from vivit_jax import data
+from vivit_jax import data, errors
 from video_helpers import make_config, make_video
 
 NAMES = ['left', 'right', 'still']
@@ -93,12 +92,25 @@ def test_tfds_split_strings_and_sharding(tfds_dir):
 def test_tfds_errors(tfds_dir):
   c = tfds_config(tfds_dir)
   c.dataset.tfds_name = ''
-  with pytest.raises(config_lib.ConfigError, match='tfds_name'):
+  with pytest.raises(errors.ConfigError, match='tfds_name'):
     data.get_dataset(c, process_index=0, process_count=1)
   c.dataset.tfds_name = 'no_such_videos'
-  with pytest.raises(FileNotFoundError, match='no_such_videos'):
+  with pytest.raises(errors.DataFailureError, match='no_such_videos'):
     data.get_dataset(c, process_index=0, process_count=1)
   c = tfds_config(tfds_dir)
   c.dataset.video_key = 'frames'
-  with pytest.raises(config_lib.ConfigError, match="'frames'"):
+  with pytest.raises(errors.ConfigError, match="'frames'"):
     data.get_dataset(c, process_index=0, process_count=1)
+
+
+def test_tfds_check_splits(tfds_dir):
+  """The split check reads the builder's info: validation maps to 'test' here, a split
+  the dataset does not have is refused with the ones it has."""
+  c = tfds_config(tfds_dir)
+  data.check_splits(c, ['train', 'validation', 'test'])
+  c.dataset.splits.test = 'holdout'
+  with pytest.raises(errors.DataFailureError) as e:
+    data.check_splits(c, ['train', 'test'])
+  message = str(e.value)
+  assert message.startswith("The 'test' split has no data (config.dataset.name='tfds'):")
+  assert "no split 'holdout'" in message and "it has ['test', 'train']" in message

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from vivit_jax import data
-from vivit_jax.data import example_proto, pipeline, tfrecord
+from vivit_jax import data, errors
+from vivit_jax.data import example_proto, tfrecord
 from video_helpers import frame_numbers, make_config, make_video
 
 JPEG_TOLERANCE = 2.0   # mean |error| in pixel levels of JPEG q90 4:4:4 on these frames.
@@ -112,7 +112,8 @@ def test_tfrecord_sharding_and_missing_split(shard_dir, tmp_path):
   keys = [set(p.readers['train'].keys) for p in parts]
   assert [len(k) for k in keys] == [4, 4, 4] and len(set.union(*keys)) == 12
   c.dataset.data_dir = str(tmp_path)
-  with pytest.raises(FileNotFoundError, match="split 'train'"):
+  with pytest.raises(errors.DataFailureError, match="'train' split has no data.*splits "
+                     r"with shards: \[\]"):
     data.get_dataset(c, process_index=0, process_count=1)
 
 

@@ -7,13 +7,11 @@ has red = 15 t, so decoded frame positions can be read back from the pixels.
 import concurrent.futures
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
-from vivit_jax import config as config_lib
-from vivit_jax import data
-from vivit_jax.data import pipeline, video_files
+from vivit_jax import data, errors
+from vivit_jax.data import video_files
 
 from video_helpers import (CLASSES, FRAMES, SIZE, frame_numbers, make_config,  # noqa: F401
                            make_video, write_bad_files)
@@ -102,7 +100,7 @@ def test_truncated_streamable_file_uses_the_frames_that_decode(tmp_path):
 def test_bad_files_raise_decode_error_with_path(tmp_path, name):
   write_bad_files(str(tmp_path))
   path = str(tmp_path / name)
-  with pytest.raises(pipeline.DecodeError, match=name):
+  with pytest.raises(errors.DecodeError, match=name):
     video_files.decode_video(path, lambda n: np.arange(4))
 
 
@@ -123,7 +121,7 @@ def test_csv_index_relative_paths_missing_files_and_unknown_labels(tmp_path):
   np.testing.assert_array_equal(ds.readers['train'].labels, [1, 0, 1, 0])
   # Too many dropped rows is a clear error.
   c.dataset.max_failure_fraction = 0.1
-  with pytest.raises(pipeline.DataFailureError, match='index were dropped'):
+  with pytest.raises(errors.DataFailureError, match='index were dropped'):
     data.get_dataset(c, process_index=0, process_count=1)
 
 
@@ -138,7 +136,7 @@ def test_integer_labels_with_label_names_file(tmp_path):
 
 
 def test_missing_data_dir_is_a_config_error():
-  with pytest.raises(config_lib.ConfigError, match='data_dir'):
+  with pytest.raises(errors.ConfigError, match='data_dir'):
     data.get_dataset(make_config(''), process_index=0, process_count=1)
 
 
@@ -186,8 +184,8 @@ def test_worker_processes_give_the_same_batches_and_failure_counts(video_dir):
 
 
 def test_worker_type_is_checked(video_dir):
-  with pytest.raises(config_lib.ConfigError, match=r"config\.dataset\.worker_type='fork'"):
-    config_lib.validate_config(make_config(video_dir, worker_type='fork'))
+  with pytest.raises(errors.ConfigError, match=r"config\.dataset\.worker_type='fork'"):
+    data.validate(make_config(video_dir, worker_type='fork').dataset)
 
 
 def test_train_batches_deterministic_across_workers_and_resume(video_dir):
@@ -217,7 +215,7 @@ def test_train_batches_deterministic_across_workers_and_resume(video_dir):
 def test_too_many_failures_stop_with_clear_error(video_dir):
   ds = data.get_dataset(make_config(video_dir, max_failure_fraction=0.0),
                         process_index=0, process_count=1)
-  with pytest.raises(pipeline.DataFailureError, match='max_failure_fraction=0.0'):
+  with pytest.raises(errors.DataFailureError, match='max_failure_fraction=0.0'):
     for _ in ds.train_batches(0, 8):
       pass
 

@@ -7,8 +7,9 @@ same task can be trained from every source.
       [--config.dataset.num_train_examples=4096 ...]
 
 Layout: OUT/videos/<split>/<label name>/<index>.mp4 and OUT/shards/<split>.tfrecord-*,
-each with a label_names.json (the synthetic label order, not the folders' sorted one). The videos are the ones `synthetic.build_dataset`
-generates for the config (same seed, length, size and example counts). Train with
+each with a label_names.json (the synthetic label order, not the folders' sorted one).
+The videos are the ones `synthetic.build_dataset` generates for the config (same seed,
+length, size and example counts). Train with
   --config.dataset.name=video_files --config.dataset.data_dir=OUT/videos
   --config.dataset.name=tfrecord --config.dataset.data_dir=OUT/shards
 """
@@ -19,24 +20,18 @@ import os
 from typing import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+from ml_collections import config_flags
 
-from vivit_jax.data import sampling, synthetic, tfrecord, video_files
-
-SPLIT_SIZES = {'train': 'num_train_examples', 'validation': 'num_eval_examples',
-               'test': 'num_eval_examples'}
-
+from vivit_jax import cli
+from vivit_jax.data import synthetic, tfrecord, video_files
 
 def synthetic_split(config, split: str):
   """(uint8[N, L, S, S, 3] videos, int32[N] labels) of a split of the synthetic
   dataset of `config`, as synthetic.build_dataset generates it (one process)."""
   d = config.dataset
-  span = sampling.clip_span(int(d.num_frames), int(d.get('stride', 1)))
-  frames = int(d.get('video_frames', None) or synthetic.default_video_frames(
-      span, int(d.get('num_test_clips', 1))))
-  size = int(d.get('video_size', None) or synthetic.default_video_size(int(d.crop_size)))
-  total = int(d.get(SPLIT_SIZES[split], 4096 if split == 'train' else 512))
-  return synthetic.generate(total, num_frames=frames, size=size,
+  frames, size, span = synthetic.video_shape(d)
+  return synthetic.generate(synthetic.split_sizes(d)[split], num_frames=frames, size=size,
                             seed=synthetic.split_seed(int(d.get('seed', 0)), split),
                             clip_frames=span)
 
@@ -91,7 +86,6 @@ def export(config, out_dir: str, formats: Sequence[str] = ('mp4', 'tfrecord'),
 
 def _cli():
   """Defines the flags (only when run as a program) and runs `export`."""
-  from ml_collections import config_flags
   config = config_flags.DEFINE_config_file(
       'config', None, "Config file, as for vivit_jax.main: --config=FILE[:arg] and "
       "--config.dataset.<field>=... overrides (e.g. num_train_examples).",
@@ -107,7 +101,7 @@ def _cli():
     print(f'Wrote {counts} synthetic videos ({",".join(formats.value)}) to '
           f'{out_dir.value}.')
 
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

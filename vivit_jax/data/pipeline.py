@@ -1,15 +1,19 @@
-"""The input pipeline shared by the decoded sources (video files, TFRecord, TFDS).
+"""The input pipeline of every source (synthetic, video files, TFRecord, TFDS).
 
 A source provides a `Reader` per split: a key per example (its path, for logs)
-and `read(i, choose)`, which decodes only the frames `choose(video_len)` asks for.
-`ClipDataset` turns readers into the `VideoDataset` contract (dataset.py):
+and `read(i, choose)`, which returns only the frames `choose(video_len)` asks for
+(decoded from a file, or indexed from arrays in memory). `ClipDataset` turns readers
+into the `VideoDataset` contract (dataset.py), with one code path for all sources:
 
 - Training order and augmentation depend only on (trainer seed, step, process_index,
-  row in the batch), so resumed runs see the same batches; examples are decoded by
+  row in the batch), so resumed runs see the same batches; examples are read by
   `dataset.num_workers` threads (`dataset.worker_type='thread'`: PyAV, PIL and numpy
   release the GIL) or worker processes (`'process'`: protobuf parsing and the per-frame
   Python work of TFRecord/TFDS hold it), with `dataset.prefetch_batches` batches in
   flight while the trainer runs a step. Both give the same batches.
+- A training clip: temporal sampling (`temporal_sampling`: dense with `stride`, or
+  uniform), a scale-jitter or Inception crop resized to `crop_size`, flip, RandAugment,
+  colour jitter, normalisation (`train_clip`); test views: `eval_views`.
 - Bad examples (corrupt, truncated, empty, audio-only, missing) raise `DecodeError`;
   they are logged once with their path, counted (`stats()`), and replaced in training
   by a deterministic redraw, masked out in evaluation. More than
@@ -32,7 +36,8 @@ from absl import logging
 from vivit_jax.data import augment
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import sampling
-from vivit_jax.errors import ConfigError, DataFailureError, DecodeError  # noqa: F401
+from vivit_jax.data.checks import WORKER_TYPES
+from vivit_jax.errors import ConfigError, DataFailureError, DecodeError, config_error
 
 _ORDER, _AUGMENT, _REPLACE = 0, 1, 2    # seed-sequence tags of the random streams.
 _MAX_REDRAWS = 16                       # replacement attempts for one training row.
@@ -80,9 +85,6 @@ class ClipOptions:
   worker_type: str = 'thread'
   prefetch_batches: int = 2
   max_failure_fraction: float = 0.1
-
-
-WORKER_TYPES = ('thread', 'process')
 
 
 def clip_options(config) -> ClipOptions:
@@ -197,6 +199,13 @@ def required_field(dataset_config, field: str, expected: str) -> str:
   return value
 
 
+def trainer_seed(config) -> int:
+  """config.trainer.seed (0 without a trainer group): the seed of the training order
+  and augmentation draws."""
+  trainer = config.get('trainer', None)
+  return int(trainer.get('seed', 0)) if trainer is not None else 0
+
+
 class ClipDataset:
   """`VideoDataset` (see dataset.py) over per-split `Reader`s."""
 
@@ -204,11 +213,11 @@ class ClipDataset:
                options: ClipOptions, *, seed: int, process_index: int,
                process_count: int, index_stats: Optional[dict] = None):
     if options.num_test_crops not in (1, 3):
-      raise ConfigError(f'config.dataset.num_test_crops={options.num_test_crops} is '
-                        'invalid: expected 1 (centre) or 3.')
+      raise config_error('dataset.num_test_crops', options.num_test_crops,
+                         '1 (centre) or 3')
     if options.worker_type not in WORKER_TYPES:
-      raise ConfigError(f'config.dataset.worker_type={options.worker_type!r} is invalid: '
-                        f'expected one of {WORKER_TYPES}.')
+      raise config_error('dataset.worker_type', options.worker_type,
+                         f'one of {WORKER_TYPES}')
     self.readers = readers
     self.label_names = list(label_names)
     self.num_classes = len(self.label_names)

@@ -19,9 +19,11 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from vivit_jax.data import augment, pipeline, tfrecord, video_files
+from vivit_jax import cli
+from vivit_jax.data import augment, tfrecord, video_files
+from vivit_jax.errors import DecodeError
 
 
 def shard_path(out_dir: str, split: str, k: int, n: int) -> str:
@@ -47,7 +49,7 @@ def write_shard(path: str, rows: Sequence[tuple[str, int, str]],
   for file, label, name in rows:
     try:
       video = video_files.decode_video(file, lambda n: np.arange(n))
-    except pipeline.DecodeError as e:
+    except DecodeError as e:
       logging.warning('Skipping %s: %s', file, e)
       skipped.append([file, str(e)])
       continue
@@ -74,8 +76,8 @@ def prepare(index: str, out_dir: str, split: str, *, num_shards: int = 1,
   (OUT/<split>.summary.json): written, skipped (missing files, unknown labels and
   unreadable videos, each with its reason), shards_written / shards_reused."""
   start = time.time()
-  os.makedirs(out_dir, exist_ok=True)
   rows = video_files.read_index(index)
+  os.makedirs(out_dir, exist_ok=True)
   if label_names is None:
     label_names = rows.classes if rows.classes is not None else sorted(set(rows.labels))
   names = list(label_names)
@@ -145,7 +147,7 @@ def _cli():
     for file, reason in summary['skipped']:
       print(f'  {file}: {reason}')
 
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -34,7 +34,8 @@ can still tell *what* changes (the five pairs) but not in which direction, so it
 capped near 50%.
 
 Deterministic: example i of `generate(..., seed=s)` depends only on (s, i, the sizes).
-Pure numpy and vectorised over examples: 5120 videos of 16x32x32 take about a second.
+Pure numpy, vectorised over examples. `build_dataset` serves the generated arrays as one
+more source of the shared pipeline (`SyntheticReader` under `pipeline.ClipDataset`).
 """
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ import functools
 
 import numpy as np
 
+from vivit_jax import errors
 from vivit_jax.data import dataset as dataset_lib
-from vivit_jax.data import in_memory
-from vivit_jax.data import sampling
+from vivit_jax.data import pipeline, sampling
 
 LABEL_NAMES = [
     'move_left', 'move_right',
@@ -301,7 +302,7 @@ def _shape_pixels(p, k, size):
   return rows[example], frame, y, x
 
 
-# The dataset built from a config.
+# The source built from a config.
 
 
 def default_video_frames(clip_frames: int, num_test_clips: int) -> int:
@@ -315,6 +316,27 @@ def default_video_size(crop_size: int) -> int:
   return crop_size + max(2, crop_size // 8)
 
 
+def split_sizes(dataset_config) -> dict[str, int]:
+  """{split: examples over all processes}: num_train_examples, and num_eval_examples
+  for validation and test each."""
+  d = dataset_config
+  return {'train': int(d.get('num_train_examples', 4096)),
+          'validation': int(d.get('num_eval_examples', 512)),
+          'test': int(d.get('num_eval_examples', 512))}
+
+
+def video_shape(dataset_config) -> tuple[int, int, int]:
+  """(generated frames L, generated side S, clip span) of config.dataset: video_frames
+  (default `default_video_frames`), video_size (default `default_video_size`) and the
+  frames a clip covers (`sampling.clip_span` of num_frames and stride)."""
+  d = dataset_config
+  span = sampling.clip_span(int(d.num_frames), int(d.get('stride', 1)))
+  frames = int(d.get('video_frames', None)
+               or default_video_frames(span, int(d.get('num_test_clips', 1))))
+  size = int(d.get('video_size', None) or default_video_size(int(d.crop_size)))
+  return frames, size, span
+
+
 @functools.lru_cache(maxsize=6)
 def _generate_cached(num_examples, num_frames, size, seed, clip_frames, offset):
   videos, labels = generate(num_examples, num_frames=num_frames, size=size, seed=seed,
@@ -324,54 +346,61 @@ def _generate_cached(num_examples, num_frames, size, seed, clip_frames, offset):
   return videos, labels
 
 
-def build_dataset(config, *, process_index: int, process_count: int):
-  """The synthetic `VideoDataset` of `config` (an ArrayVideoDataset).
+class SyntheticReader:
+  """`pipeline.Reader` over examples [start, stop) of a synthetic split, generated in
+  memory: videos uint8[n, L, S, S, 3], labels int32[n]. A read indexes the chosen frames
+  (no decoding). Pickled (for worker processes) as its generation arguments: a worker
+  generates the arrays again instead of receiving them."""
 
-  Reads config.dataset: num_frames, crop_size, stride, num_test_clips, num_test_crops,
-  mean_rgb, std_rgb, seed (generation), num_train_examples, num_eval_examples
-  (validation and test each), video_frames (generated length, default
-  `default_video_frames`), video_size (generated side, default `default_video_size`),
-  crop_area_range (None: translation-only crops), random_flip (must stay False);
-  and config.trainer.seed (order of examples, clip and crop positions). Each process
+  def __init__(self, split: str, total: int, start: int, stop: int, *, video_frames: int,
+               video_size: int, seed: int, clip_frames: int):
+    self.total = total
+    self.keys = [f'synthetic/{split}/{i}' for i in range(start, stop)]
+    self._args = (stop - start, video_frames, video_size, split_seed(seed, split),
+                  clip_frames, start)
+    self.videos, self.labels = _generate_cached(*self._args)
+
+  def __getstate__(self):
+    return {k: v for k, v in self.__dict__.items() if k not in ('videos', 'labels')}
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self.videos, self.labels = _generate_cached(*self._args)
+
+  def read(self, index: int, choose: pipeline.Chooser):
+    video = self.videos[index]
+    return video[np.asarray(choose(video.shape[0]))], int(self.labels[index])
+
+
+def build_dataset(config, *, process_index: int, process_count: int):
+  """The synthetic `VideoDataset` of `config`: a `pipeline.ClipDataset` over one
+  `SyntheticReader` per split, so sampling and augmentation are those of every source
+  (config.dataset fields: see pipeline.clip_options).
+
+  Reads config.dataset: seed (generation), num_train_examples, num_eval_examples
+  (validation and test each), video_frames / video_size (generated length and side,
+  see `video_shape`), random_flip (must stay False), and the ClipOptions fields; and
+  config.trainer.seed (order of examples and augmentation draws). Each process
   generates only its shard; arrays are cached per process.
   """
   d = config.dataset
-  num_frames, crop_size = int(d.num_frames), int(d.crop_size)
-  stride = int(d.get('stride', 1))
-  num_test_clips = int(d.get('num_test_clips', 1))
-  span = sampling.clip_span(num_frames, stride)
-  video_frames = int(d.get('video_frames', None) or default_video_frames(span, num_test_clips))
-  video_size = int(d.get('video_size', None) or default_video_size(crop_size))
-  if video_size < crop_size:
-    raise ValueError(f'config.dataset.video_size={video_size} is invalid: expected at '
-                     f'least config.dataset.crop_size={crop_size}.')
-  if d.get('random_flip', False):
-    raise ValueError('config.dataset.random_flip=True is invalid for the synthetic '
-                     'dataset: a flip turns move_left into move_right and clockwise into '
-                     'counterclockwise. Expected False.')
+  options = pipeline.clip_options(config)
+  video_frames, video_size, span = video_shape(d)
+  if video_size < options.crop_size:
+    raise errors.config_error('dataset.video_size', video_size,
+                              f'at least config.dataset.crop_size={options.crop_size}')
+  if options.random_flip:
+    raise errors.config_error('dataset.random_flip', True, 'False for the synthetic '
+                              'dataset (a flip turns move_left into move_right)')
   if d.get('num_classes', NUM_CLASSES) != NUM_CLASSES:
-    raise ValueError(f'config.dataset.num_classes={d.num_classes!r} is invalid: the '
-                     f'synthetic dataset has {NUM_CLASSES} classes.')
+    raise errors.config_error('dataset.num_classes', d.num_classes,
+                              f'{NUM_CLASSES}, the classes of the synthetic dataset')
   seed = int(d.get('seed', 0))
-  sizes = {'train': int(d.get('num_train_examples', 4096)),
-           'validation': int(d.get('num_eval_examples', 512)),
-           'test': int(d.get('num_eval_examples', 512))}
-  splits = {}
-  for split, total in sizes.items():
+  readers = {}
+  for split, total in split_sizes(d).items():
     start, stop = dataset_lib.shard_range(total, process_index, process_count)
-    videos, labels = _generate_cached(stop - start, video_frames, video_size,
-                                      split_seed(seed, split), span, start)
-    splits[split] = in_memory.Split(videos=videos, labels=labels, total=total)
-  area_range = d.get('crop_area_range', None)
-  sampling_config = in_memory.Sampling(
-      num_frames=num_frames, crop_size=crop_size, stride=stride,
-      area_range=None if area_range is None else tuple(area_range),
-      random_flip=False, num_test_clips=num_test_clips,
-      num_test_crops=int(d.get('num_test_crops', 1)),
-      mean_rgb=tuple(d.get('mean_rgb', (0.5, 0.5, 0.5))),
-      std_rgb=tuple(d.get('std_rgb', (0.5, 0.5, 0.5))))
-  trainer = config.get('trainer', None)
-  sampling_seed = int(trainer.get('seed', 0)) if trainer is not None else 0
-  return in_memory.ArrayVideoDataset(
-      splits, LABEL_NAMES, sampling_config, seed=sampling_seed,
-      process_index=process_index, process_count=process_count)
+    readers[split] = SyntheticReader(split, total, start, stop, video_frames=video_frames,
+                                     video_size=video_size, seed=seed, clip_frames=span)
+  return pipeline.ClipDataset(readers, LABEL_NAMES, options,
+                              seed=pipeline.trainer_seed(config),
+                              process_index=process_index, process_count=process_count)

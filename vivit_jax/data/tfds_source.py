@@ -15,14 +15,15 @@ the frames a clip needs are decoded. Datasets stored as array_record are not sup
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from vivit_jax.errors import ConfigError
+from vivit_jax.data import checks
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import example_proto, pipeline, tfrecord
-from vivit_jax.data.pipeline import DecodeError
+from vivit_jax.data.video_files import split_names
+from vivit_jax.errors import ConfigError, DataFailureError, DecodeError
 
 
 def decode_example(record: bytes, choose: pipeline.Chooser, *, video_key: str,
@@ -47,21 +48,45 @@ def decode_example(record: bytes, choose: pipeline.Chooser, *, video_key: str,
     raise DecodeError(f'bad frame: {type(e).__name__}: {e}') from e
 
 
-def build_dataset(config, *, process_index: int, process_count: int):
-  """The `tfds` dataset of config.dataset (see the module docstring)."""
-  d = config.dataset
-  name = pipeline.required_field(d, 'tfds_name', "a TFDS dataset name, e.g. 'ucf101'")
+def prepared_builder(dataset_config):
+  """The TFDS builder of config.dataset.tfds_name in data_dir; DataFailureError if it
+  is not prepared there (nothing is downloaded)."""
+  name = pipeline.required_field(dataset_config, 'tfds_name',
+                                 "a TFDS dataset name, e.g. 'ucf101'")
   import tensorflow_datasets as tfds
-  data_dir = d.get('data_dir', '') or None
+  data_dir = dataset_config.get('data_dir', '') or None
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:   # DatasetNotFoundError lists every TFDS name: keep it short.
-    raise FileNotFoundError(f'TFDS dataset {name!r} is not prepared in data_dir '
-                            f'{data_dir!r}: {type(e).__name__}') from e
-  info = builder.info
+    raise DataFailureError(f'TFDS dataset {name!r} is not prepared in data_dir '
+                           f'{data_dir!r}: {type(e).__name__}') from e
   if not builder.is_prepared():
-    raise FileNotFoundError(f'TFDS dataset {name!r} is not prepared in {data_dir!r}: '
-                            'prepare it there first (this reader downloads nothing).')
+    raise DataFailureError(f'TFDS dataset {name!r} is not prepared in {data_dir!r}: '
+                           'prepare it there first (this reader downloads nothing).')
+  return builder
+
+
+def _split_name(tfds_split: str) -> str:
+  return tfds_split.split('[')[0]     # 'train[90%:]' -> 'train'.
+
+
+def missing_split(dataset_config, split: str) -> Optional[str]:
+  """None if the TFDS split that `split` maps to exists, else which splits the
+  dataset has (the split check of sources.py; reads the builder's info only)."""
+  info = prepared_builder(dataset_config).info
+  tfds_split = split_names(dataset_config)[split]
+  if _split_name(tfds_split) in info.splits:
+    return None
+  return (f'TFDS dataset {dataset_config.tfds_name!r} in data_dir='
+          f"{dataset_config.get('data_dir', '')!r} has no split {tfds_split!r} "
+          f'(config.dataset.splits.{split}); it has {sorted(info.splits.keys())}')
+
+
+def build_dataset(config, *, process_index: int, process_count: int):
+  """The `tfds` dataset of config.dataset (see the module docstring)."""
+  d = config.dataset
+  builder = prepared_builder(d)
+  name, info = d.tfds_name, builder.info
   if str(getattr(info, 'file_format', 'tfrecord')).lower().split('.')[-1] != 'tfrecord':
     raise ConfigError(f'config.dataset.tfds_name={name!r} is stored as '
                       f'{info.file_format}: expected tfrecord.')
@@ -73,14 +98,13 @@ def build_dataset(config, *, process_index: int, process_count: int):
   label_names = list(info.features[label_key].names)
   decode = functools.partial(decode_example, video_key=video_key, label_key=label_key,
                              label_names=label_names)
-  split_names = dict(d.get('splits', None) or {})
+  names = split_names(d)
   readers = {}
   for split in dataset_lib.SPLITS:
-    tfds_split = split_names.get(split, split)
-    if tfds_split.split('[')[0] not in info.splits:
+    tfds_split = names[split]
+    if _split_name(tfds_split) not in info.splits:
       if split == 'train':
-        raise ConfigError(f'config.dataset.splits.train={tfds_split!r} is invalid: '
-                          f'{name!r} has splits {sorted(info.splits.keys())}.')
+        raise checks.missing_split_error(d, split, missing_split(d, split))
       continue
     instructions = info.splits[tfds_split].file_instructions
     files = [i.filename for i in instructions]
@@ -90,8 +114,7 @@ def build_dataset(config, *, process_index: int, process_count: int):
     start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
     readers[split] = tfrecord.TFRecordReader(files, records[start:stop], len(records),
                                              decode)
-  trainer = config.get('trainer', None)
   return pipeline.ClipDataset(
       readers, label_names, pipeline.clip_options(config),
-      seed=int(trainer.get('seed', 0)) if trainer else 0,
+      seed=pipeline.trainer_seed(config),
       process_index=process_index, process_count=process_count)

@@ -26,12 +26,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 from absl import logging
+from PIL import Image
 
+from vivit_jax.data import checks
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import example_proto
-from vivit_jax.data import pipeline
-from vivit_jax.data.pipeline import DecodeError
-from vivit_jax.data.video_files import LABEL_NAMES_FILE
+from vivit_jax.data import pipeline, video_files
+from vivit_jax.data.video_files import LABEL_NAMES_FILE, split_names
+from vivit_jax.errors import DecodeError
 
 FRAMES_KEY = 'image/encoded'
 LABEL_KEY = 'clip/label/index'
@@ -44,7 +46,6 @@ FILENAME_KEY = 'video/filename'
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
   """JPEG bytes of one uint8[H, W, 3] frame (4:4:4 chroma at quality >= 90)."""
-  from PIL import Image
   out = io.BytesIO()
   Image.fromarray(frame).save(out, format='JPEG', quality=quality,
                               subsampling=0 if quality >= 90 else 2)
@@ -119,7 +120,6 @@ def parse_example(record: bytes) -> tuple[list[bytes], int, Optional[str]]:
 def decode_jpegs(encoded: Sequence[bytes], indices: np.ndarray) -> np.ndarray:
   """uint8[*indices.shape, H, W, 3]: the frames `indices` of JPEG/PNG-encoded frames
   (each distinct frame decoded once)."""
-  from PIL import Image
   decoded = {}
   for i in np.unique(indices):
     with Image.open(io.BytesIO(encoded[int(i)])) as image:
@@ -197,22 +197,38 @@ class TFRecordReader:
       raise DecodeError(f'{self.keys[index]}: {e}') from e
 
 
+def shard_patterns(data_dir: str, name: str) -> list[str]:
+  """The globs of the shard files of split `name` (see the module docstring)."""
+  if any(c in name for c in '*?['):
+    return [name if os.path.isabs(name) else os.path.join(data_dir, name)]
+  return [os.path.join(data_dir, f'{name}*.tfrecord*'),
+          os.path.join(data_dir, f'{name}.tfrecord*'),
+          os.path.join(data_dir, f'{name}-*')]
+
+
 def find_shards(data_dir: str, name: str) -> list[str]:
   """Sorted shard files of split `name` in data_dir (see the module docstring)."""
-  if any(c in name for c in '*?['):
-    patterns = [name if os.path.isabs(name) else os.path.join(data_dir, name)]
-  else:
-    patterns = [os.path.join(data_dir, f'{name}*.tfrecord*'),
-                os.path.join(data_dir, f'{name}.tfrecord*'),
-                os.path.join(data_dir, f'{name}-*')]
-  files = sorted({f for p in patterns for f in glob.glob(p)
-                  if os.path.isfile(f) and not f.endswith(('.incomplete', '.json'))})
-  return files
+  return sorted({f for p in shard_patterns(data_dir, name) for f in glob.glob(p)
+                 if os.path.isfile(f) and not f.endswith(('.incomplete', '.json'))})
+
+
+def missing_split(dataset_config, split: str) -> Optional[str]:
+  """None if `split` has shards, else the globs looked at and which splits have shards
+  (the split check of sources.py; no shard is read)."""
+  data_dir = pipeline.required_field(dataset_config, 'data_dir',
+                                     'the folder of the TFRecord shards')
+  names = split_names(dataset_config)
+  if find_shards(data_dir, names[split]):
+    return None
+  if not os.path.isdir(data_dir):
+    return f'data_dir={data_dir!r} is not a folder'
+  found = [s for s in dataset_lib.SPLITS if find_shards(data_dir, names[s])]
+  return (f'no TFRecord shard matches {", ".join(shard_patterns(data_dir, names[split]))} '
+          f'(config.dataset.splits.{split}={names[split]!r}); splits with shards: {found}')
 
 
 def load_label_names(d, data_dir: str) -> list[str]:
   """config.dataset.label_names, else data_dir/label_names.json, else '0'..'K-1'."""
-  from vivit_jax.data import video_files
   names = video_files.load_label_names(d.get('label_names', None))
   path = os.path.join(data_dir, LABEL_NAMES_FILE)
   if names is None and os.path.isfile(path):
@@ -226,23 +242,21 @@ def build_dataset(config, *, process_index: int, process_count: int):
   data_dir = pipeline.required_field(d, 'data_dir', 'the folder of the TFRecord shards')
   options = pipeline.clip_options(config)
   label_names = load_label_names(d, data_dir)
-  split_names = dict(d.get('splits', None) or {})
+  names = split_names(d)
   readers = {}
   for split in dataset_lib.SPLITS:
-    files = find_shards(data_dir, split_names.get(split, split))
+    files = find_shards(data_dir, names[split])
     if not files:
       if split == 'train':
-        raise FileNotFoundError(f'No TFRecord shards for split {split!r} in '
-                                f'{data_dir!r} (pattern {split_names.get(split, split)!r}).')
+        raise checks.missing_split_error(d, split, missing_split(d, split))
       continue
     records = record_table(files)
     start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
     readers[split] = TFRecordReader(
         files, records[start:stop], len(records),
         functools.partial(decode_record, label_names=label_names))
-  trainer = config.get('trainer', None)
   return pipeline.ClipDataset(
-      readers, label_names, options, seed=int(trainer.get('seed', 0)) if trainer else 0,
+      readers, label_names, options, seed=pipeline.trainer_seed(config),
       process_index=process_index, process_count=process_count)
 
 

@@ -28,9 +28,10 @@ from typing import Optional, Sequence
 import numpy as np
 from absl import logging
 
+from vivit_jax.data import checks
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import pipeline
-from vivit_jax.data.pipeline import DecodeError
+from vivit_jax.errors import DataFailureError, DecodeError
 
 INDEX_EXTENSIONS = ('.csv', '.tsv', '.txt')
 LABEL_NAMES_FILE = 'label_names.json'     # optional, in data_dir: names in label order.
@@ -186,9 +187,9 @@ def read_index(location: str) -> Index:
           labels.append(name)
     return Index(paths, labels, classes)
   if not os.path.isfile(location):
-    raise FileNotFoundError(f'Video index {location!r} does not exist: expected a '
-                            f'{"/".join(INDEX_EXTENSIONS)} file or a folder of class '
-                            'folders.')
+    raise DataFailureError(f'Video index {location!r} does not exist: expected a '
+                           f'{"/".join(INDEX_EXTENSIONS)} file or a folder of class '
+                           'folders.')
   root = os.path.dirname(os.path.abspath(location))
   paths, labels = [], []
   with open(location, newline='') as f:
@@ -203,24 +204,56 @@ def read_index(location: str) -> Index:
       if number == 0 and row[0].lower() == 'path':
         continue
       if len(row) < 2:
-        raise ValueError(f'{location}:{number + 1}: {row!r} is invalid: expected '
-                         '`path,label`.')
+        raise DataFailureError(f'{location}:{number + 1}: {row!r} is invalid: expected '
+                               '`path,label`.')
       paths.append(row[0] if os.path.isabs(row[0]) else os.path.join(root, row[0]))
       labels.append(row[1])
   return Index(paths, labels)
 
 
+def split_candidates(data_dir: str, name: str) -> list[str]:
+  """Where the index file or class folder of split `name` may be, in order."""
+  candidates = [name] if os.path.isabs(name) else []
+  candidates += [os.path.join(data_dir, name + ext) for ext in INDEX_EXTENSIONS]
+  return candidates + [os.path.join(data_dir, name)]
+
+
 def find_split(data_dir: str, name: str) -> str:
   """The index file or class folder of split `name` under data_dir (or `name` itself
   if it is a path)."""
-  candidates = [name] if os.path.isabs(name) else []
-  candidates += [os.path.join(data_dir, name + ext) for ext in INDEX_EXTENSIONS]
-  candidates += [os.path.join(data_dir, name)]
+  candidates = split_candidates(data_dir, name)
   for c in candidates:
     if os.path.isfile(c) or os.path.isdir(c):
       return c
   raise FileNotFoundError(f'No index for split {name!r} in {data_dir!r}: expected one '
                           f'of {candidates}.')
+
+
+def split_names(dataset_config) -> dict[str, str]:
+  """{split: its name in the data} from config.dataset.splits (default: the split)."""
+  names = dict(dataset_config.get('splits', None) or {})
+  return {split: names.get(split, split) for split in dataset_lib.SPLITS}
+
+
+def missing_split(dataset_config, split: str) -> Optional[str]:
+  """None if `split` has an index or class folder, else what was looked for and
+  which splits exist (the split check of sources.py; no file is read)."""
+  data_dir = pipeline.required_field(
+      dataset_config, 'data_dir', 'a folder with a CSV/TSV index or class folders per split')
+  names = split_names(dataset_config)
+
+  def exists(s):
+    return any(os.path.isfile(c) or os.path.isdir(c)
+               for c in split_candidates(data_dir, names[s]))
+
+  if exists(split):
+    return None
+  if not os.path.isdir(data_dir):
+    return f'data_dir={data_dir!r} is not a folder'
+  looked = ', '.join(split_candidates(data_dir, names[split]))
+  found = [s for s in dataset_lib.SPLITS if exists(s)]
+  return (f'no index file or class folder (looked for {looked}; '
+          f'config.dataset.splits.{split}={names[split]!r}); splits with data: {found}')
 
 
 def load_label_names(value) -> Optional[list[str]]:
@@ -263,7 +296,7 @@ class VideoFileReader:
 
 def _check_fraction(split, dropped, listed, max_fraction, what):
   if listed and dropped > max_fraction * listed:
-    raise pipeline.DataFailureError(
+    raise DataFailureError(
         f'{dropped} of {listed} rows of the {split!r} index were dropped ({what}), more '
         f'than config.dataset.max_failure_fraction={max_fraction}.')
 
@@ -274,14 +307,14 @@ def build_dataset(config, *, process_index: int, process_count: int):
   data_dir = pipeline.required_field(
       d, 'data_dir', 'a folder with a CSV/TSV index or class folders per split')
   options = pipeline.clip_options(config)
-  split_names = dict(d.get('splits', None) or {})
+  names = split_names(d)
   locations = {}
   for split in dataset_lib.SPLITS:
     try:
-      locations[split] = find_split(data_dir, split_names.get(split, split))
+      locations[split] = find_split(data_dir, names[split])
     except FileNotFoundError:
       if split == 'train':
-        raise
+        raise checks.missing_split_error(d, split, missing_split(d, split))
       logging.info('No %s split in %s.', split, data_dir)
   indexes = {split: read_index(loc) for split, loc in locations.items()}
   label_names = load_label_names(d.get('label_names', None))
@@ -315,7 +348,6 @@ def build_dataset(config, *, process_index: int, process_count: int):
     start, stop = dataset_lib.shard_range(len(paths), process_index, process_count)
     readers[split] = VideoFileReader(paths[start:stop], labels[keep][start:stop],
                                      len(paths))
-  trainer = config.get('trainer', None)
   return pipeline.ClipDataset(
-      readers, label_names, options, seed=int(trainer.get('seed', 0)) if trainer else 0,
+      readers, label_names, options, seed=pipeline.trainer_seed(config),
       process_index=process_index, process_count=process_count, index_stats=stats)
