@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-from typing import Callable, Optional
+
 
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from vivit_jax import data, models
 from vivit_jax.errors import ConfigError, config_error  # noqa: F401  (re-exported)
+from vivit_jax.models import layers
 
 
 def load_config(path: str, arg: str | None = None, **kwargs) -> ml_collections.ConfigDict:
@@ -71,31 +73,10 @@ def default_model_config() -> ml_collections.ConfigDict:
   m.dropout_rate = 0.0
   m.attention_dropout_rate = 0.0
   m.stochastic_depth = 0.0         # drop-path rate of the last layer (linear in depth).
-  m.layer_norm_epsilon = 1e-6
-  m.gelu_approximate = False       # False: exact erf GELU; True: tanh approximation.
-  m.dtype = 'float32'              # compute dtype ('float32' or 'bfloat16').
-  m.param_dtype = 'float32'
-  # 'xla': fastest correct kernel per backend (CPU: the C++ 'cpu_flash' kernel where it
-  # builds and applies, else 'chunked'; GPU: cuDNN where it applies); 'cudnn', 'chunked',
-  # 'cpu_flash', 'explicit' force one. See models.layers.
-  m.attention_impl = 'xla'
-  m.remat = False                  # nn.remat each encoder block (less memory, more compute).
-  m.remat_policy = 'nothing_saveable'   # what remat keeps: models.layers.REMAT_POLICIES.
   m.head_bias_init = 0.0
-  return m
-
-
-def shared_model_options(model: ml_collections.ConfigDict, *,
-                         layer_norm_epsilon: float = 1e-6) -> ml_collections.ConfigDict:
-  """Sets the numerics/memory options every model family has (see default_model_config
-  for their meaning): LayerNorm epsilon, exact GELU, fp32 compute and params, the
-  backend's default attention kernel, no remat."""
-  model.layer_norm_epsilon = layer_norm_epsilon
-  model.gelu_approximate = False
-  model.dtype = model.param_dtype = 'float32'
-  model.attention_impl = 'xla'
-  model.remat, model.remat_policy = False, 'nothing_saveable'
-  return model
+  # layer_norm_epsilon, gelu_approximate, dtype, param_dtype, attention_impl ('auto': the
+  # backend's fastest exact kernel; see vivit_jax.ops.attention), remat, remat_policy.
+  return layers.shared_model_options(m)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -208,144 +189,15 @@ def init_from_config(path=None, **overrides) -> ml_collections.ConfigDict:
   return ic
 
 
-VIT_SIZES = {  # (hidden_size, num_layers, num_heads, mlp_dim) of the ViT paper.
-    'Ti': (192, 12, 3, 768),
-    'S': (384, 12, 6, 1536),
-    'B': (768, 12, 12, 3072),
-    'L': (1024, 24, 16, 4096),
-    'H': (1280, 32, 16, 5120),
-}
-
-
-def set_vit_size(model: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
-  """Sets hidden_size/num_layers/num_heads/mlp_dim of `model` to ViT-`size`."""
-  model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = VIT_SIZES[size]
-  return model
-
-
-def kinetics400_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The ViViT paper's Kinetics-400 data and optimisation recipe (appendix A):
-  32 frames at stride 2, 224^2 crops, 4 temporal x 3 spatial test views, SGD momentum
-  0.9, batch 64, lr 0.1 with linear warm-up (2.5 epochs) and cosine decay over 30 epochs.
-  """
-  d = config.dataset
-  d.name = 'tfrecord'
-  d.data_dir = ''                           # shards of SequenceExamples (see data/).
-  d.num_frames, d.stride, d.crop_size, d.num_classes = 32, 2, 224, 400
-  d.num_test_clips, d.num_test_crops = 4, 3
-  d.min_resize = 256
-  d.scale_jitter = (0.9, 1.33)
-  d.random_flip = True
-  d.mean_rgb, d.std_rgb = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-  d.num_train_examples = 240_000            # approx. Kinetics-400 train clips.
-  steps_per_epoch = d.num_train_examples // 64
-  config.optimizer.name, config.optimizer.momentum = 'sgd', 0.9
-  config.optimizer.weight_decay, config.optimizer.grad_clip_norm = 0.0, 1.0
-  config.schedule.name, config.schedule.base_lr = 'warmup_cosine', 0.1
-  config.schedule.warmup_steps = int(2.5 * steps_per_epoch)
-  t = config.trainer
-  t.batch_size, t.num_train_steps = 64, 30 * steps_per_epoch
-  t.log_every, t.eval_every, t.checkpoint_every = 100, 5000, 1000
-  t.label_smoothing, t.mixup_alpha = 0.1, 0.3
-  config.model.stochastic_depth = 0.3
-  return config
-
-
-def synthetic_transformer(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The CPU-sized transformer of the synthetic configs: tubelets 8x4x4 on 16x32x32 clips
-  (2x8x8 = 128 tokens), hidden 64, 2 layers, 4 heads, MLP 256.
-
-  Measured on the synthetic task (Model 1, validation top-1 after 2000 steps, with the
-  earlier rotation classes): 8x8 patches (t=2 or 4) learned the moves but not the
-  direction of growth (57-60%), 4x4 patches did better (t=4: 70% with 256 tokens; t=8:
-  70-74% at half the cost). At 1500 steps neither 4 layers (67%) nor lr 3e-3 (57%) beat
-  this model (72%)."""
-  model.embedding, model.patch_size, model.temporal_patch_size = 'tubelet', (4, 4), 8
-  model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = 64, 2, 4, 256
-  return model
-
-
-def tiny_transformer(model: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Test-sized transformer for the synthetic 'tiny' arg (4x8x8 clips, patches 2x4x4)."""
-  model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = 16, 1, 2, 32
-  model.patch_size, model.temporal_patch_size = (4, 4), 2
-  if model.get('attention_type') == 'factorised_encoder':
-    model.temporal_num_layers = 1
-  return model
-
-
-SYNTHETIC_ARGS = ('tiny', 'shuffle', 'single_frame')
-
-
-def synthetic_recipe(config: ml_collections.ConfigDict, arg: Optional[str] = None, *,
-                     tiny_model: Callable = tiny_transformer,
-                     base_lr: float = 1e-3,
-                     warmup_steps: int = 100) -> ml_collections.ConfigDict:
-  """Data, optimisation and trainer of the synthetic motion task; then applies `arg`.
-
-  16 frames of 32x32, 10 classes, 16384 training videos; AdamW at `base_lr` (1e-3;
-  the factorised ViViT Models 2-4 pass 3e-4: at 1e-3 they sat on the initial loss
-  plateau until the cosine had brought the rate down to about 5e-4), warm-up
-  `warmup_steps` (100) + cosine, batch 32, 4000 steps on two CPU devices where the
-  backend is a CPU (Model 1: about 7 minutes on 2 cores, test included); the test
-  split is read as 3 clips x 3 crops (the papers' multi-view protocol). `arg` is
-  comma-separated (`--config=configs/synthetic/x.py:tiny,shuffle`):
-    tiny          test-sized data and trainer (seconds on CPU); `tiny_model(model)`
-                  shrinks the model (each family passes its own).
-    shuffle       space-only control: frames shuffled (one random permutation per batch).
-    single_frame  space-only control: the middle frame repeated. Controls stay near
-                  chance on the synthetic task, whose classes differ only in motion.
-  """
-  d = config.dataset
-  d.name, d.num_frames, d.crop_size, d.num_classes = 'synthetic', 16, 32, 10
-  d.num_train_examples = 16384     # underfits rather than overfits at this budget.
-  d.num_test_clips = d.num_test_crops = 3   # test: 3 clips x 3 crops, softmax-averaged.
-  o = config.optimizer
-  o.name, o.weight_decay, o.grad_clip_norm = 'adamw', 1e-4, 1.0
-  s = config.schedule
-  s.name, s.base_lr, s.warmup_steps = 'warmup_cosine', base_lr, warmup_steps
-  t = config.trainer
-  t.batch_size, t.eval_batch_size, t.num_train_steps = 32, 64, 4000
-  t.log_every, t.eval_every, t.checkpoint_every = 100, 1000, 1000
-  t.cpu_devices = 2                # on a CPU: two data-parallel devices, ~1.2x steps/s.
-  for a in (arg or '').split(','):
-    a = a.strip()
-    if not a:
-      continue
-    if a == 'tiny':
-      tiny_model(config.model)
-      d.num_frames, d.crop_size = 4, 8
-      d.num_train_examples, d.num_eval_examples = 256, 64
-      d.num_test_clips = d.num_test_crops = 1
-      t.batch_size = t.eval_batch_size = 16
-      t.num_train_steps = 20
-      t.log_every = t.eval_every = t.checkpoint_every = 10
-      s.warmup_steps = 2
-    elif a in ('shuffle', 'single_frame'):
-      t.temporal_control = a
-      config.experiment_name += '_' + a
-    else:
-      raise config_error('arg', a, f'comma-separated values from {list(SYNTHETIC_ARGS)}')
-  return config
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for any field that cannot work; call before any compute."""
-  # Imported here so `vivit_jax.config` stays importable without the model zoo.
-  from vivit_jax import models
-
   for group in ('model', 'dataset', 'trainer'):
     if group not in config:
       raise config_error(group, None, f'a `{group}` group (start from '
                          'vivit_jax.config.default_config())')
   d = config.dataset
-  for field in ('num_frames', 'crop_size', 'num_classes'):
-    value = d.get(field)
-    if not isinstance(value, int) or value < 1:
-      raise config_error(f'dataset.{field}', value, 'a positive integer')
-  models.validate_model_config(config.model, num_frames=d.num_frames,
-                               crop_size=d.crop_size)
-  _validate_dataset_fields(d)
+  data.validate(d)
+  models.validate(config.model, num_frames=d.num_frames, crop_size=d.crop_size)
   t = config.trainer
   if not isinstance(t.batch_size, int) or t.batch_size < 1:
     raise config_error('trainer.batch_size', t.batch_size, 'a positive integer')
@@ -358,48 +210,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not _is_int(prefetch, 0):
     raise config_error('trainer.prefetch_to_device', prefetch,
                        'a non-negative integer (0 = no prefetch)')
-  from vivit_jax.models import layers   # pylint: disable=import-outside-toplevel
-  policy = config.model.get('remat_policy', 'nothing_saveable')
-  if policy not in layers.REMAT_POLICIES:
-    raise config_error('model.remat_policy', policy, f'one of {sorted(layers.REMAT_POLICIES)}')
 
 
 def _is_int(v, lo: int) -> bool:
   """Whether `v` is an int (not a bool) >= lo."""
   return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _validate_dataset_fields(d: ml_collections.ConfigDict) -> None:
-  """Sampling/augmentation fields of the decoded sources (absent fields are fine)."""
-  def check(field, ok, expected):
-    if field in d and d[field] is not None and not ok(d[field]):
-      raise config_error(f'dataset.{field}', d[field], expected)
-
-  def is_range(v):
-    return (isinstance(v, (tuple, list)) and len(v) == 2
-            and all(isinstance(x, (int, float)) for x in v) and 0 < v[0] <= v[1])
-
-  check('temporal_sampling', lambda v: v in ('dense', 'uniform'),
-        "one of 'dense', 'uniform'")
-  check('stride', lambda v: _is_int(v, 1), 'a positive integer')
-  check('num_test_clips', lambda v: _is_int(v, 1), 'a positive integer')
-  check('num_test_crops', lambda v: v in (1, 3), '1 (centre) or 3')
-  check('min_resize', lambda v: _is_int(v, d.crop_size),
-        f'None or an integer >= dataset.crop_size={d.crop_size}')
-  check('scale_jitter', is_range, 'None or (lo, hi) with 0 < lo <= hi, e.g. (0.9, 1.33)')
-  check('crop_area_range', lambda v: is_range(v) and v[1] <= 1,
-        'None or (lo, hi) with 0 < lo <= hi <= 1')
-  check('scale_jitter_prob', lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
-  check('random_flip', lambda v: isinstance(v, bool), 'True or False')
-  check('color_jitter', lambda v: isinstance(v, (int, float)) and v >= 0,
-        'a strength >= 0 (0 = off)')
-  check('randaugment_layers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = off)')
-  check('randaugment_magnitude', lambda v: 0 <= v <= 10, 'a magnitude in [0, 10]')
-  check('num_workers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = no workers)')
-  from vivit_jax.data.pipeline import WORKER_TYPES   # pylint: disable=import-outside-toplevel
-  check('worker_type', lambda v: v in WORKER_TYPES, f'one of {WORKER_TYPES}')
-  check('prefetch_batches', lambda v: _is_int(v, 1), 'a positive integer')
-  check('max_failure_fraction', lambda v: 0 <= v <= 1, 'a fraction in [0, 1]')
-  for field in ('mean_rgb', 'std_rgb'):
-    check(field, lambda v: len(v) == 3 and (field == 'mean_rgb' or min(v) > 0),
-          '3 per-channel values (std > 0)')

@@ -26,6 +26,11 @@ class ConversionError(VivitJaxError, ValueError):
   parameter (and both shapes where shapes are the problem)."""
 
 
+class CheckpointNotFoundError(VivitJaxError, FileNotFoundError):
+  """No checkpoint where one was named (a workdir, 'best', a step directory); the message
+  names the place looked at."""
+
+
 class NonFiniteError(VivitJaxError, FloatingPointError):
   """Training produced a NaN/Inf loss or parameters; names the step."""
 

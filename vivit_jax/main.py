@@ -5,14 +5,21 @@ r"""Train or evaluate a video model.
       --mode=eval [--checkpoint=best|latest|PATH]
 
 Overrides: `--config=x.py:arg`, `--config.model.num_layers=2`. Rerunning a training
-command in the same workdir resumes from its newest checkpoint.
+command in the same workdir resumes from its newest checkpoint. A config that cannot work
+(a bad field, a dataset split the run needs but the data does not have) stops before any
+compute with one line `error: ...` and exit status 2 (`--traceback` shows where).
 """
 from __future__ import annotations
 
+import logging as std_logging
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from vivit_jax import cli, train
+from vivit_jax.train import evaluate, trainer
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (get_config).',
                                           lock_config=True)
@@ -65,7 +72,6 @@ def _quiet_orbax():
   """Drops orbax's per-save INFO lines (dozens per checkpoint) unless -v 1 or more."""
   if logging.get_verbosity() >= logging.DEBUG:
     return
-  import logging as std_logging
   class _Filter(std_logging.Filter):
     def filter(self, record):
       return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
@@ -77,20 +83,19 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   _quiet_orbax()
   config, workdir = _CONFIG.value, _WORKDIR.value
-  # Before JAX starts (its CPU device count is fixed then).
+  train.validate(config, for_training=_MODE.value == 'train')   # before any compute.
+  # Before JAX's backend starts (its CPU device count is fixed then).
   os.environ['XLA_FLAGS'] = xla_flags_for_cpu_devices(
       config.trainer.get('cpu_devices', 1), os.environ.get('XLA_FLAGS', ''),
       len(os.sched_getaffinity(0)))
   # Keep TensorFlow (used by clu and tf.data) off the accelerators.
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
-  import jax
   if want_distributed(_JAX_DISTRIBUTED.value):
     jax.distributed.initialize()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(),
                jax.process_count(), jax.devices())
 
-  from vivit_jax.train import evaluate, trainer
   if _MODE.value == 'train':
     result = trainer.train_and_evaluate(config, workdir)
     finished = result['step'] >= config.trainer.num_train_steps and not result['preempted']
@@ -101,4 +106,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -25,8 +25,17 @@ import os
 import sys
 from typing import Optional, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from vivit_jax import cli, models
+from vivit_jax import config as vc
+from vivit_jax.convert.common import config_from_json
+from vivit_jax.data import augment, pipeline, sampling, video_files
+from vivit_jax.errors import ConfigError, DecodeError
+from vivit_jax.train import checkpoint as ckpt_lib
 
 
 def _define_flags():
@@ -48,8 +57,6 @@ def _define_flags():
 def load_config(config_path: Optional[str], workdir: Optional[str],
                 checkpoint: Optional[str]):
   """The ConfigDict from --config, else the workdir's or the checkpoint dir's config.json."""
-  from vivit_jax import config as vc
-  from vivit_jax.convert.common import config_from_json
   candidates = [config_path] if config_path else [
       os.path.join(d, 'config.json') for d in (workdir, checkpoint) if d]
   for path in candidates:
@@ -58,19 +65,14 @@ def load_config(config_path: Optional[str], workdir: Optional[str],
         with open(path) as f:
           return config_from_json(f.read())
       return vc.load_config(path)
-  raise FileNotFoundError(f'No config found (tried {candidates}): pass --config or a '
+  raise ConfigError(f'No config found (tried {candidates}): pass --config or a '
                           '--workdir / --checkpoint directory holding config.json.')
 
 
 def load_model(config, workdir: Optional[str], checkpoint: Optional[str]):
   """(model, params, step directory) of the checkpoint, restored into the config's
   model shapes (a config that does not match the checkpoint fails here)."""
-  import jax
-  import jax.numpy as jnp
-  from vivit_jax import models
-  from vivit_jax.config import validate_config
-  from vivit_jax.train import checkpoint as ckpt_lib
-  validate_config(config)
+  vc.validate_config(config)
   d = config.dataset
   model = models.create_model(config.model, d.num_classes)
   dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
@@ -81,7 +83,6 @@ def load_model(config, workdir: Optional[str], checkpoint: Optional[str]):
 
 def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list[str]:
   """Names of the classes in label order (see the module docstring)."""
-  from vivit_jax.data import video_files
   names = video_files.load_label_names(config.dataset.get('label_names'))
   for d in dirs:
     if names or not d:
@@ -103,14 +104,13 @@ def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list
 def test_views(path: str, config) -> np.ndarray:
   """float32[V, T, S, S, 3]: the normalised test views of one video file, clip-major
   (V = num_test_clips x num_test_crops), as evaluation cuts them. Raises
-  vivit_jax.data.pipeline.DecodeError naming the file when it cannot be read."""
-  from vivit_jax.data import augment, pipeline, sampling, video_files
+  vivit_jax.errors.DecodeError naming the file when it cannot be read."""
   o = pipeline.clip_options(config)
   if o.num_test_crops not in (1, 3):
     raise ValueError(f'config.dataset.num_test_crops={o.num_test_crops} is invalid: '
                      'expected 1 or 3.')
   if not os.path.isfile(path):
-    raise pipeline.DecodeError(f'{path}: no such file.')
+    raise DecodeError(f'{path}: no such file.')
   frames = video_files.decode_video(path, lambda length: sampling.eval_clip_indices(
       o.temporal_sampling, length, o.num_frames, o.stride, o.num_test_clips))
   boxes = augment.eval_view_boxes(frames.shape[2], frames.shape[3], o.crop_size,
@@ -124,7 +124,6 @@ class Predictor:
   """Class probabilities of video files: views -> jitted forward -> mean softmax."""
 
   def __init__(self, config, model, params):
-    import jax
     self.config = config
     self._probs = jax.jit(lambda p, v: jax.nn.softmax(
         model.apply({'params': p}, v, train=False), axis=-1).mean(0))
@@ -154,7 +153,6 @@ def main(argv):
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predict = Predictor(config, model, params)
-  from vivit_jax.data.pipeline import DecodeError
   results, failed = [], 0
   for path in videos:
     try:
@@ -181,4 +179,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(lambda argv: sys.exit(main(argv)))

@@ -42,7 +42,9 @@ from typing import Any, Optional
 from absl import app, flags, logging
 import ml_collections
 
+from vivit_jax import cli, models
 from vivit_jax import config as config_lib
+from vivit_jax.models import cost
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULT_COLUMNS = ('name', 'family', 'variant', 'params_m', 'gflops', 'train_clips_per_sec',
@@ -199,8 +201,6 @@ def run_entry(entry: Entry, workdir: str, cpus: Optional[set[int]] = None) -> di
 
 def model_cost(config: ml_collections.ConfigDict) -> tuple[float, float]:
   """(params in millions, GFLOPs per view) of the entry's model, from abstract shapes."""
-  from vivit_jax import models
-  from vivit_jax.models import cost
   d = config.dataset
   model = models.create_model(config.model, d.num_classes)
   shape = (1, d.num_frames, d.crop_size, d.crop_size, 3)
@@ -363,4 +363,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main)

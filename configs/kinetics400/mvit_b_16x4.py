@@ -7,6 +7,7 @@ smoothing 0.1, drop path 0.2, head dropout 0.5. mvit_b_32x3.py and mvitv2_s_16x4
 `get_config` of this file with their clip and model.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import mvit
 
 
@@ -14,7 +15,7 @@ def get_config(arg=None):
   """arg: 'num_frames,stride[,variant]' (default '16,4,B'; variant 'B' or 'v2-S')."""
   frames, stride, *variant = (arg or '16,4').split(',')
   variant = variant[0] if variant else 'B'
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   name = 'mvitv2_s' if variant == 'v2-S' else 'mvit_b'
   config.experiment_name = f'k400_{name}_{frames}x{stride}'
   config.model = mvit.model_config(variant)

@@ -7,12 +7,13 @@ drop path 0.1 / 0.2 / 0.3 (T / S / B), head dropout 0.5. swin_s.py and swin_b.py
 `get_config('S')` / `get_config('B')` of this file.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import video_swin
 
 
 def get_config(arg=None):
   variant = arg or 'T'
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = f'k400_swin_{variant.lower()}'
   config.model = video_swin.model_config(variant)
   config.optimizer.name = 'adamw'

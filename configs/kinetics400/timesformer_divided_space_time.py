@@ -9,13 +9,14 @@ an ImageNet ViT-B/16 with `--config.init_from.path=ViT-B_16.npz` (see
 vivit_jax/convert/initialise.py for the TimeSformer rules).
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 
 
 def timesformer_config(attention_type: str, experiment_name: str):
   """The K400 recipe above for one TimeSformer attention type."""
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = experiment_name
-  m = vc.set_vit_size(config.model, 'B')
+  m = recipes.set_vit_size(config.model, 'B')
   m.name, m.attention_type, m.classifier = 'timesformer', attention_type, 'token'
   m.patch_size = (16, 16)
   m.stochastic_depth, m.layer_norm_epsilon, m.gelu_approximate = 0.1, 1e-6, False

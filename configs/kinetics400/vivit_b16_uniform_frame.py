@@ -4,14 +4,15 @@
 tubelet model, so the two embeddings are compared at equal sequence length (Table 1).
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 
 
 def get_config(arg=None):
   del arg
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vivit_b16_uniform_frame'
   config.dataset.num_frames, config.dataset.stride = 16, 4
-  m = vc.set_vit_size(config.model, 'B')
+  m = recipes.set_vit_size(config.model, 'B')
   m.attention_type, m.classifier = 'spatio_temporal', 'token'
   m.embedding, m.patch_size, m.temporal_patch_size = 'uniform_frame', (16, 16), 1
   return config

@@ -3,13 +3,14 @@
 Paper Table 2: 284.4 GFLOPs, 115.1M params.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 
 
 def get_config(arg=None):
   del arg
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vivit_b16x2_factorised_encoder'
-  m = vc.set_vit_size(config.model, 'B')
+  m = recipes.set_vit_size(config.model, 'B')
   m.attention_type, m.temporal_num_layers = 'factorised_encoder', 4
   m.classifier, m.spatial_classifier = 'token', 'token'
   m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2

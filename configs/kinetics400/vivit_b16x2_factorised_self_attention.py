@@ -3,13 +3,14 @@
 Paper Table 2: 372.3 GFLOPs, 117.3M params.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 
 
 def get_config(arg=None):
   del arg
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vivit_b16x2_factorised_self_attention'
-  m = vc.set_vit_size(config.model, 'B')
+  m = recipes.set_vit_size(config.model, 'B')
   m.attention_type, m.classifier = 'factorised_self_attention', 'gap'
   m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2
   return config

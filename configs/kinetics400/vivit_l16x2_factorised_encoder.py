@@ -4,13 +4,14 @@ The paper's Kinetics state-of-the-art model (Table 6 reports it at 320^2 too:
 `--config.dataset.crop_size=320`).
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 
 
 def get_config(arg=None):
   del arg
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vivit_l16x2_factorised_encoder'
-  m = vc.set_vit_size(config.model, 'L')
+  m = recipes.set_vit_size(config.model, 'L')
   m.attention_type, m.temporal_num_layers = 'factorised_encoder', 4
   m.classifier, m.spatial_classifier = 'token', 'token'
   m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2

@@ -5,12 +5,13 @@ and 24 of 25, batch 16; here a cosine schedule over 25 epochs). The paper report
 single per-view FLOPs figure; experiments/model_table.py prints ours.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import vtn
 
 
 def get_config(arg=None):
   del arg
-  config = vc.kinetics400_recipe(vc.default_config())
+  config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vtn_vit_b'
   config.model = vtn.model_config('B')
   d = config.dataset

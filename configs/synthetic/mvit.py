@@ -8,9 +8,10 @@ on the loss plateau (train loss 2.3028, validation top-1 0.11 / 0.09 at step 100
 2.3028 at steps 1500 / 1200), as Video Swin, VTN and ViViT Models 3/4 did. Otherwise the
 same data, optimiser and budget as configs/synthetic/vivit_model*.py.
   python -m vivit_jax.main --config=configs/synthetic/mvit.py --workdir=/tmp/mvit
-Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.config.synthetic_recipe.
+Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.recipes.synthetic_recipe.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import mvit
 
 
@@ -44,4 +45,4 @@ def get_config(arg=None, variant='B'):
   c = vc.default_config()
   c.experiment_name = 'synthetic_mvitv2' if variant == 'v2-S' else 'synthetic_mvit'
   c.model = synthetic_model(variant)
-  return vc.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)
+  return recipes.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)

@@ -8,9 +8,10 @@ stage's 32 tokens ('gmp'), and AdamW runs at lr 3e-4 (the Video Swin paper's SSv
 as for ViViT Models 3 and 4, whose mean-pooled heads stayed on the loss plateau (README).
 Otherwise the same data, optimiser and budget as configs/synthetic/vivit_model*.py.
   python -m vivit_jax.main --config=configs/synthetic/video_swin.py --workdir=/tmp/swin
-Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.config.synthetic_recipe.
+Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.recipes.synthetic_recipe.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import video_swin
 
 
@@ -30,4 +31,4 @@ def get_config(arg=None):
   m.patch_size, m.temporal_patch_size = (4, 4), 2
   m.stochastic_depth = m.head_dropout_rate = 0.0
   m.classifier = 'gmp'
-  return vc.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)
+  return recipes.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)

@@ -8,9 +8,10 @@ at lr 3e-4 like ViViT Model 2, its closest ViViT relative (a spatial encoder per
 index, then a temporal one): at 1e-3 both stayed on the initial loss plateau (VTN: loss
 2.303 at step 1300).
   python -m vivit_jax.main --config=configs/synthetic/vtn.py --workdir=/tmp/vtn
-Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.config.synthetic_recipe.
+Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.recipes.synthetic_recipe.
 """
 from vivit_jax import config as vc
+from vivit_jax import recipes
 from vivit_jax.models import vtn
 
 
@@ -32,4 +33,4 @@ def get_config(arg=None):
   m.temporal_num_layers, m.temporal_num_heads, m.temporal_mlp_dim = 2, 4, 256
   m.temporal_window, m.head_mlp_dim = 8, 64
   m.temporal_dropout_rate = m.temporal_attention_dropout_rate = m.head_dropout_rate = 0.0
-  return vc.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)
+  return recipes.synthetic_recipe(c, arg, tiny_model=tiny_model, base_lr=3e-4)

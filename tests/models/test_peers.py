@@ -12,8 +12,10 @@ import pytest
 
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import (cost, cpu_attention, cpu_depthwise_conv, layers, mvit,
-                              video_swin, vtn)
+from vivit_jax.models import cost, layers, mvit, video_swin, vtn
+from vivit_jax.ops import attention, pooling
+from vivit_jax.ops.cpu import depthwise_conv as cpu_depthwise_conv
+from vivit_jax.ops.cpu import flash_attention as cpu_attention
 
 CONFIGS = pathlib.Path(__file__).parents[2] / 'configs'
 SYNTHETIC = ('vtn', 'mvit', 'mvitv2', 'video_swin')   # configs/synthetic/<name>.py
@@ -269,10 +271,10 @@ def test_mvit_skip_max_pool_equals_flax_max_pool(kernel, stride):
   x = jax.random.normal(jax.random.key(1), (2, 4, 7, 6, 3))
   reference = functools.partial(nn.max_pool, window_shape=kernel, strides=stride,
                                 padding=[(k // 2, k // 2) for k in kernel])
-  out = mvit.max_pool(x, kernel, stride)
+  out = pooling.max_pool(x, kernel, stride)
   np.testing.assert_array_equal(out, reference(x))
   # Gradients route to the same argmax (no ties in normal noise).
-  g = jax.grad(lambda v: jnp.sum(mvit.max_pool(v, kernel, stride) ** 3))(x)
+  g = jax.grad(lambda v: jnp.sum(pooling.max_pool(v, kernel, stride) ** 3))(x)
   g_ref = jax.grad(lambda v: jnp.sum(reference(v) ** 3))(x)
   np.testing.assert_allclose(g, g_ref, rtol=1e-6)
 
@@ -420,7 +422,7 @@ def test_cpu_kernel_with_bias_and_mask_equals_explicit_attention(name):
   impl picks on CPU: logits and every parameter's gradient as the explicit path's."""
   video = jax.random.normal(jax.random.key(6), tiny(name)[1])
   results = {}
-  for impl in ('explicit', 'xla'):
+  for impl in ('explicit', 'auto'):
     model, shape, num_classes = tiny(name, attention_impl=impl)
     params = noise_params(model, shape, scale=0.1)
     labels = jnp.arange(shape[0]) % num_classes
@@ -430,11 +432,11 @@ def test_cpu_kernel_with_bias_and_mask_equals_explicit_attention(name):
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
 
     grad_fn = jax.jit(jax.grad(loss_fn, has_aux=True))
-    if impl == 'xla':
+    if impl == 'auto':
       hlo = grad_fn.lower(params).as_text()
       assert cpu_attention.TARGET in hlo and cpu_attention.BACKWARD_TARGET in hlo
     results[impl] = grad_fn(params)
-  (grads, logits), (want_grads, want_logits) = results['xla'], results['explicit']
+  (grads, logits), (want_grads, want_logits) = results['auto'], results['explicit']
   np.testing.assert_allclose(logits, want_logits, rtol=1e-5, atol=1e-5)
   flat, want = jax.tree.leaves_with_path(grads), jax.tree.leaves(want_grads)
   assert any('relative_position_bias_table' in jax.tree_util.keystr(p) or

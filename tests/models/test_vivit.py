@@ -296,7 +296,7 @@ def test_bfloat16_compute_is_close_to_float32(video):
 
 def test_explicit_attention_equals_xla(video):
   out = []
-  for impl in ('xla', 'explicit'):
+  for impl in ('auto', 'explicit'):
     config = tiny_config('factorised_dot_product', attention_impl=impl)
     model = models.create_model(config.model, NUM_CLASSES)
     out.append(jit_apply(model)({'params': randomised_params(model, video)}, video))

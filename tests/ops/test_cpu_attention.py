@@ -10,7 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vivit_jax.models import cpu_attention, cpu_build, layers
+from vivit_jax.models import layers
+from vivit_jax.ops.cpu import build as cpu_build
+from vivit_jax.ops.cpu import flash_attention as cpu_attention
+from vivit_jax import ops
+from vivit_jax.ops import attention, switches
 
 pytestmark = pytest.mark.skipif(not cpu_attention.available(),
                                 reason=f'kernel unavailable: {cpu_attention.unavailable_reason()}')
@@ -23,7 +27,7 @@ def qkv(b, lq, lk, h, d, scale=1.0, seed=0):
 
 
 def explicit(q, k, v, bias=None, mask=None):
-  return layers.dot_product_attention(q, k, v, bias=bias, mask=mask, impl='explicit')
+  return attention.dot_product_attention(q, k, v, bias=bias, mask=mask, impl='explicit')
 
 
 def logsumexp(q, k, bias=None, mask=None):
@@ -86,7 +90,7 @@ def test_gradients_equal_explicit_attention(shape):
   q, k, v = qkv(*shape)
   g = jax.random.normal(jax.random.key(9), q.shape)
   loss = lambda impl: lambda q, k, v: jnp.sum(
-      layers.dot_product_attention(q, k, v, impl=impl) * g)
+      attention.dot_product_attention(q, k, v, impl=impl) * g)
   ours = jax.jit(jax.grad(loss('cpu_flash'), argnums=(0, 1, 2)))(q, k, v)
   ref = jax.jit(jax.grad(loss('explicit'), argnums=(0, 1, 2)))(q, k, v)
   for a, b in zip(ours, ref):
@@ -221,7 +225,7 @@ def test_decomposed_bias_equals_its_dense_bias(b, lq, h, d, grid, skip):
   gradients with the dense bias it stands for."""
   lk = skip + int(np.prod(grid))
   q, k, v = qkv(b, lq, lk, h, d)
-  rel = layers.DecomposedBias(
+  rel = attention.DecomposedBias(
       2.0 * jax.random.normal(jax.random.key(4), (b, h, lq, sum(grid))), grid, skip)
   dense = rel.dense()
   assert dense.shape == (b, h, lq, lk)
@@ -233,8 +237,8 @@ def test_decomposed_bias_equals_its_dense_bias(b, lq, h, d, grid, skip):
 
   def run(impl):
     def f(q, k, v, terms):
-      bias = layers.DecomposedBias(terms, grid, skip)
-      return layers.dot_product_attention(q, k, v, bias=bias, impl=impl)
+      bias = attention.DecomposedBias(terms, grid, skip)
+      return attention.dot_product_attention(q, k, v, bias=bias, impl=impl)
     out, vjp = jax.vjp(jax.jit(f), q, k, v, rel.terms)
     return out, vjp(g), jax.jit(f).lower(q, k, v, rel.terms).as_text()
   out, grads, hlo = run('cpu_flash')
@@ -250,10 +254,10 @@ def test_decomposed_bias_that_does_not_fit_is_refused():
   terms = jnp.zeros((1, 2, 5, 2 + 2 + 2))
   with pytest.raises(ValueError, match=r'Lk = skip \+ T \* Hr \* W'):
     cpu_attention.flash_attention(q, k, v, rel=(terms, (2, 2, 2, 1)))   # 1 + 8 != 10
-  bias = layers.DecomposedBias(terms, (2, 2, 2), skip=1)
+  bias = attention.DecomposedBias(terms, (2, 2, 2), skip=1)
   assert not cpu_attention.supports(q, k, v, rel=bias.kernel_args())
   with pytest.raises(ValueError, match='cpu_flash'):
-    layers.dot_product_attention(q, k, v, bias=bias, impl='cpu_flash')
+    attention.dot_product_attention(q, k, v, bias=bias, impl='cpu_flash')
 
 
 def calls_kernel(fn, *args) -> bool:
@@ -262,7 +266,7 @@ def calls_kernel(fn, *args) -> bool:
 
 def test_default_impl_uses_the_kernel_only_where_it_applies(monkeypatch):
   q, k, v = qkv(2, 37, 29, 3, 16)
-  attend = lambda **kw: lambda q, k, v: layers.dot_product_attention(q, k, v, **kw)
+  attend = lambda **kw: lambda q, k, v: attention.dot_product_attention(q, k, v, **kw)
   assert calls_kernel(attend(), q, k, v)
   bias, mask = terms(2, 37, 29, 3, (1, 3), (3, 1))
   assert calls_kernel(attend(bias=bias, mask=mask), q, k, v)
@@ -274,13 +278,13 @@ def test_default_impl_uses_the_kernel_only_where_it_applies(monkeypatch):
   dropout = attend(dropout_rate=0.1, dropout_rng=jax.random.key(0), deterministic=False)
   assert not calls_kernel(dropout, q, k, v)
   assert not calls_kernel(attend(impl='chunked'), q, k, v)
-  with layers.flop_counting():
+  with ops.flop_counting():
     assert not calls_kernel(attend(), q, k, v)
 
 
 def test_half_precision_inputs_run_in_float32():
   q, k, v = (x.astype(jnp.bfloat16) for x in qkv(2, 37, 29, 3, 16))
-  out = jax.jit(lambda q, k, v: layers.dot_product_attention(q, k, v))(q, k, v)
+  out = jax.jit(lambda q, k, v: attention.dot_product_attention(q, k, v))(q, k, v)
   assert out.dtype == jnp.bfloat16
   ref = explicit(*(x.astype(jnp.float32) for x in (q, k, v)))
   np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=1e-2, atol=1e-2)
@@ -303,11 +307,11 @@ def test_turned_off_kernel_falls_back_to_chunked(fresh_kernel_state, monkeypatch
   monkeypatch.setenv('VIVIT_JAX_CPU_KERNEL', '0')
   q, k, v = qkv(1, 9, 9, 2, 16)
   assert not cpu_attention.available()
-  assert not calls_kernel(lambda q, k, v: layers.dot_product_attention(q, k, v), q, k, v)
-  np.testing.assert_allclose(layers.dot_product_attention(q, k, v), explicit(q, k, v),
+  assert not calls_kernel(lambda q, k, v: attention.dot_product_attention(q, k, v), q, k, v)
+  np.testing.assert_allclose(attention.dot_product_attention(q, k, v), explicit(q, k, v),
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="'cpu_flash'.*VIVIT_JAX_CPU_KERNEL=0"):
-    layers.dot_product_attention(q, k, v, impl='cpu_flash')
+    attention.dot_product_attention(q, k, v, impl='cpu_flash')
 
 
 def test_failed_build_names_the_command_and_falls_back(fresh_kernel_state, monkeypatch):
@@ -315,16 +319,16 @@ def test_failed_build_names_the_command_and_falls_back(fresh_kernel_state, monke
   assert 'false' in cpu_attention.unavailable_reason()
   assert 'failed (exit 1)' in cpu_attention.unavailable_reason()
   q, k, v = qkv(1, 9, 9, 2, 16)
-  np.testing.assert_allclose(layers.dot_product_attention(q, k, v), explicit(q, k, v),
+  np.testing.assert_allclose(attention.dot_product_attention(q, k, v), explicit(q, k, v),
                              rtol=1e-5, atol=1e-6)
-  assert not list(cpu_build.cache_dir().glob('*.so'))   # nothing half-written kept.
+  assert not list(switches.cache_dir().glob('*.so'))   # nothing half-written kept.
 
 
 def test_a_rebuilt_library_does_not_replace_registered_targets():
   # XLA refuses to register a target name twice with other handlers (a source rebuilt in
   # a running process, another cache directory): the first registration is kept.
   first = cpu_attention.load()[0]
-  rebuilt = cpu_build.build('flash_attention_cpu.cc', 'native', ('-DVIVIT_JAX_REBUILD',))
+  rebuilt = cpu_build.build('flash_attention.cc', 'native', ('-DVIVIT_JAX_REBUILD',))
   assert cpu_build.register(rebuilt, {cpu_attention.TARGET: 'VivitFlashAttentionF32'}) is first
   q, k, v = qkv(1, 9, 9, 2, 16)
   np.testing.assert_allclose(jax.jit(cpu_attention.flash_attention)(q, k, v),

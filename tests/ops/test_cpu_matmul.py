@@ -6,7 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vivit_jax.models import cpu_build, cpu_matmul, layers, precision
+from vivit_jax.models import layers
+from vivit_jax.ops.cpu import build as cpu_build
+from vivit_jax.ops.cpu import matmul as cpu_matmul
+from vivit_jax import ops
+from vivit_jax.ops import dense
 
 pytestmark = pytest.mark.skipif(not cpu_matmul.available(),
                                 reason=f'kernel unavailable: {cpu_matmul.unavailable_reason()}')
@@ -70,7 +74,7 @@ def test_vjp_equals_xla():
 
 
 def routed(lhs, rhs, dims) -> bool:
-  fn = lambda x, y: precision.dot_general(x, y, dims)
+  fn = lambda x, y: dense.dot_general(x, y, dims)
   return cpu_matmul.TARGET in jax.jit(fn).lower(lhs, rhs).as_text()
 
 
@@ -81,7 +85,7 @@ def test_dense_layer_products_are_routed_and_equal_xla():
   assert routed(x, w, dims)
   g = normal(2, (2, 300, 96))
   loss = lambda dot: lambda x, w: jnp.sum(dot(x, w, dims) * g)
-  ours = jax.value_and_grad(loss(precision.dot_general), argnums=(0, 1))(x, w)
+  ours = jax.value_and_grad(loss(dense.dot_general), argnums=(0, 1))(x, w)
   ref = jax.value_and_grad(loss(lambda *a: jax.lax.dot_general(*a, precision='highest')),
                            argnums=(0, 1))(x, w)
   np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5)
@@ -98,7 +102,7 @@ def test_other_products_stay_on_xla():
   assert not routed(jnp.ones((64, 3000)), w, (((0,), (0,)), ((), ())))      # leading axis
   assert not routed(jnp.ones((4, 3000, 64)), jnp.ones((4, 64, 64)),        # batch axes
                     (((2,), (1,)), ((0,), (0,))))
-  with layers.flop_counting():
+  with ops.flop_counting():
     assert not routed(x, w, big)
 
 
@@ -113,7 +117,7 @@ def test_missing_openblas_falls_back_to_xla(monkeypatch):
     assert 'scipy-openblas32' in cpu_matmul.unavailable_reason()
     x, w = jnp.ones((3000, 64)), jnp.ones((64, 64))
     assert not routed(x, w, (((1,), (0,)), ((), ())))
-    np.testing.assert_allclose(precision.dot_general(x, w, (((1,), (0,)), ((), ()))),
+    np.testing.assert_allclose(dense.dot_general(x, w, (((1,), (0,)), ((), ()))),
                                np.full((3000, 64), 64.0))
   finally:
     monkeypatch.undo()

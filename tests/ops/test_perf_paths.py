@@ -3,10 +3,11 @@
 Patch convolutions as patches x matmul == nn.Conv (parameters, outputs, gradients).
 
 Chunked attention == explicit attention (bias, mask, dropout, gradients, bf16); the
-'xla' default (cuDNN on GPU only where its backward pass accepts the shapes, odd lengths
+'auto' default (cuDNN on GPU only where its backward pass accepts the shapes, odd lengths
 padded) and FLOP counting; bf16 compute in the real train step; remat policies
 give identical gradients; buffer donation and device prefetch leave results unchanged.
 """
+import contextlib
 import functools
 
 import jax
@@ -18,8 +19,11 @@ from vivit_jax import config as vc
 from vivit_jax import models
 import flax.linen as nn
 
-from vivit_jax.models import cost, cpu_attention, embeddings, layers, precision
+from vivit_jax.models import cost, embeddings, layers
+from vivit_jax.ops.cpu import flash_attention as cpu_attention
 from vivit_jax.train import optim, parallel, steps
+from vivit_jax import ops
+from vivit_jax.ops import attention, dense, gelu, switches
 
 B, T, HW, C = 2, 4, 8, 3
 NUM_CLASSES = 5
@@ -32,11 +36,11 @@ def qkv(b, lq, lk, h, d, seed=0, dtype=jnp.float32):
 
 
 def explicit(q, k, v, **kw):
-  return layers.dot_product_attention(q, k, v, impl='explicit', **kw)
+  return attention.dot_product_attention(q, k, v, impl='explicit', **kw)
 
 
 def chunked(chunk_size, **static):
-  return jax.jit(functools.partial(layers.chunked_attention, chunk_size=chunk_size,
+  return jax.jit(functools.partial(attention.chunked_attention, chunk_size=chunk_size,
                                    **static))
 
 
@@ -101,18 +105,18 @@ def test_layer_norm_equals_flax_layer_norm(shape, dtype, param_dtype):
 @pytest.mark.parametrize('approximate', [False, True])
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_gelu_equals_jax_gelu(approximate, dtype):
-  """layers.gelu (own backward pass, recomputing the CDF) has jax.nn.gelu's values and
+  """gelu.gelu (own backward pass, recomputing the CDF) has jax.nn.gelu's values and
   gradients, inside jit, grad and remat."""
   x = (3.0 * jax.random.normal(jax.random.key(0), (3, 7, 33))).astype(dtype)
   x = x.at[0, 0, :4].set(jnp.asarray([0.0, -12.0, 12.0, -5.5], dtype))   # tails, zero.
-  got = jax.jit(layers.gelu, static_argnums=1)(x, approximate)
+  got = jax.jit(gelu.gelu, static_argnums=1)(x, approximate)
   want = jax.jit(jax.nn.gelu, static_argnums=1)(x, approximate)
   assert got.dtype == dtype
   np.testing.assert_array_equal(np.float32(got), np.float32(want))
   # A loss linear in the output: the gradient is w * gelu'(x), nothing rounded between.
   w = jax.random.normal(jax.random.key(1), x.shape)
   loss = lambda f: lambda x: jnp.sum(w * f(x).astype(jnp.float32))
-  ours = lambda x: layers.gelu(x, approximate)
+  ours = lambda x: gelu.gelu(x, approximate)
   got = jax.jit(jax.grad(loss(ours)))(x)
   got_remat = jax.jit(jax.grad(loss(jax.checkpoint(ours))))(x)
   # Reference: float32 autodiff at the same input values (bf16 autodiff would round
@@ -145,7 +149,7 @@ def test_own_backward_passes_can_be_turned_off(monkeypatch):
     return grad(params, x), grad.lower(params, x).as_text()
   (value, grads), text = run()
   monkeypatch.setenv('VIVIT_JAX_OWN_BACKWARD', '0')
-  assert not layers.own_backward_passes()
+  assert not switches.own_backward_passes()
   (value_off, grads_off), text_off = run()
   assert 'optimization_barrier' in text and 'optimization_barrier' not in text_off
   np.testing.assert_allclose(value_off, value, rtol=1e-6)
@@ -186,7 +190,7 @@ def test_chunked_attention_gradients_equal_explicit():
     return jax.jit(jax.grad(lambda q, k, v, b: jnp.sum(fn(q, k, v, bias=b) * w),
                             argnums=(0, 1, 2, 3)))
   want = loss(explicit)(q, k, v, bias)
-  got = loss(functools.partial(layers.chunked_attention, chunk_size=4))(q, k, v, bias)
+  got = loss(functools.partial(attention.chunked_attention, chunk_size=4))(q, k, v, bias)
   for g, e in zip(got, want):
     np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
 
@@ -199,7 +203,7 @@ def test_chunked_attention_dropout_is_explicit_attention_with_its_masks():
   # The masks chunked_attention draws: per (head g = b * H + h, query chunk j).
   n = -(-lq // chunk)
   keep = jnp.stack([
-      jnp.concatenate([layers.chunk_dropout_keep(rng, g, j, rate, (chunk, lk))
+      jnp.concatenate([attention.chunk_dropout_keep(rng, g, j, rate, (chunk, lk))
                        for j in range(n)])[:lq]
       for g in range(b * h)]).reshape(b, h, lq, lk)
   assert 0.5 < float(keep.mean()) < 0.9          # about 1 - rate are kept.
@@ -228,21 +232,38 @@ def test_chunked_attention_bfloat16_keeps_float32_softmax():
 def test_attention_errors_name_the_bad_value():
   q, k, v = qkv(1, 5, 5, 2, 4)
   with pytest.raises(ValueError, match='bias of shape'):
-    layers.chunked_attention(q, k, v, bias=jnp.zeros((3, 5, 5)))
+    attention.chunked_attention(q, k, v, bias=jnp.zeros((3, 5, 5)))
   with pytest.raises(ValueError, match="'flash'"):
-    layers.dot_product_attention(q, k, v, impl='flash')
+    attention.dot_product_attention(q, k, v, impl='flash')
   with pytest.raises(ValueError, match='dropout_rng'):
-    layers.chunked_attention(q, k, v, dropout_rate=0.1)
+    attention.chunked_attention(q, k, v, dropout_rate=0.1)
 
 
 def test_default_impl_is_chunked_on_cpu_and_explicit_when_counting_flops():
   assert jax.default_backend() == 'cpu'
-  assert layers.resolve_attention_impl('xla') == 'chunked'
-  assert layers.resolve_attention_impl('explicit') == 'explicit'
-  with layers.flop_counting():
-    assert layers.resolve_attention_impl('xla') == 'explicit'
-    assert layers.resolve_attention_impl('cudnn') == 'explicit'
-  assert layers.resolve_attention_impl('xla') == 'chunked'
+  assert attention.resolve_attention_impl('auto') == 'chunked'
+  assert attention.resolve_attention_impl('explicit') == 'explicit'
+  with ops.flop_counting():
+    assert attention.resolve_attention_impl('auto') == 'explicit'
+    assert attention.resolve_attention_impl('cudnn') == 'explicit'
+  assert attention.resolve_attention_impl('auto') == 'chunked'
+
+
+def test_xla_is_a_deprecated_alias_of_auto(video):
+  """Configs written before the rename keep working: 'xla' warns and runs as 'auto'."""
+  with pytest.warns(FutureWarning, match="attention_impl='xla' is deprecated: use 'auto'"):
+    assert attention.canonical_attention_impl('xla') == 'auto'
+  with pytest.raises(ValueError, match="'flash' is invalid"):
+    attention.canonical_attention_impl('flash')
+  out = {}
+  for impl in ('xla', 'auto'):
+    config = tiny_config('spatio_temporal', attention_impl=impl)
+    vc.validate_config(config)
+    with pytest.warns(FutureWarning) if impl == 'xla' else contextlib.nullcontext():
+      model = models.create_model(config.model, NUM_CLASSES)
+    assert model.cfg.attention_impl == 'auto'
+    out[impl] = model.apply({'params': noisy_params(model)}, video)
+  np.testing.assert_array_equal(out['xla'], out['auto'])
 
 
 # --- Half-precision products ------------------------------------------------------
@@ -252,15 +273,15 @@ def test_half_precision_dense_products_accumulate_in_float32_on_cpu(dtype):
   r = np.random.default_rng(0)
   x, w = (jnp.asarray(r.standard_normal(s), dtype) for s in ((5, 7, 96), (96, 48)))
   dims = (((2,), (0,)), ((), ()))
-  out = jax.jit(lambda x, w: precision.dot_general(x, w, dims))(x, w)
+  out = jax.jit(lambda x, w: dense.dot_general(x, w, dims))(x, w)
   assert out.dtype == dtype
   ref = jnp.einsum('abk,kn->abn', x.astype(jnp.float32), w.astype(jnp.float32))
   np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref.astype(dtype), np.float32),
                              rtol=1e-2, atol=1e-2)
   # The form XLA:CPU runs on the matrix units: a float32 result, rounded after.
-  text = str(jax.make_jaxpr(lambda x, w: precision.dot_general(x, w, dims))(x, w))
+  text = str(jax.make_jaxpr(lambda x, w: dense.dot_general(x, w, dims))(x, w))
   assert 'preferred_element_type=float32' in text
-  text = str(jax.make_jaxpr(lambda x, w: precision.dot_general(x, w, dims))(
+  text = str(jax.make_jaxpr(lambda x, w: dense.dot_general(x, w, dims))(
       x.astype(jnp.float32), w.astype(jnp.float32)))
   assert 'preferred_element_type' not in text and 'convert_element_type' not in text
 
@@ -283,7 +304,7 @@ def test_half_precision_product_gradients_equal_float32_ones(lhs_shape, rhs_shap
   def grads(fn, dtype):
     loss = lambda x, w: jnp.sum(fn(x.astype(dtype), w.astype(dtype)).astype(jnp.float32) * cot)
     return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
-  ours = grads(lambda x, w: precision.dot_general(x, w, dims), jnp.bfloat16)
+  ours = grads(lambda x, w: dense.dot_general(x, w, dims), jnp.bfloat16)
   ref = grads(lambda x, w: jax.lax.dot_general(x, w, dims), jnp.float32)
   for a, b in zip(ours, ref):
     assert a.shape == b.shape
@@ -292,7 +313,7 @@ def test_half_precision_product_gradients_equal_float32_ones(lhs_shape, rhs_shap
   if any(dims[1]):
     return   # batch axes: jax's own transposes (no dense layer has batch axes).
   jaxpr = jax.make_jaxpr(jax.grad(
-      lambda x, w: jnp.sum(precision.dot_general(x, w, dims).astype(jnp.float32) * cot),
+      lambda x, w: jnp.sum(dense.dot_general(x, w, dims).astype(jnp.float32) * cot),
       argnums=(0, 1)))(x, w)
   products = [(tuple(v.aval.dtype for v in e.invars), e.params['preferred_element_type'])
               for e in equations(jaxpr.jaxpr) if e.primitive.name == 'dot_general']
@@ -313,8 +334,8 @@ def equations(jaxpr):
 
 def test_dense_layers_use_the_half_precision_products(monkeypatch):
   calls = []
-  real = precision.dot_general
-  monkeypatch.setattr(precision, 'dot_general',
+  real = dense.dot_general
+  monkeypatch.setattr(dense, 'dot_general',
                       lambda *a, **k: calls.append(a[0].dtype) or real(*a, **k))
   model = models.create_model(tiny_config(dtype='bfloat16').model, NUM_CLASSES)
   model.init(jax.random.key(0), jnp.zeros((1, T, HW, HW, C)))
@@ -355,10 +376,10 @@ def video():
 
 
 def test_models_with_chunked_attention_equal_explicit(video, monkeypatch):
-  monkeypatch.setattr(layers, 'QUERY_CHUNK_SIZE', 4)   # 9 tokens -> 3 chunks in Model 1.
+  monkeypatch.setattr(attention, 'QUERY_CHUNK_SIZE', 4)   # 9 tokens -> 3 chunks in Model 1.
   for attention_type in ('spatio_temporal', 'factorised_dot_product'):
     out = {}
-    for impl in ('explicit', 'chunked', 'cpu_flash', 'xla'):
+    for impl in ('explicit', 'chunked', 'cpu_flash', 'auto'):
       model = models.create_model(tiny_config(attention_type, attention_impl=impl).model,
                                   NUM_CLASSES)
       out[impl] = jax.jit(model.apply)({'params': noisy_params(model)}, video)
@@ -366,7 +387,7 @@ def test_models_with_chunked_attention_equal_explicit(video, monkeypatch):
     np.testing.assert_allclose(out['cpu_flash'], out['explicit'], rtol=1e-5, atol=1e-5)
     # The CPU default is the C++ kernel where it builds, the chunked kernel otherwise.
     default = 'cpu_flash' if cpu_attention.available() else 'chunked'
-    np.testing.assert_array_equal(out['xla'], out[default])
+    np.testing.assert_array_equal(out['auto'], out[default])
 
 
 def test_flops_are_counted_through_the_chunked_kernel():
@@ -499,7 +520,7 @@ def test_even_length_attention_equals_explicit_with_the_pad_masked(lq, lk):
     loss = lambda q, k, v: jnp.sum(fn(q, k, v) * cot)
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
   (out, g), (ref, g_ref) = (
-      grads(functools.partial(layers.even_length_attention, implementation='xla')),
+      grads(functools.partial(attention.even_length_attention, implementation='xla')),
       grads(explicit))
   np.testing.assert_allclose(out, ref, rtol=1e-5)
   for a, b in zip(g, g_ref):
@@ -528,7 +549,7 @@ def fake_cudnn(monkeypatch, rejects_backward):
     return cudnn(q, k, v)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   monkeypatch.setattr(jax.nn, 'dot_product_attention', fake)
-  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
+  attention._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
   return calls
 
 
@@ -539,7 +560,7 @@ def test_gpu_default_picks_cudnn_only_where_its_backward_pass_accepts(
     monkeypatch, rejects, expected):
   calls = fake_cudnn(monkeypatch, rejects)
   q, k, v = qkv(2, 5, 5, 2, 8, dtype=jnp.bfloat16)
-  attend = lambda q, k, v: layers.dot_product_attention(q, k, v)   # fresh: no trace cache.
+  attend = lambda q, k, v: attention.dot_product_attention(q, k, v)   # fresh: no trace cache.
   loss = lambda q: jnp.sum(jax.checkpoint(attend)(q, k, v).astype(jnp.float32) ** 2)
   grad = jax.grad(loss)(q)                        # no error escapes remat + grad.
   ref = jax.grad(lambda q: jnp.sum(explicit(q, k, v).astype(jnp.float32) ** 2))(q)
@@ -547,15 +568,15 @@ def test_gpu_default_picks_cudnn_only_where_its_backward_pass_accepts(
                              rtol=0.05, atol=0.05)
   assert calls[-1] == expected
   calls.clear()
-  layers.dot_product_attention(*(x.astype(jnp.float32) for x in (q, k, v)))
+  attention.dot_product_attention(*(x.astype(jnp.float32) for x in (q, k, v)))
   assert calls == ['xla']                         # float32: XLA directly.
-  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
+  attention._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
 
 
 def test_forced_cudnn_does_not_fall_back(monkeypatch):
   fake_cudnn(monkeypatch, lambda lq, lk: True)
   q, k, v = qkv(1, 6, 6, 2, 8, dtype=jnp.bfloat16)
   with pytest.raises(NotImplementedError, match='Unsupported sequence length'):
-    jax.grad(lambda q: jnp.sum(layers.dot_product_attention(q, k, v, impl='cudnn')
+    jax.grad(lambda q: jnp.sum(attention.dot_product_attention(q, k, v, impl='cudnn')
                                .astype(jnp.float32)))(q)
-  layers._cudnn_accepts.cache_clear()   # pylint: disable=protected-access
+  attention._cudnn_accepts.cache_clear()   # pylint: disable=protected-access

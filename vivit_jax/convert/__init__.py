@@ -11,32 +11,12 @@
 Each loader returns a full ConfigDict and a params tree for
 `models.create_model(config.model, config.dataset.num_classes)`. Nothing here unpickles.
 """
-from vivit_jax.convert.common import (ConversionError, load_converted, save_converted)
+from vivit_jax.convert.common import load_converted, save_converted
+from vivit_jax.convert.huggingface import load_huggingface, save_huggingface
 from vivit_jax.convert.initialise import init_from, initialise
-
-
-def load_vit_npz(path):
-  """(config, params) of an image ViT .npz; see vit_npz.py."""
-  from vivit_jax.convert import vit_npz
-  return vit_npz.load_vit_npz(path)
-
-
-def load_huggingface(path):
-  """(config, params) of a Hugging Face ViViT / TimeSformer directory; see huggingface.py."""
-  from vivit_jax.convert import huggingface
-  return huggingface.load_huggingface(path)
-
-
-def save_huggingface(config, params, out_dir):
-  """Writes a Hugging Face save_pretrained directory; see huggingface.py."""
-  from vivit_jax.convert import huggingface
-  return huggingface.save_huggingface(config, params, out_dir)
-
-
-def load_scenic(path, *args, **kwargs):
-  """(config, params) of a Scenic ViViT checkpoint; see scenic.py."""
-  from vivit_jax.convert import scenic
-  return scenic.load_scenic(path, *args, **kwargs)
+from vivit_jax.convert.scenic import load_scenic
+from vivit_jax.convert.vit_npz import load_vit_npz
+from vivit_jax.errors import ConversionError
 
 
 __all__ = ['ConversionError', 'init_from', 'initialise', 'load_converted', 'load_huggingface',

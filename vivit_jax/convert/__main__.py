@@ -21,6 +21,9 @@ import os
 
 from absl import app, flags, logging
 
+from vivit_jax import cli, convert
+from vivit_jax.config import validate_config
+
 SOURCES = ('vit_npz', 'scenic', 'huggingface', 'vivit_jax')
 
 _FROM = flags.DEFINE_enum('from', None, list(SOURCES), 'Source checkpoint format.')
@@ -51,7 +54,6 @@ def get_config(arg=None):
 
 def load(source: str, path: str):
   """(config, params) of `path` in format `source` (see SOURCES)."""
-  from vivit_jax import convert
   if source == 'vit_npz':
     return convert.load_vit_npz(path)
   if source == 'huggingface':
@@ -66,8 +68,6 @@ def load(source: str, path: str):
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError(f'Expected one source path, got {argv[1:]}.')
-  from vivit_jax import convert
-  from vivit_jax.config import validate_config
   source, path, out = _FROM.value, argv[1], _OUT.value
   if not os.path.exists(path):
     raise app.UsageError(f'{path} does not exist.')
@@ -87,4 +87,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

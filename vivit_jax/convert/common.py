@@ -19,8 +19,10 @@ from typing import Any, Mapping, Optional
 
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from vivit_jax import config as vc
+from vivit_jax.convert import checkpoints
 from vivit_jax.errors import ConversionError  # noqa: F401  (re-exported)
 
 Flat = dict[str, np.ndarray]
@@ -141,8 +143,6 @@ def save_converted(config: ml_collections.ConfigDict, params: Mapping[str, Any],
 
   Returns the absolute directory. Refuses to overwrite a non-empty directory.
   """
-  import orbax.checkpoint as ocp
-
   out_dir = os.path.abspath(out_dir)
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     raise FileExistsError(f'{out_dir} exists and is not empty; choose a new --out.')
@@ -166,8 +166,6 @@ def load_converted(path: str, checkpoint: Optional[str] = None
   `main.py` workdir (config.json + checkpoints/), whose newest checkpoint is read unless
   `checkpoint` names another ('best', a step directory).
   """
-  import orbax.checkpoint as ocp
-
   path = os.path.abspath(path)
   config_path = os.path.join(path, 'config.json')
   if not os.path.isfile(config_path):
@@ -178,8 +176,7 @@ def load_converted(path: str, checkpoint: Optional[str] = None
   if checkpoint is None and os.path.isdir(os.path.join(path, 'params')):
     step_dir = path
   else:
-    from vivit_jax.train import checkpoint as ckpt_lib
-    step_dir, _ = ckpt_lib.resolve_checkpoint(path, checkpoint)
+    step_dir, _ = checkpoints.resolve_checkpoint(path, checkpoint)
   with ocp.StandardCheckpointer() as ckptr:
     params = ckptr.restore(os.path.join(step_dir, 'params'))
   return config, unflatten(flatten(params))

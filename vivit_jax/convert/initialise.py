@@ -41,9 +41,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vivit_jax.convert import inflate
-from vivit_jax.convert.common import (ConversionError, Flat, flatten, square_side,
-                                      token_grid, unflatten, unwrap_params)
+from vivit_jax.convert import huggingface, inflate, scenic, vit_npz
+from vivit_jax.convert.common import (ConversionError, Flat, flatten, load_converted,
+                                      square_side, token_grid, unflatten, unwrap_params)
 
 FORMATS = ('vit_npz', 'vivit_jax', 'scenic', 'huggingface')
 TEMPORAL_ATTENTION_INITS = ('copy_spatial', 'zeros')
@@ -506,17 +506,13 @@ def load_source(ic: Mapping[str, Any]) -> tuple[ml_collections.ConfigDict, dict]
   path = ic['path']
   fmt = ic.get('format') or detect_format(path)
   if fmt == 'vit_npz':
-    from vivit_jax.convert.vit_npz import load_vit_npz
-    return load_vit_npz(path)
+    return vit_npz.load_vit_npz(path)
   if fmt == 'huggingface':
-    from vivit_jax.convert.huggingface import load_huggingface
-    return load_huggingface(path)
+    return huggingface.load_huggingface(path)
   if fmt == 'vivit_jax':
-    from vivit_jax.convert.common import load_converted
     return load_converted(path, ic.get('checkpoint'))
   if fmt == 'scenic':
-    from vivit_jax.convert.scenic import load_scenic
-    return load_scenic(path, ic.get('scenic_config'), num_frames=ic.get('source_num_frames'),
+    return scenic.load_scenic(path, ic.get('scenic_config'), num_frames=ic.get('source_num_frames'),
                        crop_size=ic.get('source_crop_size'),
                        attention_type=ic.get('source_attention_type'))
   raise ConversionError(f'config.init_from.format={fmt!r} is invalid: expected one of '

@@ -36,8 +36,11 @@ from typing import Optional
 
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
+from flax import serialization
 
+from vivit_jax.config import load_config
 from vivit_jax.convert import inflate
 from vivit_jax.convert.common import (ConversionError, Flat, base_config, flatten,
                                       square_side, unflatten, unwrap_params)
@@ -67,10 +70,8 @@ def read_checkpoint(path: str) -> dict:
     entries = [e for e in os.listdir(path) if re.fullmatch(r'checkpoint_\d+', e)]
     if entries:
       return read_checkpoint(os.path.join(path, max(entries, key=_step_of)))
-    import orbax.checkpoint as ocp
     with ocp.PyTreeCheckpointer() as ckptr:
       return dict(ckptr.restore(os.path.abspath(path)))
-  from flax import serialization
   with open(path, 'rb') as f:
     data = f.read()
   try:
@@ -87,7 +88,6 @@ def _facts_from_scenic_config(scenic_config) -> dict:
   if scenic_config is None:
     return {}
   if isinstance(scenic_config, str):
-    from vivit_jax.config import load_config
     scenic_config = load_config(scenic_config)
   m = scenic_config.get('model') or {}
   dc = scenic_config.get('dataset_configs') or {}

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models import layers
+from vivit_jax.ops import switches
 
 # Published (GFLOPs per view, params in millions) of the paper-sized configs, keyed by the
 # config file's stem under configs/kinetics400/.
@@ -56,7 +56,7 @@ def forward_gflops(model, input_shape, params=None) -> float:
   if params is None:
     params = abstract_params(model, input_shape)
   dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-  with layers.flop_counting():   # loops/custom calls would hide attention FLOPs.
+  with switches.flop_counting():   # loops/custom calls would hide attention FLOPs.
     lowered = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False)).lower(
         params, dummy)
   cost = lowered.cost_analysis()

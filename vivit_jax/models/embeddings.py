@@ -8,8 +8,8 @@ Token embeddings turn a video into a grid of tokens:
 Both give tokens: [B, n_t, n_h, n_w, D] (`embed_tokens`).
 
 `PatchConv` is the convolution behind these (and MViT's overlapping stem): `nn.Conv`'s
-parameters, computed as patches x matmul, which XLA:CPU runs 5-15x faster than its
-convolution (experiments/README.md).
+parameters, computed as patches x matmul, which XLA:CPU runs several times faster than
+its convolution (experiments/README.md).
 """
 from __future__ import annotations
 
@@ -23,27 +23,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import precision
+from vivit_jax.ops import dense as dense_ops, pooling
 
 EMBEDDINGS = ('tubelet', 'uniform_frame')
-
-
-def strided_windows(x, kernel_size: Sequence[int], strides: Sequence[int],
-                    padding: Sequence[tuple[int, int]], pad_value: float = 0.0):
-  """The taps of a sliding window, as strided slices: x [N, *S, C] -> a list of
-  prod(kernel_size) arrays [N, *S', C], in row-major order of the kernel offsets.
-
-  S' is the output grid of a convolution with these strides and (lo, hi) padding
-  (padded with `pad_value`). Convolutions and pools written as sums / maxima over these
-  slices run, and differentiate, far faster on XLA:CPU than `conv_general_dilated` or
-  `reduce_window` for the small kernels of video models.
-  """
-  k, s = tuple(kernel_size), tuple(strides)
-  x = jnp.pad(x, [(0, 0), *[tuple(p) for p in padding], (0, 0)], constant_values=pad_value)
-  out = [(size - kk) // ss + 1 for size, kk, ss in zip(x.shape[1:-1], k, s)]
-  return [x[(slice(None), *[slice(t, t + (o - 1) * ss + 1, ss)
-                            for t, o, ss in zip(tap, out, s)])]
-          for tap in itertools.product(*map(range, k))]
 
 
 def is_tiling(kernel_size: Sequence[int], strides: Sequence[int],
@@ -69,7 +51,7 @@ def extract_patches(x, kernel_size: Sequence[int], strides: Sequence[int],
     x = x.reshape(x.shape[0], *itertools.chain(*zip(out, k)), x.shape[-1])
     x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
     return x.reshape(x.shape[0], *out, -1)
-  taps = jnp.stack(strided_windows(x, k, s, padding), axis=-2)
+  taps = jnp.stack(pooling.strided_windows(x, k, s, padding), axis=-2)
   return taps.reshape(*taps.shape[:-2], -1)
 
 
@@ -80,8 +62,8 @@ class PatchConv(nn.Module):
 
   Computed as `extract_patches` times the flattened kernel: a reshape for
   non-overlapping patches on every backend; for overlapping ones on CPU only
-  (`im2col=None`), where XLA's convolution and its kernel gradient run at under
-  1 GFLOP/s (MViT's stem: 178 ms vs 13 ms per batch of 32, forward + backward). On
+  (`im2col=None`), where XLA's convolution and its kernel gradient run at a small
+  fraction of the matmul's speed (MViT's stem; experiments/README.md). On
   GPU/TPU an overlapping kernel stays a convolution (cuDNN), without the patch copy.
   """
   features: int
@@ -104,7 +86,7 @@ class PatchConv(nn.Module):
               else is_tiling(k, s, padding) or jax.default_backend() == 'cpu')
     if im2col:
       patches = extract_patches(x, k, s, padding)
-      y = precision.dot_general(
+      y = dense_ops.dot_general(
           patches, kernel.reshape(math.prod(k) * x.shape[-1], self.features),
           (((patches.ndim - 1,), (0,)), ((), ())))
     else:
@@ -160,10 +142,10 @@ def classifier_head(x, num_classes: int, representation_size: Optional[int] = No
   """
   if representation_size is not None:
     x = nn.Dense(representation_size, dtype=dtype, param_dtype=param_dtype,
-                 dot_general=precision.dot_general, name='pre_logits')(x)
+                 dot_general=dense_ops.dot_general, name='pre_logits')(x)
     x = jnp.tanh(x)
   logits = nn.Dense(num_classes, dtype=dtype, param_dtype=param_dtype,
-                    dot_general=precision.dot_general,
+                    dot_general=dense_ops.dot_general,
                     kernel_init=nn.initializers.zeros,
                     bias_init=nn.initializers.constant(head_bias_init),
                     name='output_projection')(x)

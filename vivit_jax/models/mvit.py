@@ -19,7 +19,7 @@ video: float32[B, T, H, W, C] -> logits float32[B, num_classes]:
      in the attention of the stage's first block, adds the decomposed relative position
      bias (`rel_pos_spatial`, `rel_pos_temporal`: query-dependent terms q . R_h[dh],
      q . R_w[dw], q . R_t[dt] added to the logits, handed to the attention kernel as a
-     `layers.DecomposedBias`, which the C++ CPU kernel adds row by row without building
+     `ops.attention.DecomposedBias`, which the C++ CPU kernel adds row by row without building
      the [Lq, Lk] bias) and the residual pooling connection
      (`residual_pooling`: the pooled query is added to the attention output).
   3. LayerNorm, the CLS token (mean of the tokens without CLS), dropout, linear head.
@@ -64,10 +64,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vivit_jax import config as vc
-from vivit_jax.models import cpu_depthwise_conv, embeddings, precision
-from vivit_jax.models.layers import (AttendFn, DecomposedBias, DropPath, MlpBlock,
-                                     MultiHeadAttention, TransformerConfig, layer_norm)
+from vivit_jax.errors import config_error
+from vivit_jax.models import checks, embeddings
+from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
+                                     TransformerConfig, layer_norm, shared_model_options)
+from vivit_jax.ops import dense as dense_ops, pooling
+from vivit_jax.ops.attention import DecomposedBias
 
 Grid = tuple  # (t, h, w) token grid
 
@@ -156,76 +158,6 @@ def relative_distances(q_size: int, k_size: int) -> np.ndarray:
   return dist.astype(np.int64)
 
 
-def _same_padding(kernel_size: Sequence[int]) -> list[tuple[int, int]]:
-  return [(k // 2, k // 2) for k in kernel_size]
-
-
-def max_pool(x, kernel: Sequence[int], strides: Sequence[int]):
-  """`nn.max_pool(x, kernel, strides, padding=kernel // 2)`: x [N, t, h, w, C] ->
-  [N, t', h', w', C], as a maximum over strided slices: on XLA:CPU this cut MViT's
-  synthetic training step from 593 to 537 ms against reduce_window and its gradient."""
-  return functools.reduce(jnp.maximum, embeddings.strided_windows(
-      x, kernel, strides, _same_padding(kernel), -jnp.inf))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def depthwise_conv3d(x, kernel, strides: tuple):
-  """Depthwise 3D convolution, padding kernel // 2, no bias: x [N, t, h, w, C], kernel
-  [kt, kh, kw, 1, C] (x's dtype) -> [N, t', h', w', C] (t' = pooled_grid), x's dtype.
-
-  The forward pass is a sum over the kt*kh*kw `strided_windows` times per-channel
-  weights, which XLA runs far faster on CPU than a grouped convolution (44 vs 502 ms for
-  a 3x3x3 kernel at stride 1, batch of 32 at block 0 of configs/synthetic/mvit.py), for
-  the same multiply-adds. Its own backward pass keeps only x: autodiff kept every window
-  (27 activation-sized residuals per pooling) and scattered each tap's gradient back
-  separately. Here dx is the transposed convolution (the flipped kernel over the
-  stride-dilated gradient, the same sum of windows) and dkernel comes from
-  `cpu_depthwise_conv.kernel_grad` on CPU (float32), XLA's per-tap reductions elsewhere:
-  MViTv2-S's first query pooling ([1, 8, 56, 56, 96], stride 1) went from 38 + 30 ms
-  forward + backward to 4 + 7 ms.
-  """
-  return _depthwise_conv3d_fwd(x, kernel, strides)[0]
-
-
-def _depthwise_conv3d_fwd(x, kernel, strides):
-  kernel_size = kernel.shape[:3]
-  windows = embeddings.strided_windows(x, kernel_size, strides, _same_padding(kernel_size))
-  y = sum(window * w for window, w in zip(windows, kernel.reshape(-1, x.shape[-1])))
-  return y, (x, kernel)
-
-
-def _depthwise_conv3d_bwd(strides, residuals, grad):
-  # The barrier keeps XLA from merging the window slices below with the forward pass's.
-  (x, kernel), grad = jax.lax.optimization_barrier((residuals, grad))
-  kernel_size, c = kernel.shape[:3], x.shape[-1]
-  padding = _same_padding(kernel_size)
-  # dx: grad dilated by the strides and padded so that window j of the result, times
-  # the kernel flipped along t, h and w, is the sum of every output that read x there.
-  config = [(0, 0, 0)]
-  for size, out, k, s, (lo, _) in zip(x.shape[1:4], grad.shape[1:4], kernel_size, strides,
-                                      padding):
-    dilated = (out - 1) * s + 1
-    config.append((k - 1 - lo, size + lo - dilated, s - 1))
-  config.append((0, 0, 0))
-  dilated_grad = jax.lax.pad(grad, jnp.zeros((), grad.dtype), config)
-  flipped = jnp.flip(kernel.reshape(*kernel_size, c), axis=(0, 1, 2)).reshape(-1, c)
-  windows = embeddings.strided_windows(dilated_grad, kernel_size, (1, 1, 1), [(0, 0)] * 3)
-  grad_x = sum(window * w for window, w in zip(windows, flipped))
-  # dkernel[tap, c] = sum over positions of window_tap(x) * grad.
-  if cpu_depthwise_conv.applies(x, grad):
-    grad_kernel = cpu_depthwise_conv.kernel_grad(x, grad, kernel_size, strides,
-                                                 [lo for lo, _ in padding])
-  else:
-    f32 = jnp.promote_types(x.dtype, jnp.float32)
-    grad_kernel = jnp.stack([
-        jnp.sum(window.astype(f32) * grad.astype(f32), axis=(0, 1, 2, 3))
-        for window in embeddings.strided_windows(x, kernel_size, strides, padding)])
-  return grad_x.astype(x.dtype), grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
-
-
-depthwise_conv3d.defvjp(_depthwise_conv3d_fwd, _depthwise_conv3d_bwd)
-
-
 class DepthwiseConv3D(nn.Module):
   """`depthwise_conv3d` with its kernel as a parameter: x [N, t, h, w, C] ->
   [N, t', h', w', C]. `kernel: [kt, kh, kw, 1, C]` is the layout of
@@ -240,7 +172,7 @@ class DepthwiseConv3D(nn.Module):
     c = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*self.kernel_size, 1, c), self.param_dtype)
-    return depthwise_conv3d(x.astype(self.dtype), kernel.astype(self.dtype),
+    return pooling.depthwise_conv3d(x.astype(self.dtype), kernel.astype(self.dtype),
                             tuple(self.strides))
 
 
@@ -339,7 +271,7 @@ class MViTBlock(nn.Module):
     kernel = tuple(k + 1 if k > 1 else k for k in s.q_stride)
     t, h, w = s.grid
     tokens = einops.rearrange(x[:, c:], 'b (t h w) d -> b t h w d', t=t, h=h, w=w)
-    tokens = max_pool(tokens, kernel, s.q_stride)
+    tokens = pooling.max_pool(tokens, kernel, s.q_stride)
     return jnp.concatenate([x[:, :c], einops.rearrange(tokens, 'b t h w d -> b (t h w) d')],
                            axis=1)
 
@@ -356,7 +288,7 @@ class MViTBlock(nn.Module):
     proj = None
     if s.dim != s.dim_out:
       proj = nn.Dense(s.dim_out, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                      dot_general=precision.dot_general, name='proj')
+                      dot_general=dense_ops.dot_general, name='proj')
     if proj and self.dim_mul_in_att:
       x = proj(x_norm)
     x = self.skip(x) + DropPath(self.drop_path)(y, deterministic=deterministic)
@@ -448,7 +380,6 @@ def model_config(variant: str = 'B') -> ml_collections.ConfigDict:
   (MVIT_B_16x4_CONV.yaml, MVITv2_S_16x4.yaml); the input size is the dataset's."""
   variants = ('B', 'v2-S')
   if variant not in variants:
-    from vivit_jax.config import config_error
     raise config_error('model variant', variant, f'one of {list(variants)}')
   v2 = variant == 'v2-S'
   m = ml_collections.ConfigDict()
@@ -470,23 +401,21 @@ def model_config(variant: str = 'B') -> ml_collections.ConfigDict:
   m.stochastic_depth = 0.2
   m.dropout_rate = m.attention_dropout_rate = 0.0
   m.head_dropout_rate = 0.5
-  return vc.shared_model_options(m)
+  return shared_model_options(m)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:
   """Raises ConfigError for MViT fields of `config.model` that cannot work."""
-  from vivit_jax import models   # the shared checks; imported late (no cycle).
-  from vivit_jax.config import config_error
-  models.check_options(m)
+  checks.options(m)
   for field in ('embed_dim', 'depth', 'num_heads'):
-    models.check_positive_int(f'model.{field}', m.get(field))
+    checks.positive_int(f'model.{field}', m.get(field))
   for field in ('patch_kernel', 'patch_stride'):
-    models.check_int_tuple(f'model.{field}', m.get(field), 3, '(time, height, width)')
-  models.check_int_tuple('model.patch_padding', m.get('patch_padding'), 3,
+    checks.int_tuple(f'model.{field}', m.get(field), 3, '(time, height, width)')
+  checks.int_tuple('model.patch_padding', m.get('patch_padding'), 3,
                          '(time, height, width)', minimum=0)
   for field in ('pool_kv_stride_adaptive', 'pool_kvq_kernel'):
     if m.get(field) is not None:
-      models.check_int_tuple(f'model.{field}', m.get(field), 3,
+      checks.int_tuple(f'model.{field}', m.get(field), 3,
                              '(time, height, width) or None')
   for field in ('dim_mul', 'head_mul'):
     for row in m.get(field) or ():
@@ -514,7 +443,6 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
 
 def build(m, num_classes: int) -> MViT:
   """The MViT of `config.model` (see the module docstring for its fields)."""
-  from vivit_jax import models
   fields = ('embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'cls_embed', 'use_abs_pos',
             'sep_pos_embed', 'rel_pos_spatial', 'rel_pos_temporal', 'residual_pooling',
             'dim_mul_in_att', 'head_dropout_rate')
@@ -525,4 +453,4 @@ def build(m, num_classes: int) -> MViT:
   kwargs.update({f: tuple(m[f]) for f in tuples})
   kwargs.update({f: tuple(tuple(r) for r in m[f]) for f in nested})
   kwargs.update({f: None if m[f] is None else tuple(m[f]) for f in optional})
-  return MViT(num_classes=num_classes, cfg=models.transformer_options(m), **kwargs)
+  return MViT(num_classes=num_classes, cfg=TransformerConfig.from_shared_options(m), **kwargs)

@@ -48,9 +48,11 @@ import einops
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vivit_jax.models import embeddings, precision
+from vivit_jax.errors import config_error
+from vivit_jax.models import checks, embeddings
 from vivit_jax.models.layers import (AttendFn, DropPath, EncoderBlock, MlpBlock,
                                      MultiHeadAttention, TransformerConfig, layer_norm)
+from vivit_jax.ops import dense as dense_ops
 
 ATTENTION_TYPES = ('divided_space_time', 'joint_space_time', 'space_only')
 
@@ -98,7 +100,7 @@ class DividedSpaceTimeBlock(nn.Module):
     y = einops.rearrange(y, '(b s) t d -> b (t s) d', b=x.shape[0])
     y = drop_path(y, deterministic=deterministic)
     y = nn.Dense(x.shape[-1], dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 dot_general=precision.dot_general, kernel_init=nn.initializers.zeros,
+                 dot_general=dense_ops.dot_general, kernel_init=nn.initializers.zeros,
                  name='temporal_fc')(y)
     x = jnp.concatenate([cls, tokens + y], axis=1)
     # Spatial, CLS joined to every frame; then the MLP.
@@ -166,10 +168,8 @@ class TimeSformer(nn.Module):
 def validate(m, *, num_frames: int, crop_size: int) -> None:
   """Raises ConfigError for TimeSformer fields of `config.model` that cannot work."""
   del num_frames
-  from vivit_jax import models   # the shared checks; imported late (no cycle).
-  from vivit_jax.config import config_error
-  models.check_transformer(m)
-  models.check_patches(m, crop_size=crop_size)
+  checks.transformer(m)
+  checks.patches(m, crop_size=crop_size)
   if m.get('attention_type') not in ATTENTION_TYPES:
     raise config_error('model.attention_type', m.get('attention_type'),
                        f'one of {list(ATTENTION_TYPES)} for model.name=\'timesformer\'')

@@ -54,10 +54,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vivit_jax import config as vc
-from vivit_jax.models import embeddings, precision
+from vivit_jax.errors import config_error
+from vivit_jax.models import checks, embeddings
 from vivit_jax.models.layers import (AttendFn, DropPath, MlpBlock, MultiHeadAttention,
-                                     TransformerConfig, layer_norm)
+                                     TransformerConfig, layer_norm, shared_model_options)
+from vivit_jax.ops import dense as dense_ops
 
 # (embed_dim, depths, num_heads) of the paper's variants.
 VARIANTS = {
@@ -203,7 +204,7 @@ class PatchMerging(nn.Module):
     x = einops.rearrange(x, 'b d (h i) (w j) c -> b d h w (j i c)', i=2, j=2)
     x = layer_norm(cfg, 'LayerNorm_0')(x)
     return nn.Dense(2 * c, use_bias=False, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                    dot_general=precision.dot_general, name='reduction')(x)
+                    dot_general=dense_ops.dot_general, name='reduction')(x)
 
 
 class VideoSwin(nn.Module):
@@ -255,7 +256,6 @@ class VideoSwin(nn.Module):
 def model_config(variant: str = 'T') -> ml_collections.ConfigDict:
   """`config.model` of Video Swin-`variant` ('T', 'S', 'B', 'L'), K400 settings."""
   if variant not in VARIANTS:
-    from vivit_jax.config import config_error
     raise config_error('model variant', variant, f'one of {list(VARIANTS)}')
   embed_dim, depths, heads = VARIANTS[variant]
   m = ml_collections.ConfigDict()
@@ -269,15 +269,13 @@ def model_config(variant: str = 'T') -> ml_collections.ConfigDict:
   m.stochastic_depth = {'T': 0.1, 'S': 0.2, 'B': 0.3, 'L': 0.3}[variant]
   m.head_dropout_rate = 0.5
   m.classifier = 'gap'   # mean over the last stage's tokens; 'gmp' max, 'gsp' sum.
-  return vc.shared_model_options(m, layer_norm_epsilon=1e-5)
+  return shared_model_options(m, layer_norm_epsilon=1e-5)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:
   """Raises ConfigError for Video Swin fields of `config.model` that cannot work."""
-  from vivit_jax import models   # the shared checks; imported late (no cycle).
-  from vivit_jax.config import config_error
-  models.check_options(m)
-  models.check_positive_int('model.embed_dim', m.get('embed_dim'))
+  checks.options(m)
+  checks.positive_int('model.embed_dim', m.get('embed_dim'))
   depths, heads = tuple(m.get('depths') or ()), tuple(m.get('num_heads') or ())
   if not depths or not all(isinstance(d, int) and d > 0 for d in depths):
     raise config_error('model.depths', m.get('depths'),
@@ -291,11 +289,11 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
       raise config_error('model.num_heads', m.num_heads,
                          f'positive divisors of the stage widths {m.embed_dim}*2^s '
                          f'(stage {s} has width {width})')
-  models.check_int_tuple('model.window_size', m.get('window_size'), 3,
+  checks.int_tuple('model.window_size', m.get('window_size'), 3,
                          '(time, height, width)')
   t = m.get('temporal_patch_size')
-  models.check_positive_int('model.temporal_patch_size', t)
-  models.check_patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
+  checks.positive_int('model.temporal_patch_size', t)
+  checks.patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
   if m.get('classifier', 'gap') not in embeddings.POOLED_CLASSIFIERS:
     raise config_error('model.classifier', m.classifier,
                        f'one of {embeddings.POOLED_CLASSIFIERS} (Video Swin pools its '
@@ -304,8 +302,7 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
 
 def build(m, num_classes: int) -> VideoSwin:
   """The Video Swin of `config.model` (see the module docstring for its fields)."""
-  from vivit_jax import models
-  cfg = models.transformer_options(m)
+  cfg = TransformerConfig.from_shared_options(m)
   return VideoSwin(num_classes=num_classes, cfg=cfg, embed_dim=m.embed_dim,
                    depths=tuple(m.depths), num_heads=tuple(m.num_heads),
                    window_size=tuple(m.window_size), patch_size=tuple(m.patch_size),

@@ -30,7 +30,8 @@ import einops
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vivit_jax.models import embeddings
+from vivit_jax.errors import config_error
+from vivit_jax.models import checks, embeddings
 from vivit_jax.models.layers import (AttendFn, DropPath, Encoder, EncoderBlock, MlpBlock,
                                      MultiHeadAttention, TransformerConfig, layer_norm)
 
@@ -178,3 +179,56 @@ class FactorisedEncoderViViT(nn.Module):
       x = embeddings.pool_tokens(x, self.classifier)
     return embeddings.classifier_head(x, self.num_classes, self.representation_size,
                                       self.head_bias_init, cfg.dtype, cfg.param_dtype)
+
+
+def validate(m, *, num_frames: int, crop_size: int) -> None:
+  """Raises ConfigError for ViViT fields of `config.model` that cannot work."""
+  checks.transformer(m)
+  attention = m.get('attention_type')
+  checks.choice('model.attention_type', attention, ATTENTION_TYPES)
+  checks.choice('model.embedding', m.get('embedding'), embeddings.EMBEDDINGS)
+  t = m.get('temporal_patch_size', 1)
+  checks.positive_int('model.temporal_patch_size', t)
+  if m.embedding == 'uniform_frame' and t != 1:
+    raise config_error('model.temporal_patch_size', t,
+                       "1 with model.embedding='uniform_frame' (2D patches per frame)")
+  checks.patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
+  checks.choice('model.classifier', m.get('classifier'), embeddings.CLASSIFIERS)
+  if attention in ('factorised_self_attention', 'factorised_dot_product'):
+    if m.classifier not in embeddings.POOLED_CLASSIFIERS:
+      raise config_error('model.classifier', m.classifier,
+                         f'one of {embeddings.POOLED_CLASSIFIERS} for model.attention_type='
+                         f'{attention!r} (it has no CLS token)')
+  order = m.get('attention_order', 'space_time')
+  checks.choice('model.attention_order', order, ATTENTION_ORDERS)
+  if order != 'space_time' and attention != 'factorised_self_attention':
+    raise config_error('model.attention_order', order,
+                       "'space_time' (the default) for model.attention_type="
+                       f"{attention!r}: only 'factorised_self_attention' (Model 3) has "
+                       'ordered spatial/temporal sub-layers')
+  if attention == 'factorised_dot_product' and m.num_heads % 2:
+    raise config_error('model.num_heads', m.num_heads,
+                       "an even number for 'factorised_dot_product' (half the heads attend "
+                       'over space, half over time)')
+  if attention == 'factorised_encoder':
+    checks.choice('model.spatial_classifier', m.get('spatial_classifier', 'token'),
+                  embeddings.CLASSIFIERS)
+    lt = m.get('temporal_num_layers')
+    if not isinstance(lt, int) or isinstance(lt, bool) or lt < 0:
+      raise config_error('model.temporal_num_layers', lt,
+                         'an integer >= 0 (0 = the average-pool baseline)')
+
+
+def build(m, num_classes: int):
+  """The ViViT of `config.model` (see the module docstring)."""
+  common = dict(num_classes=num_classes, cfg=TransformerConfig.from_model_config(m),
+                embedding=m.embedding, patch_size=tuple(m.patch_size),
+                temporal_patch_size=m.get('temporal_patch_size', 1),
+                classifier=m.classifier, representation_size=m.get('representation_size'),
+                head_bias_init=m.get('head_bias_init', 0.0))
+  if m.attention_type == 'factorised_encoder':
+    return FactorisedEncoderViViT(
+        temporal_num_layers=m.temporal_num_layers,
+        spatial_classifier=m.get('spatial_classifier', 'token'), **common)
+  return ViViT(attention_type=m.attention_type,
+                     attention_order=m.get('attention_order', 'space_time'), **common)

@@ -50,9 +50,12 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
-from vivit_jax.models import embeddings, precision, vit
-from vivit_jax.models.layers import (AttendFn, Encoder, TransformerConfig, gelu,
-                                     joint_layout, layer_norm)
+from vivit_jax.errors import config_error
+from vivit_jax.models import checks, embeddings, vit
+from vivit_jax.models.layers import (AttendFn, Encoder, TransformerConfig, joint_layout,
+                                     layer_norm, shared_model_options)
+from vivit_jax.ops import dense as dense_ops
+from vivit_jax.ops.gelu import gelu
 
 
 def sliding_window_mask(length: int, window: int, num_global: int = 1) -> np.ndarray:
@@ -100,7 +103,7 @@ class VTN(nn.Module):
                 name='TemporalTransformer')(x, train=train)
     x = layer_norm(self.temporal_cfg, 'head_norm')(x[:, 0])
     x = nn.Dense(self.head_mlp_dim, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-                 dot_general=precision.dot_general, name='head_hidden')(x)
+                 dot_general=dense_ops.dot_general, name='head_hidden')(x)
     x = gelu(x, cfg.gelu_approximate)
     x = nn.Dropout(self.head_dropout_rate)(x, deterministic=not train)
     return embeddings.classifier_head(x, self.num_classes, dtype=cfg.dtype,
@@ -120,10 +123,9 @@ def model_config(backbone: str = 'B') -> ml_collections.ConfigDict:
   """`config.model` of VTN with a ViT-`backbone` (ViT paper sizes) on 224^2 frames and
   the original Longformer temporal encoder (bomri/SlowFast configs/Kinetics/VIT_B_VTN):
   3 layers, 12 heads, MLP 3072, window 18, dropout 0.1; head MLP 768, dropout 0.5."""
-  from vivit_jax import config as vc
   m = ml_collections.ConfigDict()
   m.name = 'vtn'
-  vc.set_vit_size(m, backbone)
+  vit.set_vit_size(m, backbone)
   m.patch_size = (16, 16)
   m.classifier = 'token'
   m.temporal_num_layers, m.temporal_num_heads, m.temporal_mlp_dim = 3, 12, 3072
@@ -131,31 +133,28 @@ def model_config(backbone: str = 'B') -> ml_collections.ConfigDict:
   m.temporal_dropout_rate = m.temporal_attention_dropout_rate = 0.1
   m.head_mlp_dim, m.head_dropout_rate = 768, 0.5
   m.dropout_rate = m.attention_dropout_rate = m.stochastic_depth = 0.0
-  return vc.shared_model_options(m)
+  return shared_model_options(m)
 
 
 def validate(m, *, num_frames: int, crop_size: int) -> None:
   """Raises ConfigError for VTN fields of `config.model` that cannot work."""
   del num_frames
-  from vivit_jax import models   # the shared checks; imported late (no cycle).
-  from vivit_jax.config import config_error
-  models.check_transformer(m)
-  models.check_options(m)
-  models.check_patches(m, crop_size=crop_size)
+  checks.transformer(m)
+  checks.patches(m, crop_size=crop_size)
   if m.get('classifier', 'token') not in embeddings.CLASSIFIERS:
     raise config_error('model.classifier', m.classifier,
                        f'one of {embeddings.CLASSIFIERS}')
   for field in ('temporal_num_layers', 'temporal_num_heads', 'temporal_mlp_dim',
                 'head_mlp_dim'):
-    models.check_positive_int(f'model.{field}', m.get(field))
+    checks.positive_int(f'model.{field}', m.get(field))
   if m.hidden_size % m.temporal_num_heads:
     raise config_error('model.temporal_num_heads', m.temporal_num_heads,
                        f'a divisor of model.hidden_size={m.hidden_size}')
   for field in ('temporal_dropout_rate', 'temporal_attention_dropout_rate'):
-    models.check_rate(f'model.{field}', m.get(field, 0.0))
+    checks.rate(f'model.{field}', m.get(field, 0.0))
   window = m.get('temporal_window')
   if window is not None:
-    models.check_positive_int('model.temporal_window', window)
+    checks.positive_int('model.temporal_window', window)
 
 
 def build(m, num_classes: int) -> VTN:

@@ -1,17 +1,14 @@
-"""How the models' dense layers multiply in half precision.
+"""The dense-product hook of the models' dense layers: `dot_general`.
 
-`dot_general` is `lax.dot_general` for `nn.Dense`/`nn.DenseGeneral`/`PatchConv`
-(`dot_general=precision.dot_general`). On CPU, bf16/fp16 operands are multiplied into a
-float32 result that is then rounded to the operands' dtype: the values a half-precision
-dot gives (it accumulates in float32 as well), but XLA:CPU runs only this form on the
-matrix units (AMX on Intel Sapphire Rapids and later): ViViT-B's MLP product
-[3137, 768] x [768, 3072] in bf16 takes 21 ms this way and 67 ms with a bf16 result
-(fp32: 61 ms), 2 cores. The backward pass does the same: jax would transpose a
-float32-result product into float32 x bf16 products (XLA:CPU's slow path), so products
-without batch dimensions (every dense layer's) get their own VJP whose two products take
-the bf16 cotangent and accumulate into float32 too. float32 products of the dense-layer
-form go to OpenBLAS's sgemm on CPU (`cpu_matmul.py`: 1.05-1.2x XLA:CPU's dots at
-ViViT-B's shapes). Elsewhere (GPU, TPU) the call is `lax.dot_general` unchanged.
+Every `nn.Dense`/`nn.DenseGeneral`/patch embedding of the models passes
+`dot_general=ops.dense.dot_general`. It is `lax.dot_general`, except on CPU:
+- float32 products of the dense-layer form (no batch axes) go to the C++ sgemm call of
+  `ops.cpu.matmul` (MKL or OpenBLAS, `VIVIT_JAX_BLAS`) where it applies;
+- bf16/fp16 operands are multiplied into a float32 result then rounded to their dtype
+  (what a half-precision dot computes anyway), the only form XLA:CPU runs on the matrix
+  units (AMX); products without batch axes get their own VJP whose two products do the
+  same, where jax would transpose into slow float32 x bf16 products.
+On GPU and TPU the call is `lax.dot_general` unchanged.
 """
 from __future__ import annotations
 
@@ -20,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import cpu_matmul
+from vivit_jax.ops.cpu import matmul as cpu_matmul
 
 HALF = (jnp.bfloat16, jnp.float16)
 
@@ -28,7 +25,7 @@ HALF = (jnp.bfloat16, jnp.float16)
 def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
                 **kwargs):
   """`lax.dot_general`, with half-precision products accumulated into float32 on CPU and
-  float32 dense-layer products by OpenBLAS there (`cpu_matmul.applies`)."""
+  float32 dense-layer products by the sgemm kernel there (`cpu_matmul.applies`)."""
   dtype = jnp.result_type(lhs, rhs)
   if (dtype == jnp.float32 and not kwargs
       and preferred_element_type in (None, jnp.float32)

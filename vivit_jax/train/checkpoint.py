@@ -1,5 +1,8 @@
 """Orbax checkpoints of a run: the newest few, the best by validation top-1, preemption.
 
+This is the write side; reading a checkpoint (`resolve_checkpoint`, `load_params`) lives in
+`convert/checkpoints.py`, which the converters share.
+
 Layout under the workdir:
   checkpoints/<step>/{params,opt_state,meta}        newest `trainer.keep_checkpoints`
   checkpoints/best/<step>/{params,opt_state,meta}    best validation top-1 (one kept)
@@ -18,15 +21,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from vivit_jax.convert.checkpoints import (  # noqa: F401  (the read side, re-exported)
+    BEST_DIR, CHECKPOINT_DIR, abstract as _abstract, load_params, resolve_checkpoint)
 from vivit_jax.train.steps import TrainState
-
-CHECKPOINT_DIR = 'checkpoints'
-BEST_DIR = 'best'
-
-
-def _abstract(tree):
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-
 
 class Checkpoints:
   """The run's two orbax managers (latest and best) and a SIGTERM flag.
@@ -136,55 +133,3 @@ def _save_args(state: TrainState, step: int, metrics: Optional[dict]):
   return ocp.args.Composite(params=ocp.args.StandardSave(state.params),
                             opt_state=ocp.args.StandardSave(state.opt_state),
                             meta=ocp.args.JsonSave(meta))
-
-
-def resolve_checkpoint(workdir: str, checkpoint: Optional[str] = None) -> tuple[str, int]:
-  """Returns (step directory, step) for 'latest'/None, 'best', a workdir, a
-  checkpoints/ directory or a step directory. Raises FileNotFoundError naming it."""
-  ckpt_root = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-  if checkpoint in (None, '', 'latest', 'newest'):
-    root, best = ckpt_root, False
-  elif checkpoint == 'best':
-    root, best = os.path.join(ckpt_root, BEST_DIR), True
-  else:
-    path = os.path.abspath(checkpoint)
-    if os.path.isdir(os.path.join(path, 'params')):      # a step directory.
-      return path, _read_step(path)
-    if os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):  # a workdir.
-      path = os.path.join(path, CHECKPOINT_DIR)
-    root, best = path, False
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f'No checkpoint directory {root} (checkpoint={checkpoint!r}, '
-                            f'workdir={workdir!r}).')
-  mngr = ocp.CheckpointManager(
-      root, options=ocp.CheckpointManagerOptions(
-          read_only=True, create=False,
-          best_fn=(lambda m: m['top1']) if best else None))
-  step = mngr.best_step() if best else mngr.latest_step()
-  mngr.close()
-  if step is None:
-    raise FileNotFoundError(f'No checkpoint found in {root} (checkpoint={checkpoint!r}).')
-  return os.path.join(root, str(step)), step
-
-
-def _read_step(step_dir: str) -> int:
-  import json
-  meta = os.path.join(step_dir, 'meta', 'metadata')
-  if os.path.exists(meta):
-    with open(meta) as f:
-      return int(json.load(f)['step'])
-  base = os.path.basename(os.path.normpath(step_dir))
-  if base.isdigit():
-    return int(base)
-  raise ValueError(f'Cannot tell the step of checkpoint {step_dir!r}: expected a '
-                   'meta/ item or a numeric directory name.')
-
-
-def load_params(step_dir: str, abstract_params: Any = None):
-  """Params saved in a step directory (see `resolve_checkpoint`), restored into
-  `abstract_params`' shapes/shardings (host default device if None)."""
-  ckptr = ocp.StandardCheckpointer()
-  target = None if abstract_params is None else _abstract(abstract_params)
-  params = ckptr.restore(os.path.join(step_dir, 'params'), target)
-  ckptr.close()
-  return params

@@ -17,6 +17,7 @@ from absl import logging
 
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import parallel, steps
+from vivit_jax.train import setup as setup_lib
 
 
 def classification_metrics(probs, labels, mask=None, *, num_classes: Optional[int] = None,
@@ -93,10 +94,9 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
   num_examples, num_views, step, per_class_accuracy, confusion_matrix, ...) and
   TensorBoard scalars plus a confusion-matrix image. Returns the results dict.
   """
-  from clu import metric_writers
-  from vivit_jax.train import trainer   # shared set-up, imported late (no cycle).
+  from clu import metric_writers   # imports TensorFlow.
 
-  setup = trainer.setup(config, workdir, for_training=False)
+  setup = setup_lib.setup(config, workdir, for_training=False)
   step_dir, step = ckpt_lib.resolve_checkpoint(workdir, checkpoint)
   logging.info('Evaluating %s (step %d) on the test split.', step_dir, step)
   params = ckpt_lib.load_params(step_dir, setup.par.with_sharding(setup.abstract_state.params))

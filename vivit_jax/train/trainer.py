@@ -8,12 +8,9 @@ is the s-th optimiser update, and checkpoint s holds the state after it.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
-import types
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,97 +18,18 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vivit_jax.config import validate_config
-from vivit_jax.errors import ConfigError, NonFiniteError  # noqa: F401
+from vivit_jax import convert
+from vivit_jax.errors import NonFiniteError
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import evaluate as eval_lib
-from vivit_jax.train import optim, parallel, steps
-
-
-def _temporal_control(config) -> Optional[str]:
-  """On-device space-only control (`trainer.temporal_control`), see steps.py."""
-  mode = config.trainer.get('temporal_control', None)
-  if mode not in (None, '', 'none', 'shuffle', 'single_frame'):
-    raise ConfigError(f"config.trainer.temporal_control={mode!r} is invalid: expected "
-                      "one of None, 'shuffle', 'single_frame'.")
-  return mode or None
-
-
-def check_trainer_config(config) -> None:
-  """Trainer fields validate_config does not know; raises ConfigError naming them."""
-  t = config.trainer
-  for field in ('num_train_steps', 'log_every', 'eval_every', 'checkpoint_every',
-                'keep_checkpoints'):
-    v = t.get(field)
-    if not isinstance(v, int) or v < (0 if field == 'num_train_steps' else 1):
-      raise ConfigError(f'config.trainer.{field}={v!r} is invalid: expected a '
-                        f'{"non-negative" if field == "num_train_steps" else "positive"} '
-                        'integer.')
-  ls = t.get('label_smoothing', 0.0) or 0.0
-  if not 0.0 <= ls < 1.0:
-    raise ConfigError(f'config.trainer.label_smoothing={ls!r} is invalid: expected a '
-                      'value in [0, 1).')
-  alpha = t.get('mixup_alpha', 0.0) or 0.0
-  if alpha < 0:
-    raise ConfigError(f'config.trainer.mixup_alpha={alpha!r} is invalid: expected >= 0 '
-                      '(0 = no mixup).')
-  _temporal_control(config)
-  parallel.check_batch_sizes(config)
-
-
-def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
-  """Validation and everything both training and evaluation build.
-
-  Returns a namespace: dataset, num_classes, model, tx, lr_fn, par (parallel.Parallel),
-  abstract_state (TrainState of ShapeDtypeStructs), init_state(rng) -> TrainState,
-  root_rng.
-  """
-  validate_config(config)
-  check_trainer_config(config)
-  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
-
-  from vivit_jax import data, models   # after validation: no compute before it.
-  dataset = data.get_dataset(config)
-  num_classes = int(config.dataset.num_classes)
-  ds_classes = getattr(dataset, 'num_classes', None)
-  if ds_classes is not None and ds_classes != num_classes:
-    raise ConfigError(f'config.dataset.num_classes={num_classes} is invalid: the '
-                      f'dataset {config.dataset.get("name")!r} has {ds_classes} classes.')
-  model = models.create_model(config.model, num_classes)
-  d = config.dataset
-  dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
-
-  def init_state(rng):
-    params = model.init({'params': rng, 'dropout': rng}, dummy, train=False)['params']
-    return steps.create_train_state(params, tx)
-
-  root_rng = jax.random.PRNGKey(config.trainer.seed)
-  mode = _temporal_control(config)
-  train_step = functools.partial(
-      steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
-      num_classes=num_classes,
-      label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
-      mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
-      grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1) or 1),
-      temporal_control_mode=mode)
-  eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
-                                temporal_control_mode=mode,
-                                base_rng=jax.random.fold_in(root_rng, 2))
-  par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
-  return types.SimpleNamespace(
-      dataset=dataset, num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,
-      abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
-      root_rng=root_rng)
+from vivit_jax.train import setup as setup_lib
+from vivit_jax.train import parallel, steps
 
 
 def _init_from(config, state):
   """Replaces params with a converted checkpoint when `config.init_from` is set."""
   if not config.get('init_from'):
     return state
-  from vivit_jax import convert   # the converters own checkpoint formats.
-  if not hasattr(convert, 'init_from'):
-    raise ConfigError(f'config.init_from={config.init_from!r} is set but '
-                      'vivit_jax.convert.init_from is not available.')
   params = convert.init_from(config, state.params)
   return steps.TrainState(step=state.step, params=params, opt_state=state.opt_state)
 
@@ -149,7 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   from clu import metric_writers, periodic_actions   # imports TensorFlow.
 
-  s = setup(config, workdir)
+  s = setup_lib.setup(config, workdir)
   t = config.trainer
   num_steps = int(t.num_train_steps)
   os.makedirs(workdir, exist_ok=True)

@@ -1,20 +1,17 @@
-"""Builds the C++ XLA:CPU kernels in `csrc/` on first use and caches the libraries.
+"""Builds the C++ XLA:CPU kernels beside this file on first use and caches the libraries.
 
-`build(source, march, extra_args)` compiles one `csrc/*.cc` file (with `csrc/*.h`) with
+`build(source, march, extra_args)` compiles one `<kernel>.cc` file (with the `*.h` here) with
 the machine's C++ compiler (`CXX`, else g++/c++/clang++) against jax's XLA FFI headers into
 `cache_dir()/<name>-<hash>.so`; the hash covers the source, flags, compiler version, jax
 version, machine and CPU (what `-march=native` depends on), so a changed source, compiler
 or CPU rebuilds. A build takes a few seconds; concurrent builders (pytest workers) each
 write their own temporary file and rename it into place.
 
-Environment: `VIVIT_JAX_CPU_KERNEL=0` turns every C++ kernel off (the models then use
-XLA's); `VIVIT_JAX_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/vivit_jax` or
-`~/.cache/vivit_jax`).
+Environment (see `ops/switches.py`): `VIVIT_JAX_CPU_KERNEL=0` turns every C++ kernel off
+(the models then use XLA's); `VIVIT_JAX_CACHE_DIR` moves the cache.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import ctypes
 import hashlib
 import os
@@ -28,43 +25,20 @@ from typing import Callable, Mapping, Optional, Sequence
 import jax
 from absl import logging
 
-CSRC = pathlib.Path(__file__).parent / 'csrc'
+from vivit_jax.ops import switches
+
+CSRC = pathlib.Path(__file__).parent
 FLAGS = ('-O3', '-std=c++17', '-shared', '-fPIC', '-fno-math-errno', '-ffp-contract=fast',
          '-w')
-
-
-_XLA_ONLY = contextvars.ContextVar('vivit_jax_xla_only', default=False)
-
-
-@contextlib.contextmanager
-def xla_only():
-  """Within it, models trace no C++ kernel (XLA's `cost_analysis()` counts a custom call
-  as no FLOPs: `layers.flop_counting` enters this)."""
-  token = _XLA_ONLY.set(True)
-  try:
-    yield
-  finally:
-    _XLA_ONLY.reset(token)
-
-
-def xla_only_active() -> bool:
-  return _XLA_ONLY.get()
 
 
 class KernelUnavailable(RuntimeError):
   """A C++ kernel could not be built or loaded (the message says why)."""
 
 
-def cache_dir() -> pathlib.Path:
-  if os.environ.get('VIVIT_JAX_CACHE_DIR'):
-    return pathlib.Path(os.environ['VIVIT_JAX_CACHE_DIR'])
-  base = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
-  return pathlib.Path(base) / 'vivit_jax'
-
-
 def check_enabled():
   """Raises KernelUnavailable when the C++ kernels are turned off or cannot exist."""
-  if os.environ.get('VIVIT_JAX_CPU_KERNEL', '1') == '0':
+  if not switches.cpu_kernels_enabled():
     raise KernelUnavailable('turned off by VIVIT_JAX_CPU_KERNEL=0.')
   if not hasattr(jax, 'ffi'):
     raise KernelUnavailable(f'jax {jax.__version__} has no jax.ffi.')
@@ -89,7 +63,7 @@ def _cpu_identity() -> str:
 
 
 def build(source: str, march: str = 'native', extra_args: Sequence[str] = ()) -> pathlib.Path:
-  """Compiles `csrc/{source}` for `-march={march}` (plus `extra_args`, e.g. libraries to
+  """Compiles `{source}` (beside this file) for `-march={march}` (plus `extra_args`, e.g. libraries to
   link) into the cache, unless already there; returns the library's path."""
   check_enabled()
   compiler = _compiler()
@@ -101,7 +75,7 @@ def build(source: str, march: str = 'native', extra_args: Sequence[str] = ()) ->
   key = hashlib.sha256('\0'.join([
       path.read_text(), *headers, ' '.join(flags), ' '.join(extra_args), version, jax.__version__,
       include, platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
-  target = cache_dir() / f'{path.stem}-{key}.so'
+  target = switches.cache_dir() / f'{path.stem}-{key}.so'
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)

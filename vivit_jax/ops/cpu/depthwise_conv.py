@@ -1,10 +1,9 @@
 """Kernel gradient of a depthwise 3D convolution on XLA:CPU (a C++ XLA FFI call).
 
-MViT's pooling convolutions (`mvit.depthwise_conv3d`, a 3x3x3 kernel per channel) need,
-in the backward pass, dK[tap, c] = sum over positions of window_tap(x) * grad. XLA
-computes that as one reduction per tap, each over a materialised window of x: for
-MViTv2-S's first-stage query pooling ([1, 8, 56, 56, 96], stride 1) 27 passes over both
-operands. `csrc/depthwise_conv_cpu.cc` sums every tap in one pass over the positions,
+MViT's pooling convolutions (`ops.pooling.depthwise_conv3d`, a 3x3x3 kernel per channel)
+need, in the backward pass, dK[tap, c] = sum over positions of window_tap(x) * grad. XLA
+computes that as one reduction per tap, each over a materialised window of x (27 passes
+over both operands for a 3x3x3 kernel). `depthwise_conv.cc` sums every tap in one pass over the positions,
 each tap's partial sum kept in cache:
 
   kernel_grad(x, grad, kernel_size, strides, padding): x f32[N, T, H, W, C],
@@ -13,8 +12,8 @@ each tap's partial sum kept in cache:
       T, H and W (`strided_windows` order and conventions).
 
 `applies(x, grad)` says whether it runs: the CPU backend, float32, outside
-`cpu_build.xla_only()`, and a library that builds (`cpu_build.py`;
-`VIVIT_JAX_CPU_KERNEL=0` turns it off). Otherwise `mvit.depthwise_conv3d` uses XLA's
+`switches.flop_counting()`, and a library that builds (`build.py`;
+`VIVIT_JAX_CPU_KERNEL=0` turns it off). Otherwise `depthwise_conv3d` uses XLA's
 reductions.
 """
 from __future__ import annotations
@@ -27,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models import cpu_build
+from vivit_jax.ops import switches
+from vivit_jax.ops.cpu import build as cpu_build
 
 TARGET = 'vivit_jax_depthwise_conv_kernel_grad_f32'
 
@@ -35,7 +35,7 @@ TARGET = 'vivit_jax_depthwise_conv_kernel_grad_f32'
 @functools.lru_cache(maxsize=None)
 def load():
   """Builds (if needed) and registers the kernel. Raises cpu_build.KernelUnavailable."""
-  path = cpu_build.build('depthwise_conv_cpu.cc')
+  path = cpu_build.build('depthwise_conv.cc')
   return cpu_build.register(path, {TARGET: 'VivitDepthwiseConvKernelGradF32'})
 
 
@@ -46,7 +46,7 @@ def unavailable_reason() -> Optional[str]:
 
 
 def applies(x, grad) -> bool:
-  if jax.default_backend() != 'cpu' or cpu_build.xla_only_active():
+  if jax.default_backend() != 'cpu' or switches.counting_flops():
     return False
   if x.ndim != 5 or jnp.dtype(x.dtype) != jnp.float32 or jnp.dtype(grad.dtype) != jnp.float32:
     return False

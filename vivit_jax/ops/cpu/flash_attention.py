@@ -1,9 +1,9 @@
 """Flash attention for XLA:CPU: a C++ kernel (XLA FFI custom call), built on first use.
 
-XLA:CPU runs attention as generic dots whose 64-wide contraction keeps them at about half
-the speed of its dense layers; at ViViT-B Model 1's 3137 tokens the best pure-XLA kernel
-(`layers.chunked_attention`) takes twice the time of torch's flash-attention CPU kernel.
-This module compiles `csrc/flash_attention_cpu.cc` (register-blocked microkernels, one
+XLA:CPU runs attention as generic dots whose 64-wide contraction keeps them well below
+the speed of its dense layers, and the best pure-XLA kernel (`ops.attention.
+chunked_attention`) is slower than torch's flash-attention CPU kernel (experiments/
+README.md). This module compiles `flash_attention.cc` (register-blocked microkernels, one
 head's block of 48 queries at a time kept in cache, XLA's intra-op threads) with the
 machine's C++ compiler for the host CPU (`-march=native`) into a cache directory,
 registers it with jax, and wraps it as a differentiable function:
@@ -24,11 +24,11 @@ The forward kernel also returns each row's log-sum-exp, from which the backward 
 (flash attention's backward pass, one head per thread) recomputes the probabilities
 block by block, so training memory stays O(48 * Lk) per thread; the gradient of a bias
 shared by several (batch, head) pairs is summed in one copy per thread.
-`layers.dot_product_attention` picks this kernel on CPU when `supports(...)` (not with
+`ops.attention.dot_product_attention` picks this kernel on CPU when `supports(...)` (not with
 dropout) and falls back to the chunked XLA kernel otherwise, or when no compiler is found
 (logged once).
 
-`cpu_build.py` compiles and caches the library (about 2 s, once per source, compiler, CPU
+`build.py` compiles and caches the library (seconds, once per source, compiler, CPU
 and jax version; `VIVIT_JAX_CPU_KERNEL=0` turns it off).
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vivit_jax.models import cpu_build
+from vivit_jax.ops.cpu import build as cpu_build
 
 TARGET = 'vivit_jax_flash_attention_f32'
 BACKWARD_TARGET = 'vivit_jax_flash_attention_backward_f32'
@@ -55,7 +55,7 @@ def load(march: str = 'native') -> tuple[ctypes.CDLL, str]:
   BACKWARD_TARGET; '' for 'native', the build models use; tests build others, e.g.
   'haswell' for the AVX2 code path). Raises cpu_build.KernelUnavailable.
   """
-  path = cpu_build.build('flash_attention_cpu.cc', march)
+  path = cpu_build.build('flash_attention.cc', march)
   suffix = '' if march == 'native' else '_' + march.replace('-', '_')
   lib = cpu_build.register(path, {TARGET + suffix: 'VivitFlashAttentionF32',
                                   BACKWARD_TARGET + suffix: 'VivitFlashAttentionBackwardF32'})

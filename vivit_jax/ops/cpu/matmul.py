@@ -1,11 +1,10 @@
 """Dense-layer products on XLA:CPU through a BLAS: OpenBLAS or MKL (a C++ XLA FFI call).
 
-XLA:CPU's float32 dots reach 216-304 GFLOP/s at ViViT-B's dense-layer shapes on two
-Sapphire Rapids cores where OpenBLAS's sgemm (the library NumPy and SciPy ship, from the
-`scipy-openblas32` wheel), called as below, reaches 263-307 and PyTorch's MKL 249-361.
-`csrc/matmul_cpu.cc` wraps that sgemm as an XLA FFI call, built by `cpu_build.py` on
-first use and linked against the wheel's library. `precision.dot_general` (every `nn.Dense`,
-`nn.DenseGeneral` and patch embedding) routes a product here when `applies(...)`:
+At the dense-layer shapes of the video transformers, a BLAS sgemm is faster than
+XLA:CPU's own float32 dots (experiments/README.md has the numbers). `matmul.cc` wraps
+sgemm as an XLA FFI call, built by `build.py` on first use and linked against the
+wheel's library. `ops.dense.dot_general` (every `nn.Dense`, `nn.DenseGeneral` and patch
+embedding) routes a product here when `applies(...)`:
 
   matmul(a, b): a float32[M, K], b float32[K, N] -> float32[M, N]
 
@@ -15,9 +14,9 @@ compiler) stays on XLA's dots; `VIVIT_JAX_CPU_KERNEL=0` turns this off with the 
 kernels.
 
 The BLAS: `VIVIT_JAX_BLAS=auto` (default) takes Intel MKL's sgemm where the `mkl` wheel
-is installed (`pip install vivit_jax[mkl]`, x86-64; 335-366 GFLOP/s at the shapes above,
-8-15% faster than OpenBLAS), else OpenBLAS; `openblas` or `mkl` pick one. Both run
-single-threaded inside the call.
+is installed (`pip install vivit_jax[mkl]`, x86-64; faster than OpenBLAS there), else
+OpenBLAS from the `scipy-openblas32` wheel (the library NumPy and SciPy ship);
+`openblas` or `mkl` pick one. Both run single-threaded inside the call.
 """
 from __future__ import annotations
 
@@ -25,14 +24,14 @@ import ctypes
 import functools
 import importlib.metadata
 import math
-import os
 import pathlib
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
-from vivit_jax.models import cpu_build
+from vivit_jax.ops import switches
+from vivit_jax.ops.cpu import build as cpu_build
 
 TARGET = 'vivit_jax_matmul_f32'   # + '_openblas' or '_mkl': see `target()`.
 BLAS_LIBRARIES = ('openblas', 'mkl')
@@ -62,10 +61,7 @@ def _mkl_runtime() -> pathlib.Path:
 
 def blas() -> str:
   """The BLAS the models use: `VIVIT_JAX_BLAS` ('auto' = MKL where installed)."""
-  choice = os.environ.get('VIVIT_JAX_BLAS', 'auto')
-  if choice not in ('auto',) + BLAS_LIBRARIES:
-    raise ValueError(f'VIVIT_JAX_BLAS={choice!r} is invalid: expected one of '
-                     f"{('auto',) + BLAS_LIBRARIES}.")
+  choice = switches.blas_choice()
   if choice != 'auto':
     return choice
   try:
@@ -93,7 +89,7 @@ def load(library: Optional[str] = None) -> ctypes.CDLL:
     lib_dir = openblas.get_lib_dir()
     args = (f'-I{openblas.get_include_dir()}', f'-L{lib_dir}', f'-Wl,-rpath,{lib_dir}',
             f'-l{openblas.get_library()}')
-  path = cpu_build.build('matmul_cpu.cc', 'native', args)
+  path = cpu_build.build('matmul.cc', 'native', args)
   lib = cpu_build.register(path, {target(library): 'VivitMatmulF32'})
   lib.vivit_matmul_single_threaded_blas()
   return lib
@@ -112,7 +108,7 @@ def available() -> bool:
 def applies(lhs, rhs, dimension_numbers) -> bool:
   """Whether `lax.dot_general(lhs, rhs, dimension_numbers)` is a product `matmul` runs.
 
-  Needs the CPU backend (outside `cpu_build.xla_only()`), float32 operands, no batch
+  Needs the CPU backend (outside `switches.flop_counting()`), float32 operands, no batch
   axes, lhs's contracted axes trailing and rhs's leading, in the same order (every dense
   layer's form), at least MIN_MACS multiply-adds, and a kernel that builds.
   """
@@ -120,7 +116,7 @@ def applies(lhs, rhs, dimension_numbers) -> bool:
   n = len(lhs_contract)
   if lhs_batch or rhs_batch or n == 0 or jax.default_backend() != 'cpu':
     return False
-  if cpu_build.xla_only_active():
+  if switches.counting_flops():
     return False
   if jnp.dtype(lhs.dtype) != jnp.float32 or jnp.dtype(rhs.dtype) != jnp.float32:
     return False
