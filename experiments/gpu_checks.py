@@ -1,13 +1,14 @@
 r"""Numerical checks of the GPU fast paths, for a lent GPU (experiments/README.md, GPU).
 
-  python experiments/gpu_checks.py
+  python -m experiments.gpu_checks
 
 The unit tests cover these paths on CPU, where cuDNN does not exist; this script runs
 them where it does. Each check prints ||x - ref|| / ||ref|| and its tolerance:
-  attention  cuDNN flash attention in bf16 (`layers.dot_product_attention(impl='cudnn')`)
-             vs the explicit formulation in float32 on the same (upcast) inputs, at
-             ViViT-B/16x2 Model 1's sequence (3137 tokens, 12 heads x 64): output and
-             the q/k/v gradients; and that the default impl ('xla') compiles to cuDNN
+  attention  cuDNN flash attention in bf16
+             (`vivit_jax.ops.attention.dot_product_attention(impl='cudnn')`) vs the
+             explicit formulation in float32 on the same (upcast) inputs, at ViViT-B/16x2
+             Model 1's sequence (3137 tokens, 12 heads x 64): output and the q/k/v
+             gradients; and that the default impl ('auto') compiles to cuDNN
              fused-attention calls for bf16 inputs.
   model      ViViT-B/16x2 Model 1 cut to 2 layers, 2 clips of 32x224x224: bf16 logits vs
              float32 logits; remat on vs off parameter gradients (float32 and bf16).
@@ -23,7 +24,7 @@ import numpy as np
 
 from vivit_jax import config as vc
 from vivit_jax import models
-from vivit_jax.models import layers
+from vivit_jax.ops import attention as attention_ops
 
 CONFIG = 'configs/kinetics400/vivit_b16x2_spatio_temporal.py'
 results = []
@@ -48,8 +49,8 @@ def attention():
 
   def loss(impl, dtype):
     def f(q, k, v):
-      out = layers.dot_product_attention(q.astype(dtype), k.astype(dtype),
-                                         v.astype(dtype), impl=impl)
+      out = attention_ops.dot_product_attention(q.astype(dtype), k.astype(dtype),
+                                                v.astype(dtype), impl=impl)
       return jnp.sum(out.astype(jnp.float32) * cot), out
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True))
 
@@ -60,7 +61,7 @@ def attention():
   check('attention cuDNN bf16 output vs f32', rel(out, ref), 1e-2)
   for name, g, r in zip('qkv', grads, ref_grads):
     check(f'attention cuDNN bf16 d{name} vs f32', rel(g, r), 2e-2)
-  calls = loss('xla', jnp.bfloat16).lower(q, k, v).compile().as_text().count('__cudnn$fmha')
+  calls = loss('auto', jnp.bfloat16).lower(q, k, v).compile().as_text().count('__cudnn$fmha')
   print(f'default impl, bf16, forward+backward: {calls} cuDNN fused-attention calls')
   check('default impl is cuDNN for bf16 (1 = no)', float(calls == 0), 0)
 

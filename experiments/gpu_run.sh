@@ -7,7 +7,7 @@
 #   bash experiments/gpu_run.sh        # carry .whl (experiments/README.md, GPU)
 #
 # Output, three files (a device call returns at most 8): $OUT/log.txt (everything, with
-# each step's exit status and seconds), $OUT/results.json ({step: benchmark.py's JSON},
+# each step's exit status and seconds), $OUT/results.json ({step: the benchmark's JSON},
 # rewritten after every step) and $OUT/m1_train_trace.json.gz (the profiled step).
 # STEPS="checks profile ..." runs only the steps named; EXTRA adds flags to every
 # benchmark (a CPU smoke run: EXTRA="--num_frames=4 --crop_size=32 --num_layers=1
@@ -26,7 +26,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # Hugging Face comparison) share it through the persistent cache.
 export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 K=configs/kinetics400
-BENCH="python3 experiments/benchmark.py --runs=5 --dtype=bfloat16 ${EXTRA:-}"
+BENCH="python3 -m experiments.benchmark --runs=5 --dtype=bfloat16 ${EXTRA:-}"
 
 step() {   # step SECONDS NAME COMMAND... ({json} in COMMAND = this step's JSON path)
   local limit=$1 name=$2 start=$SECONDS
@@ -48,22 +48,22 @@ EOF
   python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
     "optax", optax.__version__, jax.devices())'; } | tee -a "$LOG"
 
-step 90 checks python3 experiments/gpu_checks.py
+step 90 checks python3 -m experiments.gpu_checks
 # ViViT-B Model 1 against Hugging Face's VivitModel (bf16, sdpa) on the same GPU (target
 # >= 2x inference) and its training MFU (target >= 45% bf16); half the memory is left
 # to PyTorch.
 step 120 m1_hf env XLA_PYTHON_CLIENT_MEM_FRACTION=.5 $BENCH --batch_size=32 \
   --train_batch_size=16 --config=$K/vivit_b16x2_spatio_temporal.py --json={json}
-# Where Model 1's training step spends its device time (trace_summary.py), and the
-# trace itself for a closer look offline.
+# Where Model 1's training step spends its device time (experiments/trace_summary.py),
+# and the trace itself for a closer look offline.
 step 100 profile env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 $BENCH --nohf --noinference --runs=2 \
   --train_batch_size=16 --config=$K/vivit_b16x2_spatio_temporal.py \
   --profile_dir=/tmp/profile --json={json}
 trace=$(ls -t /tmp/profile/*/plugins/profile/*/perfetto_trace.json.gz 2> /dev/null | head -1)
 [[ -n "$trace" ]] && cp "$trace" "$OUT/m1_train_trace.json.gz"
 # The same step with GELU and LayerNorm differentiated by autodiff instead of their own
-# backward passes (layers.own_backward_passes; landed after the last GPU run, measured
-# on CPU only): the profile step's numbers are the baseline.
+# backward passes (vivit_jax.ops.switches.own_backward_passes; not yet measured on a GPU):
+# the profile step's numbers are the baseline.
 step 90 m1_autodiff env XLA_PYTHON_CLIENT_MEM_FRACTION=.9 VIVIT_JAX_OWN_BACKWARD=0 \
   $BENCH --nohf --noinference --train_batch_size=16 \
   --config=$K/vivit_b16x2_spatio_temporal.py --json={json}

@@ -1,6 +1,6 @@
 """Params, GFLOPs per view and CPU forward time of every paper-sized config.
 
-  python experiments/model_table.py [--configs='configs/kinetics400/*.py'] [--time_runs=2]
+  python -m experiments.model_table [--configs='configs/kinetics400/*.py'] [--time_runs=2]
 
 GFLOPs are multiply-adds of one inference forward pass (XLA cost analysis of the
 lowered computation / 2, no execution); see vivit_jax/models/cost.py for what that

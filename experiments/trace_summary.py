@@ -1,15 +1,16 @@
 r"""Where a traced step's time goes: device time per op and per kind of op.
 
-  python experiments/trace_summary.py TRACE.json.gz [--top=25] [--hlo=PROGRAM.txt]
+  python -m experiments.trace_summary TRACE.json.gz [--top=25] [--hlo=PROGRAM.txt]
 
 TRACE is the `perfetto_trace.json.gz` (or `*.trace.json.gz`) that `jax.profiler.trace`
-writes; `benchmark.py --profile_dir=DIR` makes one per config and mode and prints this
-summary. Device events are read from the GPU/TPU process (its 'XLA Ops' line where the
-trace has one, else its stream lines), or on CPU from XLA's executor threads of the host
-process. Each op name is put in a kind by its name (attention, matmul, convolution,
-fusion, copy, other), so a step's time splits into the parts an optimisation would change.
+writes; `python -m experiments.benchmark --profile_dir=DIR` makes one per config and
+mode and prints this summary. Device events are read from the GPU/TPU process (its 'XLA
+Ops' line where the trace has one, else its stream lines), or on CPU from XLA's executor
+threads of the host process. Each op name is put in a kind by its name (attention,
+matmul, convolution, fusion, copy, other), so a step's time splits into the parts an
+optimisation would change.
 On CPU the C++ kernels appear in the trace as `ffi_call.N`: given the compiled program's
-text (`--hlo`, `compiled.as_text()`; `benchmark.py` passes it), each custom call is named
+text (`--hlo`, `compiled.as_text()`; the benchmark passes it), each custom call is named
 by its target instead (`ffi_call vivit_jax_matmul_f32_mkl`: matmul, `ffi_call
 vivit_jax_flash_attention_f32`: attention), and the time is also split by the model
 module each op comes from (the `op_name` metadata JAX writes into the program: e.g.

@@ -5,7 +5,7 @@
 
 The shape of the ViViT paper's model comparison (accuracy against GFLOPs) on data anyone
 can regenerate: each entry is a CPU-sized config under configs/synthetic/ with the
-synthetic recipe's data and optimisation (vivit_jax.config.synthetic_recipe: 4000 steps
+synthetic recipe's data and optimisation (vivit_jax.recipes.synthetic_recipe: 4000 steps
 of batch 32), plus the space-only controls of Model 1 (frames shuffled / one frame
 repeated), which stay near chance.
 """

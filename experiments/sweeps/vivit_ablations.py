@@ -3,7 +3,7 @@
   python -m vivit_jax.sweep --sweep=experiments/sweeps/vivit_ablations.py --workdir=DIR
   (arg 'tiny': test-sized models and 10 steps, to check the sweep end to end)
 
-Every entry trains with the synthetic recipe (vivit_jax.config.synthetic_recipe) for a
+Every entry trains with the synthetic recipe (vivit_jax.recipes.synthetic_recipe) for a
 quarter of its steps, 1000 (the recipe's Model 1 has 83% validation top-1 by then), so the
 nine entries fit in about half an hour on 2 cores with `--jobs=2`; the comparison is of
 how far each variant gets in a fixed, short budget. `baseline` is Model 1 as

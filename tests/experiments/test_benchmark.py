@@ -1,6 +1,7 @@
-"""experiments/benchmark.py runs every model family end to end (tiny configs, no PyTorch):
-one inference and one training row per config, with the block count of each family; and,
-where torchvision imports, next to torchvision's MViT and Swin3D."""
+"""`python -m experiments.benchmark` runs every model family end to end (tiny configs, no
+PyTorch): one inference and one training row per config, with the block count of each
+family; and, where torchvision imports, next to torchvision's MViT and Swin3D. Its parts
+import and work on their own (no flags)."""
 import json
 import os
 import pathlib
@@ -9,7 +10,8 @@ import sys
 
 import pytest
 
-from vivit_jax.models import cpu_attention
+from experiments.benchmark import programs, report, timing
+from vivit_jax.ops.cpu import flash_attention as cpu_flash_attention
 
 ROOT = pathlib.Path(__file__).parents[2]
 
@@ -17,7 +19,7 @@ ROOT = pathlib.Path(__file__).parents[2]
 def run_benchmark(*args, devices=1, pytorch=False):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   return subprocess.run(
-      [sys.executable, str(ROOT / 'experiments' / 'benchmark.py'), '--runs=1', '--warmup=0',
+      [sys.executable, '-m', 'experiments.benchmark', '--runs=1', '--warmup=0',
        '--pytorch' if pytorch else '--nohf', *args], cwd=ROOT, env=env, capture_output=True,
       text=True, timeout=600)
 
@@ -29,6 +31,39 @@ def require_torchvision():
     # Not installed, or built for another torch (the CPU torch of the test extra has no
     # matching torchvision wheel: RuntimeError 'operator torchvision::nms does not exist').
     pytest.skip(f'torchvision does not import here: {e!r:.200}')
+
+
+def test_peak_table_takes_the_longest_matching_device_kind():
+  assert programs.peak_tflops('NVIDIA H100 PCIe', 'bfloat16') == 756.0
+  assert programs.peak_tflops('NVIDIA H100 80GB HBM3', 'float32') == 494.7
+  assert programs.peak_tflops('TPU v5 lite', 'bfloat16') == 197.0
+  assert programs.peak_tflops('cpu', 'float32') is None
+
+
+def test_interleaved_times_every_candidate_after_its_warmup():
+  calls = []
+  timings = timing.interleaved({'a': lambda: calls.append('a'),
+                                'b': lambda: calls.append('b')}, runs=3, warmup=1)
+  assert calls == ['a', 'b'] + ['a', 'b'] * 3   # warm-up first, then round-robin.
+  assert set(timings) == {'a', 'b'}
+  assert timings['a'].as_dict()['runs'] == 3 and timings['b'].median >= 0
+
+
+def test_markdown_row_fills_every_column_of_the_header():
+  row = {'config': 'm:tiny', 'mode': 'train', 'input': '4x32x32', 'num_layers': 1,
+         'dtype': 'float32', 'attention_impl': 'chunked', 'remat': False, 'batch': 2,
+         'median_s': 0.5, 'min_s': 0.4, 'max_s': 0.6, 'cpu_median_s': 0.9, 'runs': 3,
+         'clips_per_s': 4.0, 'latency_per_clip_s': 0.25, 'gflops': 1.5,
+         'achieved_tflops': 0.003, 'mfu': None, 'compiled_bytes': 2**30,
+         'cpu_flash_attention_calls': 2, 'cudnn_attention_calls': 0, 'platform': 'cpu'}
+  columns = report.HEADER.splitlines()[0].count('|')
+  line = report.markdown_row(row)
+  assert line.count('|') == columns
+  assert '| cpu_flash (2 calls) |' in line and '| 1.00 | - | - |' in line
+  theirs = dict(row, pytorch_model='Vivit', pytorch_attention='sdpa',
+                pytorch={'median_s': 1.0}, ratio=2.0, cpu_ratio=1.5)
+  line = report.markdown_row(theirs)
+  assert line.count('|') == columns and line.endswith('| 2.00x (CPU 1.50x) |')
 
 
 def test_every_family_gives_inference_and_train_rows(tmp_path):
@@ -83,7 +118,7 @@ def test_profile_dir_splits_a_traced_step_by_kind_of_op(tmp_path):
   assert any(m.startswith('Transformer/encoderblock_*/') and m.endswith('(backward)')
              for m in modules), modules
   assert '| module | ms | share |' in result.stdout
-  if cpu_attention.unavailable_reason() is None:
+  if cpu_flash_attention.unavailable_reason() is None:
     assert 'ffi_call vivit_jax_flash_attention_f32' in names
 
 
@@ -108,9 +143,8 @@ def test_torchvision_counterparts_time_the_same_mvit_and_swin(tmp_path):
 
 PAPER_COUNTERPARTS = """
 import sys
-sys.path.insert(0, 'experiments')
 import jax
-import benchmark
+from experiments.benchmark import pytorch
 from vivit_jax import config as vc
 from vivit_jax import models
 for name in sys.argv[1:]:
@@ -120,7 +154,7 @@ for name in sys.argv[1:]:
   shape = (1, d.num_frames, d.crop_size, d.crop_size, 3)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(shape)))
   ours = sum(x.size for x in jax.tree.leaves(params['params']))
-  built = benchmark.pytorch_model(config, ours)
+  built = pytorch.pytorch_model(config, ours)
   print(name, ours, type(built[0]).__name__ if built else None)
 """
 

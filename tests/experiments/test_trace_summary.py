@@ -2,13 +2,10 @@
 splits its time by op and kind of op (synthetic traces of the GPU and CPU layouts)."""
 import gzip
 import json
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / 'experiments'))
-import trace_summary  # noqa: E402  pylint: disable=wrong-import-position
+from experiments import trace_summary
 
 
 def meta(pid, tid=None, name=''):
