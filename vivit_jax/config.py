@@ -1,8 +1,11 @@
 """Default config groups shared by every config file, and whole-config validation.
 
 Config files under `configs/` start from `default_config()` and override what their
-experiment changes, big_vision style. `validate_config` runs before any compute and
-raises `ConfigError` naming the field, the bad value and what would be valid.
+experiment changes, big_vision style (recipes in `vivit_jax.recipes`). `validate_config`
+runs before any compute and raises `ConfigError` naming the field, the bad value and what
+would be valid; it checks the groups and calls each package's own check, in one direction
+(`data.validate`, `models.validate`). The trainer's own fields and the dataset splits a run
+needs are checked by `vivit_jax.train.validate`, which calls this first.
 
 Groups (see ../shared/DESIGN.md):
   model      architecture; `model.name` picks the family in `models.create_model`.
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-
 
 import ml_collections
 from ml_collections.config_dict import placeholder

@@ -40,8 +40,8 @@ _CPU_COUNT_FLAG = '--xla_force_host_platform_device_count'
 
 def xla_flags_for_cpu_devices(count: int, xla_flags: str, cores: int) -> str:
   """XLA_FLAGS that split the host CPU into min(count, cores) XLA devices, so training
-  runs data-parallel over the cores (on 2 cores: about 1.2x the steps/s of one device
-  using both). Unchanged when count <= 1 or `xla_flags` already sets a device count (an
+  runs data-parallel over the cores (faster on CPU than one device using them all).
+  Unchanged when count <= 1 or `xla_flags` already sets a device count (an
   explicit setting wins). Accelerator backends are unaffected: the flag only shapes the
   CPU platform."""
   if not isinstance(count, int) or _CPU_COUNT_FLAG in xla_flags:

@@ -47,11 +47,9 @@ def synthetic_transformer(model: ml_collections.ConfigDict) -> ml_collections.Co
   """The CPU-sized transformer of the synthetic configs: tubelets 8x4x4 on 16x32x32 clips
   (2x8x8 = 128 tokens), hidden 64, 2 layers, 4 heads, MLP 256.
 
-  Measured on the synthetic task (Model 1, validation top-1 after 2000 steps, with the
-  earlier rotation classes): 8x8 patches (t=2 or 4) learned the moves but not the
-  direction of growth (57-60%), 4x4 patches did better (t=4: 70% with 256 tokens; t=8:
-  70-74% at half the cost). At 1500 steps neither 4 layers (67%) nor lr 3e-3 (57%) beat
-  this model (72%)."""
+  Why these sizes: 8x8 patches learned the moves but not the direction of growth, 4x4
+  patches did (t=8 as well as t=4 at half the cost), and neither 4 layers nor lr 3e-3 did
+  better (experiments/README.md, "Synthetic model size and CPU devices")."""
   model.embedding, model.patch_size, model.temporal_patch_size = 'tubelet', (4, 4), 8
   model.hidden_size, model.num_layers, model.num_heads, model.mlp_dim = 64, 2, 4, 256
   return model

@@ -19,9 +19,8 @@ the training process's peak host RSS), test top-1/top-5, the wall time and the n
 of CPU cores the entry ran on.
 
 `--jobs=N` trains N entries at once, each pinned to its own 1/N of this process's CPU
-cores; train clips/s then counts one job's cores. (On 2 cores, two single-core jobs
-train about 1.4x the steps/s of one job on one device using both cores, about as many
-as one job with `trainer.cpu_devices=2`.)
+cores; train clips/s then counts one job's cores (on 2 cores, two single-core jobs
+together outpace one job on one device using both cores: experiments/README.md).
 """
 from __future__ import annotations
 

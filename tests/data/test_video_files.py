@@ -13,8 +13,8 @@ import pytest
 from vivit_jax import data, errors
 from vivit_jax.data import video_files
 
-from video_helpers import (CLASSES, FRAMES, SIZE, frame_numbers, make_config,  # noqa: F401
-                           make_video, write_bad_files)
+from video_helpers import (CLASSES, SIZE, frame_numbers, make_config, make_video,
+                           write_bad_files)
 
 
 @pytest.fixture(scope='module')

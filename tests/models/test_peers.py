@@ -13,7 +13,7 @@ import pytest
 from vivit_jax import config as vc
 from vivit_jax import models
 from vivit_jax.models import cost, layers, mvit, video_swin, vtn
-from vivit_jax.ops import attention, pooling
+from vivit_jax.ops import pooling
 from vivit_jax.ops.cpu import depthwise_conv as cpu_depthwise_conv
 from vivit_jax.ops.cpu import flash_attention as cpu_attention
 

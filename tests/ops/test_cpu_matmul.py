@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vivit_jax.models import layers
 from vivit_jax.ops.cpu import build as cpu_build
 from vivit_jax.ops.cpu import matmul as cpu_matmul
 from vivit_jax import ops

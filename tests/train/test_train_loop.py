@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 import vivit_jax.data
-from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import trainer
 
-from train_helpers import REPO, final_params, synthetic_config  # noqa: F401
+from train_helpers import final_params, synthetic_config
 
 
 def all_finite(tree):

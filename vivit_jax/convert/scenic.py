@@ -35,7 +35,6 @@ import re
 from typing import Optional
 
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import serialization

@@ -1,6 +1,7 @@
 """Shared transformer blocks: attention, MLP, stochastic depth, encoder blocks.
 
-Every model family builds on these; nothing here knows about video. Parameter names
+Every model family builds on these; nothing here knows about video or backends (the
+kernels are `vivit_jax.ops`'s). Parameter names
 follow Scenic / big_vision (`LayerNorm_0`, `MultiHeadDotProductAttention_0`,
 `LayerNorm_1`, `MlpBlock_0/Dense_{0,1}`, `query/key/value/out`) so that checkpoints map
 onto this tree by name. Attention kernels have the Flax layout: query/key/value

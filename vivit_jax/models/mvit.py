@@ -53,13 +53,11 @@ Parameter tree (PySlowFast names on the right):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import NamedTuple, Optional, Sequence
 
 import einops
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np

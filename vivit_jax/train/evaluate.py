@@ -6,7 +6,6 @@ per-class accuracy and a confusion matrix over the unpadded examples.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import Optional
