@@ -154,6 +154,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.eval_batch_size = 32
   c.trainer.prefetch_to_device = 2           # batches put on device ahead of the step.
   c.trainer.test_at_end = True               # main: multi-view test eval after training.
+  # Test views -> one prediction: 'softmax' (mean of the views' softmaxes: PySlowFast,
+  # mmaction2) or 'logits' (softmax of the mean logits: Scenic's ViViT).
+  c.trainer.view_aggregation = 'softmax'
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
 
   c.init_from = init_from_config()

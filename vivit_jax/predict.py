@@ -9,8 +9,9 @@ only the frames it needs) and cut into the config's test views exactly as evalua
 does (data/pipeline.py): `dataset.num_test_clips` clips (`dataset.temporal_sampling`,
 `num_frames` every `stride` frames) x `dataset.num_test_crops` crops (1 centre or 3
 along the longer side, after resizing the shorter side to `dataset.min_resize`),
-normalised with `dataset.mean_rgb` / `std_rgb`. The class probabilities are the softmax
-of each view averaged over the views; the top-5 are printed (`--json`: one JSON object
+normalised with `dataset.mean_rgb` / `std_rgb`. The class probabilities aggregate the
+views as evaluation does (`trainer.view_aggregation`: the mean of the views' softmaxes,
+or the softmax of their mean logits); the top-5 are printed (`--json`: one JSON object
 on stdout). Label names: config.dataset.label_names, else label_names.json in the
 workdir or the checkpoint directory, else the `label_names` of the workdir's
 eval_results.json, else `class_<i>`.
@@ -36,6 +37,8 @@ from vivit_jax.convert.common import config_from_json
 from vivit_jax.data import augment, pipeline, sampling, video_files
 from vivit_jax.errors import ConfigError, DecodeError
 from vivit_jax.train import checkpoint as ckpt_lib
+from vivit_jax.train import setup as setup_lib
+from vivit_jax.train import steps
 
 
 def _define_flags():
@@ -121,12 +124,14 @@ def test_views(path: str, config) -> np.ndarray:
 
 
 class Predictor:
-  """Class probabilities of video files: views -> jitted forward -> mean softmax."""
+  """Class probabilities of video files: views -> jitted forward -> the config's view
+  aggregation (`trainer.view_aggregation`, as evaluation)."""
 
   def __init__(self, config, model, params):
     self.config = config
-    self._probs = jax.jit(lambda p, v: jax.nn.softmax(
-        model.apply({'params': p}, v, train=False), axis=-1).mean(0))
+    method = setup_lib.view_aggregation(config)
+    self._probs = jax.jit(lambda p, v: steps.aggregate_views(
+        model.apply({'params': p}, v, train=False)[None], method)[0])
     self._params = params
 
   def __call__(self, path: str) -> np.ndarray:

@@ -19,6 +19,10 @@ def kinetics400_recipe(config: ml_collections.ConfigDict) -> ml_collections.Conf
   """The ViViT paper's Kinetics-400 data and optimisation recipe (appendix A):
   32 frames at stride 2, 224^2 crops, 4 temporal x 3 spatial test views, SGD momentum
   0.9, batch 64, lr 0.1 with linear warm-up (2.5 epochs) and cosine decay over 30 epochs.
+  As the reference code (Scenic's projects/vivit): the views' logits are averaged, and
+  stochastic depth drops a residual branch without rescaling the kept ones (Scenic's
+  `EncoderBlock`: x * (1 - drop_pattern) + inputs). Other families' configs that start
+  from this recipe set their own references' choices.
   """
   d = config.dataset
   d.name = 'tfrecord'
@@ -40,6 +44,8 @@ def kinetics400_recipe(config: ml_collections.ConfigDict) -> ml_collections.Conf
   t.log_every, t.eval_every, t.checkpoint_every = 100, 5000, 1000
   t.label_smoothing, t.mixup_alpha = 0.1, 0.3
   config.model.stochastic_depth = 0.3
+  config.model.stochastic_depth_rescale = False
+  t.view_aggregation = 'logits'
   return config
 
 

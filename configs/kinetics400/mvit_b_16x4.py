@@ -24,6 +24,7 @@ def get_config(arg=None):
   d.num_test_clips, d.num_test_crops = 5, 1
   t = config.trainer
   t.batch_size = 16
+  t.view_aggregation = 'softmax'             # PySlowFast's test: mean of softmaxes.
   steps_per_epoch = d.num_train_examples // t.batch_size
   t.num_train_steps = 200 * steps_per_epoch
   t.mixup_alpha, t.label_smoothing = 0.8, 0.1

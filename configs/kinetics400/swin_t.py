@@ -21,4 +21,6 @@ def get_config(arg=None):
   config.schedule.base_lr = 1e-3
   config.trainer.mixup_alpha = 0.0
   config.trainer.label_smoothing = 0.0
+  # mmaction2's test: average_clips='prob' (mean of the views' softmaxes).
+  config.trainer.view_aggregation = 'softmax'
   return config

@@ -20,6 +20,7 @@ def timesformer_config(attention_type: str, experiment_name: str):
   m.name, m.attention_type, m.classifier = 'timesformer', attention_type, 'token'
   m.patch_size = (16, 16)
   m.stochastic_depth, m.layer_norm_epsilon, m.gelu_approximate = 0.1, 1e-6, False
+  m.stochastic_depth_rescale = True          # timm's DropPath, as the original.
   d = config.dataset
   d.num_frames, d.stride, d.crop_size = 8, 32, 224
   d.num_test_clips, d.num_test_crops = 1, 3
@@ -29,6 +30,7 @@ def timesformer_config(attention_type: str, experiment_name: str):
   steps_per_epoch = d.num_train_examples // t.batch_size
   t.num_train_steps = 15 * steps_per_epoch
   t.mixup_alpha, t.label_smoothing = 0.0, 0.0
+  t.view_aggregation = 'softmax'             # PySlowFast-style test: mean of softmaxes.
   o = config.optimizer
   o.name, o.momentum, o.weight_decay = 'sgd', 0.9, 1e-4
   config.schedule.base_lr, config.schedule.warmup_steps = 0.005, 0

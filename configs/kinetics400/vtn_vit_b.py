@@ -22,6 +22,7 @@ def get_config(arg=None):
   steps_per_epoch = d.num_train_examples // t.batch_size
   t.num_train_steps = 25 * steps_per_epoch
   t.mixup_alpha, t.label_smoothing = 0.0, 0.0
+  t.view_aggregation = 'softmax'             # PySlowFast-based test: mean of softmaxes.
   config.optimizer.name, config.optimizer.momentum = 'sgd', 0.9
   config.schedule.base_lr, config.schedule.warmup_steps = 1e-3, 0
   return config

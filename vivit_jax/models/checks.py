@@ -54,6 +54,9 @@ def options(m: ml_collections.ConfigDict) -> None:
          ATTENTION_IMPLS + tuple(DEPRECATED_ATTENTION_IMPLS))
   choice('model.remat_policy', m.get('remat_policy', SHARED_OPTIONS['remat_policy']),
          sorted(REMAT_POLICIES))
+  rescale = m.get('stochastic_depth_rescale', SHARED_OPTIONS['stochastic_depth_rescale'])
+  if not isinstance(rescale, bool):
+    raise config_error('model.stochastic_depth_rescale', rescale, 'True or False')
   ratio = m.get('mlp_ratio', 4.0)
   if not isinstance(ratio, (int, float)) or ratio <= 0:
     raise config_error('model.mlp_ratio', ratio, 'a positive number')

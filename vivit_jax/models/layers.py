@@ -44,6 +44,9 @@ SHARED_OPTIONS = {
     'attention_impl': 'auto',       # see vivit_jax.ops.attention.
     'remat': False,                 # nn.remat each block (less memory, more compute).
     'remat_policy': 'nothing_saveable',   # what remat keeps: REMAT_POLICIES.
+    # Stochastic depth: True divides a kept residual branch by its keep probability
+    # (timm, PySlowFast, Video Swin); False keeps it as is (Scenic's droplayer, ViViT).
+    'stochastic_depth_rescale': True,
 }
 
 
@@ -68,6 +71,7 @@ class TransformerConfig:
   attention_impl: str = SHARED_OPTIONS['attention_impl']
   remat: bool = SHARED_OPTIONS['remat']
   remat_policy: str = SHARED_OPTIONS['remat_policy']
+  stochastic_depth_rescale: bool = SHARED_OPTIONS['stochastic_depth_rescale']
 
   def __post_init__(self):
     # 'xla' (deprecated) -> 'auto', with a FutureWarning; unknown names are refused.
@@ -212,11 +216,14 @@ class MlpBlock(nn.Module):
 
 
 class DropPath(nn.Module):
-  """Stochastic depth: drops the whole residual branch per example, rescaling the rest.
+  """Stochastic depth: drops the whole residual branch per example.
 
-  x: [B, ...]; uses the 'dropout' rng when training and `rate > 0`.
+  x: [B, ...]; uses the 'dropout' rng when training and `rate > 0`. `rescale`: a kept
+  branch is divided by the keep probability 1 - rate (timm's drop_path; expected value
+  unchanged), or kept as is (Scenic's droplayer, which ViViT's reference uses).
   """
   rate: float
+  rescale: bool = True
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
@@ -225,7 +232,8 @@ class DropPath(nn.Module):
     keep_prob = 1.0 - self.rate
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
     keep = jax.random.bernoulli(self.make_rng('dropout'), keep_prob, shape)
-    return jnp.where(keep, x / keep_prob, 0.0).astype(x.dtype)
+    kept = x / keep_prob if self.rescale else x
+    return jnp.where(keep, kept, 0.0).astype(x.dtype)
 
 
 class EncoderBlock(nn.Module):
@@ -244,10 +252,10 @@ class EncoderBlock(nn.Module):
     y = MultiHeadAttention(cfg, self.layout, name='MultiHeadDotProductAttention_0')(
         y, deterministic=deterministic)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
-    x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    x = x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
     y = layer_norm(cfg, 'LayerNorm_1')(x)
     y = MlpBlock(cfg, name='MlpBlock_0')(y, deterministic=deterministic)
-    return x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    return x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
 
 
 class Encoder(nn.Module):

@@ -289,13 +289,13 @@ class MViTBlock(nn.Module):
                       dot_general=dense_ops.dot_general, name='proj')
     if proj and self.dim_mul_in_att:
       x = proj(x_norm)
-    x = self.skip(x) + DropPath(self.drop_path)(y, deterministic=deterministic)
+    x = self.skip(x) + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
     x_norm = layer_norm(cfg, 'LayerNorm_1')(x)
     y = MlpBlock(cfg, out_dim=s.dim_out, name='MlpBlock_0')(x_norm,
                                                             deterministic=deterministic)
     if proj and not self.dim_mul_in_att:
       x = proj(x_norm)
-    return x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    return x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
 
 
 class MViT(nn.Module):

@@ -89,7 +89,7 @@ class DividedSpaceTimeBlock(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic: bool):
     cfg = self.cfg
-    drop_path = DropPath(self.drop_path)
+    drop_path = DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)
     # Temporal: the T patches at one spatial position attend to each other; CLS waits.
     cls, tokens = x[:, :1], x[:, 1:]
     y = einops.rearrange(tokens, 'b (t s) d -> (b s) t d', t=self.num_frames)

@@ -182,10 +182,10 @@ class SwinBlock(nn.Module):
         y, deterministic=deterministic)
     y = y[:, :grid[0], :grid[1], :grid[2]]
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
-    x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    x = x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
     y = layer_norm(cfg, 'LayerNorm_1')(x)
     y = MlpBlock(cfg, name='MlpBlock_0')(y, deterministic=deterministic)
-    return x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    return x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
 
 
 class PatchMerging(nn.Module):

@@ -90,10 +90,10 @@ class FactorisedSelfAttentionBlock(nn.Module):
           y, deterministic=deterministic)
       y = einops.rearrange(y, from_seq, b=x.shape[0])
       y = nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
-      x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+      x = x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
     y = layer_norm(cfg, 'LayerNorm_mlp')(x)
     y = MlpBlock(cfg, name='MlpBlock')(y, deterministic=deterministic)
-    x = x + DropPath(self.drop_path)(y, deterministic=deterministic)
+    x = x + DropPath(self.drop_path, self.cfg.stochastic_depth_rescale)(y, deterministic=deterministic)
     return einops.rearrange(x, 'b t s d -> b (t s) d')
 
 

@@ -1,8 +1,9 @@
-"""Multi-view evaluation: metrics from view-averaged probabilities, and `--mode=eval`.
+"""Multi-view evaluation: metrics from view-aggregated probabilities, and `--mode=eval`.
 
-The protocol (ViViT paper): softmax per view, averaged over the V = num_test_clips x
-num_test_crops views of each video (`steps.eval_step`), then top-1/top-5 accuracy,
-per-class accuracy and a confusion matrix over the unpadded examples.
+The protocol: the V = num_test_clips x num_test_crops views of each video become one
+prediction (`steps.eval_step`; `trainer.view_aggregation`: the mean of the views'
+softmaxes, or the softmax of their mean logits), then top-1/top-5 accuracy, per-class
+accuracy and a confusion matrix over the unpadded examples.
 """
 from __future__ import annotations
 

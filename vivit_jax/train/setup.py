@@ -17,7 +17,7 @@ import ml_collections
 
 from vivit_jax import data, models
 from vivit_jax.config import validate_config
-from vivit_jax.errors import ConfigError
+from vivit_jax.errors import ConfigError, config_error
 from vivit_jax.train import optim, parallel, steps
 
 
@@ -55,6 +55,15 @@ def _temporal_control(config) -> Optional[str]:
   return mode or None
 
 
+def view_aggregation(config) -> str:
+  """`trainer.view_aggregation` ('softmax' default): see `steps.aggregate_views`."""
+  method = config.trainer.get('view_aggregation', 'softmax')
+  if method not in steps.VIEW_AGGREGATIONS:
+    raise config_error('trainer.view_aggregation', method,
+                       f'one of {list(steps.VIEW_AGGREGATIONS)}')
+  return method
+
+
 def check_trainer_config(config) -> None:
   """Trainer fields validate_config does not know; raises ConfigError naming them."""
   t = config.trainer
@@ -74,6 +83,7 @@ def check_trainer_config(config) -> None:
     raise ConfigError(f'config.trainer.mixup_alpha={alpha!r} is invalid: expected >= 0 '
                       '(0 = no mixup).')
   _temporal_control(config)
+  view_aggregation(config)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
@@ -112,7 +122,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
       temporal_control_mode=mode)
   eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
                                 temporal_control_mode=mode,
-                                base_rng=jax.random.fold_in(root_rng, 2))
+                                base_rng=jax.random.fold_in(root_rng, 2),
+                                view_aggregation=view_aggregation(config))
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
       dataset=dataset, num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,

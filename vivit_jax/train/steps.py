@@ -133,9 +133,29 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
+# How the V test views of a video become one prediction (config.trainer.view_aggregation).
+VIEW_AGGREGATIONS = ('softmax', 'logits')
+
+
+def aggregate_views(logits, method: str = 'softmax'):
+  """logits: float[B, V, K] of the V views of each video -> float32[B, K] probabilities.
+
+  'softmax': the mean of the views' softmaxes (PySlowFast, mmaction2, TimeSformer, Video
+  Swin); 'logits': the softmax of the views' mean logits (Scenic's ViViT).
+  """
+  logits = logits.astype(jnp.float32)
+  if method == 'softmax':
+    return jax.nn.softmax(logits, axis=-1).mean(axis=1)
+  if method == 'logits':
+    return jax.nn.softmax(logits.mean(axis=1), axis=-1)
+  raise ValueError(f'view aggregation {method!r} is invalid: expected one of '
+                   f'{VIEW_AGGREGATIONS}.')
+
+
 def eval_step(params, batch, *, apply_fn: Callable,
-              temporal_control_mode: Optional[str] = None, base_rng=None):
-  """Multi-view prediction: softmax per view, averaged over views.
+              temporal_control_mode: Optional[str] = None, base_rng=None,
+              view_aggregation: str = 'softmax'):
+  """Multi-view prediction: the views' logits aggregated by `aggregate_views`.
 
   batch: {'video': float32[B, V, T, H, W, C], ...} (or [B, T, H, W, C] for V = 1).
   Returns float32[B, K] class probabilities. Per-example, so no cross-device op.
@@ -148,5 +168,4 @@ def eval_step(params, batch, *, apply_fn: Callable,
                            base_rng if base_rng is not None else jax.random.key(0))
   logits = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
                     train=False)
-  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-  return probs.reshape(b, v, -1).mean(axis=1)
+  return aggregate_views(logits.reshape(b, v, -1), view_aggregation)
