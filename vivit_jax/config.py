@@ -113,10 +113,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.scale_jitter = placeholder(tuple)  # (lo, hi) factors, e.g. (0.9, 1.33).
   c.dataset.scale_jitter_prob = 1.0
   c.dataset.crop_area_range = placeholder(tuple)  # Inception crop area fractions.
+  c.dataset.crop_aspect_range = placeholder(tuple)  # its w/h range; None = (3/4, 4/3).
   c.dataset.random_flip = False              # keep False where left/right is a label.
   c.dataset.color_jitter = 0.0               # strength; 0 = off.
   c.dataset.randaugment_layers = 0           # ops per clip; 0 = off.
-  c.dataset.randaugment_magnitude = 9.0      # in [0, 10].
+  c.dataset.randaugment_magnitude = 9.0      # in [0, 10] ('scenic': [0, 20]).
+  c.dataset.randaugment_ops = 'default'      # 'default' (ours) or 'scenic' (video ops).
+  c.dataset.color_augment_prob = 0.0         # Scenic/DMVR colour augment; 0 = off.
+  c.dataset.color_drop_prob = 0.0            # DMVR colour drop (grayscale); 0 = off.
+  c.dataset.random_erasing_prob = 0.0        # PySlowFast random erasing; 0 = off.
+  c.dataset.repeated_augmentation = 1        # copies of an example per batch; 1 = off.
   c.dataset.num_workers = 2                  # decoding workers; 0 = in the main thread.
   c.dataset.worker_type = 'thread'           # 'thread', or 'process' (TFRecord/TFDS: GIL).
   c.dataset.prefetch_batches = 2             # batches decoded ahead of the trainer.
@@ -128,8 +134,20 @@ def default_config() -> ml_collections.ConfigDict:
   c.optimizer.nesterov = False
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
-  c.optimizer.weight_decay = 0.0             # decoupled; skips biases, norms, embeddings.
-  c.optimizer.grad_clip_norm = 1.0           # global-norm clipping; None/0 = off.
+  c.optimizer.weight_decay = 0.0             # sgd: coupled (wd * param added to the
+                                             # gradient before momentum, as PyTorch);
+                                             # adamw: decoupled (as torch AdamW).
+  c.optimizer.no_decay = placeholder(tuple)  # regexes over '/'-joined param paths not
+                                             # decayed; None = default rule (biases,
+                                             # norms, pos embeddings, class tokens);
+                                             # () = decay all. See train/optim.py.
+  c.optimizer.grad_clip_norm = 1.0           # global-norm clipping (before decay);
+                                             # None/0 = off.
+  c.optimizer.layer_decay = placeholder(float)  # BEiT layer-wise lr decay in (0, 1]:
+                                             # block i of L gets decay**(L - i),
+                                             # embeddings decay**(L + 1); None = off.
+  c.optimizer.lr_multipliers = placeholder(tuple)  # ((regex, mult), ...) over param
+                                             # paths, first match wins; None = all 1.
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = 'warmup_cosine'          # 'warmup_cosine' or 'constant'.
@@ -151,6 +169,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.grad_accum_steps = 1
   c.trainer.label_smoothing = 0.0
   c.trainer.mixup_alpha = 0.0                # 0 = no mixup.
+  c.trainer.cutmix_alpha = 0.0               # CutMix Beta alpha; 0 = off (timm/PySlowFast).
+  c.trainer.mixup_switch_prob = 0.5          # mixup and CutMix both on: P(CutMix) per batch.
   c.trainer.eval_batch_size = 32
   c.trainer.prefetch_to_device = 2           # batches put on device ahead of the step.
   c.trainer.test_at_end = True               # main: multi-view test eval after training.

@@ -1,6 +1,8 @@
 """Spatial ops on one video (numpy): crops, resizing, flips and normalisation, plus the
-training augmentations of the papers (scale jitter, colour jitter, RandAugment), each
-applied with the same parameters to every frame of a clip.
+training augmentations of the papers (scale jitter, Inception/random-resized crop, colour
+jitter, Scenic/DMVR colour augmentation with colour drop, RandAugment with our op set or
+Scenic's video op set, random erasing), each applied with the same parameters to every
+frame of a clip.
 
 `video` is [T, H, W, C] (uint8 pixels in [0, 255], or float32 in the same units) unless
 a docstring says otherwise. Crop boxes are (y, x, height, width) in pixels (floats
@@ -35,9 +37,12 @@ def random_crop_box(height: int, width: int, size: int, rng: np.random.Generator
 def random_resized_crop_box(height: int, width: int, rng: np.random.Generator,
                             area_range=(0.08, 1.0), aspect_range=(3 / 4, 4 / 3),
                             max_attempts: int = 10) -> Box:
-  """Inception-style scale-jitter box: area a fraction in `area_range` of the frame,
-  aspect ratio w/h log-uniform in `aspect_range`, uniform position; after
-  `max_attempts` misses, the largest centred square. Resize the crop afterwards."""
+  """Inception-style box, as PySlowFast's `random_resized_crop`
+  (slowfast/datasets/transform.py `_get_param_spatial_crop`): area a fraction in
+  `area_range` of the frame, aspect ratio w/h log-uniform in `aspect_range`, uniform
+  position; after `max_attempts` misses, the centred whole frame, narrowed to the
+  nearest aspect ratio in `aspect_range` where the frame's own is outside it. Resize the
+  crop afterwards (the same box for every frame)."""
   area = height * width
   log_lo, log_hi = np.log(aspect_range[0]), np.log(aspect_range[1])
   for _ in range(max_attempts):
@@ -49,8 +54,12 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator,
       y = int(rng.integers(0, height - h + 1))
       x = int(rng.integers(0, width - w + 1))
       return y, x, h, w
-  side = min(height, width)
-  return (height - side) // 2, (width - side) // 2, side, side
+  h, w = height, width
+  if width / height < min(aspect_range):
+    h = min(height, int(round(width / min(aspect_range))))
+  elif width / height > max(aspect_range):
+    w = min(width, int(round(height * max(aspect_range))))
+  return (height - h) // 2, (width - w) // 2, h, w
 
 
 def center_crop_box(height: int, width: int, size: int) -> Box:
@@ -187,7 +196,8 @@ def eval_view_boxes(height: int, width: int, crop_size: int, num_crops: int,
   return [(by / scale, bx / scale, bh / scale, bw / scale) for by, bx, bh, bw in boxes]
 
 
-# Colour jitter (SimCLR-style, as Scenic's `color_default_augm`), one draw per clip.
+# Colour jitter (SimCLR-style: random order, multiplicative brightness, YIQ hue; not
+# DMVR's `color_default_augm`, which is `dmvr_color_augment` below), one draw per clip.
 
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -346,3 +356,251 @@ def rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers: int = 
     sign = 1.0 if rng.random() < 0.5 else -1.0
     video = apply_rand_augment_op(video, op, magnitude, sign)
   return video
+
+
+# Scenic/DMVR colour augmentation with colour drop (DMVR processors.py
+# `color_default_augm`, used by Scenic's video_tfrecord_dataset with `do_color_augment`),
+# one draw per clip. Pixels are handled in [0, 1] units as DMVR does.
+
+DMVR_BRIGHTNESS_DELTA = 32.0 / 255.0   # tf.image.random_brightness(max_delta=32/255).
+DMVR_SATURATION_RANGE = (0.6, 1.4)     # tf.image.random_saturation(lower, upper).
+DMVR_CONTRAST_RANGE = (0.6, 1.4)       # tf.image.random_contrast(lower, upper).
+DMVR_HUE_DELTA = 0.2                   # tf.image.random_hue(max_delta=0.2), turns.
+_TF_GRAY = np.array([0.2989, 0.5870, 0.1140], np.float32)   # tf.image.rgb_to_grayscale.
+
+
+def _hue_max_min(video: np.ndarray):
+  """(hue in turns in [0, 1), max, min) of each pixel, float32[...] each (TensorFlow's
+  formulas: hue 0 where max == min)."""
+  r, g, b = np.moveaxis(video.astype(np.float32, copy=False), -1, 0)
+  v = np.maximum(np.maximum(r, g), b)
+  low = np.minimum(np.minimum(r, g), b)
+  spread = v - low
+  norm = np.float32(1 / 6) / np.where(spread > 0, spread, np.float32(1))
+  h = np.where(r == v, norm * (g - b),
+               np.where(g == v, norm * (b - r) + np.float32(2 / 6),
+                        norm * (r - g) + np.float32(4 / 6)))
+  h[spread <= 0] = 0
+  h[h < 0] += 1
+  return h, v, low
+
+
+def _hue_chroma_to_rgb(h, chroma, v):
+  """float32[..., 3]: channel n = v - chroma clip(min(k, 4 - k), 0, 1) with
+  k = (n + 6 h) mod 6 for n = 5, 3, 1 (R, G, B)."""
+  out = np.empty(h.shape + (3,), np.float32)
+  h6 = np.float32(6) * h
+  for channel, n in enumerate((5, 3, 1)):
+    k = np.mod(h6 + np.float32(n), np.float32(6))
+    np.minimum(k, np.float32(4) - k, out=k)
+    np.clip(k, 0, 1, out=k)
+    out[..., channel] = v - chroma * k
+  return out
+
+
+def adjust_saturation(video: np.ndarray, factor: float) -> np.ndarray:
+  """float32, same shape ([0, 1] units): tf.image.adjust_saturation, saturation scaled
+  by `factor` and clipped to [0, 1], hue and value kept (pixels with max <= 0 become
+  grey, as TF's kernel does). In closed form: v - (v - x) min(factor, v / (v - min))."""
+  channels = np.moveaxis(video.astype(np.float32, copy=False), -1, 0)
+  v = np.maximum(np.maximum(channels[0], channels[1]), channels[2])
+  spread = v - np.minimum(np.minimum(channels[0], channels[1]), channels[2])
+  ratio = np.minimum(np.float32(factor), v / np.where(spread > 0, spread, np.float32(1)))
+  ratio[v <= 0] = 0                                    # TF: s = 0 where max <= 0.
+  out = np.empty(video.shape, np.float32)
+  for c in range(3):
+    out[..., c] = v - (v - channels[c]) * ratio
+  return out
+
+
+def adjust_hue_hsv(video: np.ndarray, delta: float) -> np.ndarray:
+  """float32, same shape ([0, 1] units): tf.image.adjust_hue, hue moved by `delta`
+  turns with each pixel's max and min kept (unlike `adjust_hue`, a YIQ rotation)."""
+  h, v, low = _hue_max_min(video)
+  h += np.float32(delta)
+  h = np.mod(h, np.float32(1))
+  return _hue_chroma_to_rgb(h, v - low, v)
+
+
+def adjust_contrast(video: np.ndarray, factor: float) -> np.ndarray:
+  """float32, same shape: tf.image.adjust_contrast on [T, H, W, C], (x - mean) * factor
+  + mean with the mean of each channel of each frame."""
+  mean = video.mean(axis=(-3, -2), keepdims=True)
+  return ((video - mean) * factor + mean).astype(np.float32)
+
+
+def to_grayscale(video: np.ndarray) -> np.ndarray:
+  """float32, same shape: tf.image.rgb_to_grayscale tiled to 3 channels."""
+  gray = video.astype(np.float32) @ _TF_GRAY
+  return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def dmvr_color_params(rng: np.random.Generator) -> tuple[float, float, float, float]:
+  """(brightness delta, saturation factor, contrast factor, hue delta) of one clip,
+  uniform in DMVR's ranges: ±32/255, [0.6, 1.4], [0.6, 1.4], ±0.2 turns."""
+  return (float(rng.uniform(-DMVR_BRIGHTNESS_DELTA, DMVR_BRIGHTNESS_DELTA)),
+          float(rng.uniform(*DMVR_SATURATION_RANGE)),
+          float(rng.uniform(*DMVR_CONTRAST_RANGE)),
+          float(rng.uniform(-DMVR_HUE_DELTA, DMVR_HUE_DELTA)))
+
+
+def apply_dmvr_color(video: np.ndarray, params) -> np.ndarray:
+  """float32[T, H, W, 3] in [0, 1]: DMVR's `color_augment` with the given
+  `dmvr_color_params` on `video` in [0, 1] units: brightness, saturation, contrast, hue
+  in that fixed order (no random order), one clip to [0, 1] at the end."""
+  brightness, saturation, contrast, hue = params
+  out = video.astype(np.float32) + np.float32(brightness)
+  out = adjust_saturation(out, saturation)
+  out = adjust_contrast(out, contrast)
+  out = adjust_hue_hsv(out, hue)
+  return np.clip(out, 0.0, 1.0)
+
+
+def dmvr_color_augment(video: np.ndarray, rng: np.random.Generator,
+                       augment_prob: float = 0.8, drop_prob: float = 0.0) -> np.ndarray:
+  """float32[T, H, W, 3] in [0, 255]: DMVR's `color_default_augm` on pixels in [0, 255]
+  (uint8 or float): with probability `augment_prob`, `apply_dmvr_color` with one draw
+  of `dmvr_color_params`; then, with probability `drop_prob`, colour drop (grayscale,
+  3 channels). The same parameters for every frame."""
+  out = video.astype(np.float32) / 255.0
+  if rng.random() < augment_prob:
+    out = apply_dmvr_color(out, dmvr_color_params(rng))
+  if rng.random() < drop_prob:
+    out = to_grayscale(out)
+  return out * np.float32(255.0)
+
+
+# Scenic's video RandAugment (scenic/dataset_lib/video_ops.py
+# `distort_image_with_randaugment` on tensorflow/models' official/vision/
+# image_classification/augment.py ops): no geometric op (rotate, shear and translate are
+# left out so every frame stays aligned), a cutout box shared by all frames; each layer
+# picks one of the 11 ops or identity uniformly (tf.random.uniform maxval=len(ops) + 1).
+
+SCENIC_RAND_AUGMENT_OPS = ('auto_contrast', 'equalize', 'invert', 'posterize',
+                           'solarize', 'color', 'contrast', 'brightness', 'sharpness',
+                           'cutout', 'solarize_add')
+SCENIC_MAX_MAGNITUDE = 20.0   # Scenic's SSv2 ViViT config; posterize needs m < 22.5.
+_SCENIC_CUTOUT_CONST = 40     # distort_image_with_randaugment(cutout_const=40).
+
+
+def _tf_blend(image1: np.ndarray, image2: np.ndarray, factor: float) -> np.ndarray:
+  """uint8: augment.py's `blend`, image1 + factor (image2 - image1), truncated to
+  uint8 (clipped to [0, 255] when extrapolating)."""
+  if factor == 0.0:
+    return image1.astype(np.uint8)
+  if factor == 1.0:
+    return image2.astype(np.uint8)
+  i1 = image1.astype(np.float32)
+  temp = i1 + np.float32(factor) * (image2.astype(np.float32) - i1)
+  return np.clip(temp, 0.0, 255.0).astype(np.uint8)
+
+
+def _tf_gray_uint8(video: np.ndarray) -> np.ndarray:
+  """uint8[..., 1]: tf.image.rgb_to_grayscale of uint8 pixels (float weights, then
+  convert_image_dtype back: x * 255.5 truncated)."""
+  gray = (video.astype(np.float32) / 255.0) @ _TF_GRAY
+  return np.clip(gray * 255.5, 0, 255).astype(np.uint8)[..., None]
+
+
+def apply_scenic_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
+                                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
+  """uint8[T, H, W, C]: one op of Scenic's video RandAugment at `magnitude` (its
+  `level`; level / 10 scales augment.py's ranges): enhance factors 1.8 m/10 + 0.1,
+  posterize to int(4 m/10) bits, solarize threshold int(256 m/10), solarize_add
+  int(110 m/10) below 128, a cutout square of side 2 int(40 m/10) pixels filled with 0
+  around a uniform centre (`rng`, clipped at the borders); auto_contrast, equalize and
+  contrast use the whole clip's statistics (Scenic runs them on the frames stacked into
+  one [T * H, W, C] image). Sharpness smooths each frame on its own (Scenic's stacked
+  image also smooths across the seam rows between frames)."""
+  m = float(magnitude) / 10.0
+  if op == 'auto_contrast':
+    return _auto_contrast(video)
+  if op == 'equalize':
+    return _equalize(video)
+  if op == 'invert':
+    return (255 - video).astype(np.uint8)
+  if op == 'posterize':
+    shift = 8 - int(m * 4)
+    return ((video.astype(np.int32) >> shift) << shift).astype(np.uint8)
+  if op == 'solarize':
+    threshold = int(m * 256)
+    return np.where(video < threshold, video, 255 - video).astype(np.uint8)
+  if op == 'solarize_add':
+    added = np.clip(video.astype(np.int32) + int(m * 110), 0, 255)
+    return np.where(video < 128, added, video).astype(np.uint8)
+  factor = m * 1.8 + 0.1
+  if op == 'color':
+    return _tf_blend(np.repeat(_tf_gray_uint8(video), 3, axis=-1), video, factor)
+  if op == 'contrast':
+    # augment.py's `contrast` blends with sum(grey histogram) / 256 = pixel count / 256
+    # (clipped to 255), not the mean grey level: 255 for any clip of 65280+ pixels.
+    # Kept as Scenic trained with it (fixed upstream in 2024: tensorflow/models#11219).
+    level = np.uint8(min(255.0, video[..., 0].size / 256.0))
+    return _tf_blend(np.full_like(video, level), video, factor)
+  if op == 'brightness':
+    return _tf_blend(np.zeros_like(video), video, factor)
+  if op == 'sharpness':
+    smooth = np.clip(_smooth(video), 0.0, 255.0).astype(np.uint8)
+    return _tf_blend(smooth, video, factor)
+  if op == 'cutout':
+    if rng is None:
+      raise ValueError("RandAugment op='cutout' needs an rng (its box centre).")
+    pad = int(m * _SCENIC_CUTOUT_CONST)
+    h, w = video.shape[1:3]
+    cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+    out = video.copy()
+    out[:, max(0, cy - pad):min(h, cy + pad), max(0, cx - pad):min(w, cx + pad)] = 0
+    return out
+  raise ValueError(f'Scenic RandAugment op={op!r} is invalid: expected one of '
+                   f'{list(SCENIC_RAND_AUGMENT_OPS)}.')
+
+
+def scenic_rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers: int = 2,
+                        magnitude: float = 9.0) -> np.ndarray:
+  """uint8[T, H, W, C]: `num_layers` layers of Scenic's video RandAugment, each one of
+  SCENIC_RAND_AUGMENT_OPS or identity (1 in 12 each), the same on every frame."""
+  video = np.ascontiguousarray(np.clip(video, 0, 255)).astype(np.uint8)
+  for _ in range(num_layers):
+    k = int(rng.integers(len(SCENIC_RAND_AUGMENT_OPS) + 1))
+    if k < len(SCENIC_RAND_AUGMENT_OPS):
+      video = apply_scenic_rand_augment_op(video, SCENIC_RAND_AUGMENT_OPS[k], magnitude,
+                                           rng)
+  return video
+
+
+# Random erasing (PySlowFast slowfast/datasets/random_erasing.py, from timm) in its
+# video ('cube') form: one box for all frames, on normalised pixels.
+
+def random_erasing_box(height: int, width: int, rng: np.random.Generator,
+                       area_range=(0.02, 1 / 3), aspect_range=(0.3, 1 / 0.3),
+                       max_attempts: int = 100) -> Optional[Box]:
+  """The (y, x, h, w) box of `RandomErasing._erase_cube` (count 1): area a fraction in
+  `area_range` of the frame, h/w log-uniform in `aspect_range`, h < height and w < width,
+  uniform position; None after `max_attempts` misses."""
+  area = height * width
+  log_lo, log_hi = np.log(aspect_range[0]), np.log(aspect_range[1])
+  for _ in range(max_attempts):
+    target = area * rng.uniform(*area_range)
+    aspect = np.exp(rng.uniform(log_lo, log_hi))
+    h = int(round(float(np.sqrt(target * aspect))))
+    w = int(round(float(np.sqrt(target / aspect))))
+    if w < width and h < height:
+      return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+  return None
+
+
+def random_erasing(video: np.ndarray, rng: np.random.Generator, prob: float = 0.25,
+                   **box_kwargs) -> np.ndarray:
+  """float32[T, H, W, C] (normalised pixels): with probability `prob`, the
+  `random_erasing_box` of every frame replaced by standard-normal noise drawn per pixel
+  and frame (mode 'pixel'); else `video` unchanged."""
+  if prob <= 0 or rng.random() >= prob:
+    return video
+  box = random_erasing_box(video.shape[1], video.shape[2], rng, **box_kwargs)
+  if box is None:
+    return video
+  y, x, h, w = box
+  out = np.array(video, np.float32, copy=True)
+  out[:, y:y + h, x:x + w] = rng.standard_normal((out.shape[0], h, w, out.shape[3]),
+                                                 np.float32)
+  return out

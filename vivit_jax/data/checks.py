@@ -15,11 +15,22 @@ from vivit_jax.data import sources
 
 TEMPORAL_SAMPLING = ('dense', 'uniform')
 WORKER_TYPES = ('thread', 'process')
+# RandAugment op sets and the largest magnitude each accepts: ours (augment.py
+# RAND_AUGMENT_OPS, timm's ranges end at 10) and Scenic's video set, whose levels are
+# level / 10 of augment.py's ranges with no upper check in Scenic; its configs use up to
+# 20 (SSv2; Epic-Kitchens 15) and posterize's int(4 m / 10) bits must stay <= 8.
+RANDAUGMENT_OP_SETS = ('default', 'scenic')
+RANDAUGMENT_MAX_MAGNITUDE = {'default': 10.0, 'scenic': 20.0}
 
 
 def _is_int(v, lo: int) -> bool:
   """Whether `v` is an int (not a bool) >= lo."""
   return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_number(v) -> bool:
+  """Whether `v` is an int or float (not a bool)."""
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def source_name(dataset_config) -> str:
@@ -58,12 +69,24 @@ def validate(dataset_config) -> None:
   check('scale_jitter', is_range, 'None or (lo, hi) with 0 < lo <= hi, e.g. (0.9, 1.33)')
   check('crop_area_range', lambda v: is_range(v) and v[1] <= 1,
         'None or (lo, hi) with 0 < lo <= hi <= 1')
+  check('crop_aspect_range', is_range,
+        'None or (lo, hi) width/height ratios with 0 < lo <= hi, e.g. (3/4, 4/3)')
   check('scale_jitter_prob', lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
   check('random_flip', lambda v: isinstance(v, bool), 'True or False')
   check('color_jitter', lambda v: isinstance(v, (int, float)) and v >= 0,
         'a strength >= 0 (0 = off)')
   check('randaugment_layers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = off)')
-  check('randaugment_magnitude', lambda v: 0 <= v <= 10, 'a magnitude in [0, 10]')
+  check('randaugment_ops', lambda v: v in RANDAUGMENT_OP_SETS,
+        f'one of {RANDAUGMENT_OP_SETS}')
+  ops = d.get('randaugment_ops', None) or 'default'
+  top = RANDAUGMENT_MAX_MAGNITUDE[ops]
+  check('randaugment_magnitude', lambda v: _is_number(v) and 0 <= v <= top,
+        f'a magnitude in [0, {top:g}] for randaugment_ops={ops!r}')
+  for field in ('color_augment_prob', 'color_drop_prob', 'random_erasing_prob'):
+    check(field, lambda v: _is_number(v) and 0 <= v <= 1,
+          'a probability in [0, 1] (0 = off)')
+  check('repeated_augmentation', lambda v: _is_int(v, 1),
+        'an integer >= 1 (copies of each example in a batch; 1 = off)')
   check('num_workers', lambda v: _is_int(v, 0), 'an integer >= 0 (0 = no workers)')
   check('worker_type', lambda v: v in WORKER_TYPES, f'one of {WORKER_TYPES}')
   check('prefetch_batches', lambda v: _is_int(v, 1), 'a positive integer')

@@ -12,8 +12,11 @@ into the `VideoDataset` contract (dataset.py), with one code path for all source
   Python work of TFRecord/TFDS hold it), with `dataset.prefetch_batches` batches in
   flight while the trainer runs a step. Both give the same batches.
 - A training clip: temporal sampling (`temporal_sampling`: dense with `stride`, or
-  uniform), a scale-jitter or Inception crop resized to `crop_size`, flip, RandAugment,
-  colour jitter, normalisation (`train_clip`); test views: `eval_views`.
+  uniform), a scale-jitter or Inception crop resized to `crop_size`, flip, RandAugment
+  (`randaugment_ops`: ours or Scenic's), colour jitter, Scenic/DMVR colour augmentation
+  and colour drop, normalisation, random erasing (`train_clip`); with
+  `repeated_augmentation` = k each example fills k consecutive rows of a batch, each
+  with its own draws (`train_order`); test views: `eval_views`.
 - Bad examples (corrupt, truncated, empty, audio-only, missing) raise `DecodeError`;
   they are logged once with their path, counted (`stats()`), and replaced in training
   by a deterministic redraw, masked out in evaluation. More than
@@ -36,7 +39,7 @@ from absl import logging
 from vivit_jax.data import augment
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import sampling
-from vivit_jax.data.checks import WORKER_TYPES
+from vivit_jax.data.checks import RANDAUGMENT_OP_SETS, WORKER_TYPES
 from vivit_jax.errors import ConfigError, DataFailureError, DecodeError, config_error
 
 _ORDER, _AUGMENT, _REPLACE = 0, 1, 2    # seed-sequence tags of the random streams.
@@ -73,10 +76,16 @@ class ClipOptions:
   scale_jitter: Optional[tuple[float, float]] = None
   scale_jitter_prob: float = 1.0
   crop_area_range: Optional[tuple[float, float]] = None
+  crop_aspect_range: Optional[tuple[float, float]] = None
   random_flip: bool = False
   color_jitter: float = 0.0
   randaugment_layers: int = 0
   randaugment_magnitude: float = 9.0
+  randaugment_ops: str = 'default'
+  color_augment_prob: float = 0.0
+  color_drop_prob: float = 0.0
+  random_erasing_prob: float = 0.0
+  repeated_augmentation: int = 1
   num_test_clips: int = 1
   num_test_crops: int = 1
   mean_rgb: Sequence[float] = (0.5, 0.5, 0.5)
@@ -96,7 +105,8 @@ def clip_options(config) -> ClipOptions:
     value = d.get(field.name, None)
     if value is None:
       continue
-    if field.name in ('scale_jitter', 'crop_area_range', 'mean_rgb', 'std_rgb'):
+    if field.name in ('scale_jitter', 'crop_area_range', 'crop_aspect_range', 'mean_rgb',
+                      'std_rgb'):
       value = tuple(float(v) for v in value)
     values[field.name] = value
   return dataclasses.replace(defaults, **values)
@@ -108,11 +118,18 @@ def _permutation(seed: int, process_index: int, epoch: int, n: int) -> np.ndarra
 
 
 def train_order(seed: int, process_index: int, step: int, batch_size: int,
-                n: int) -> np.ndarray:
+                n: int, repeats: int = 1) -> np.ndarray:
   """int64[batch_size]: local example indices of training step `step`; the examples
-  of epoch e are a permutation (seeded by seed, process_index, e) of the n local ones."""
+  of epoch e are a permutation (seeded by seed, process_index, e) of the n local ones.
+  With `repeats` = k > 1 (repeated augmentation) a step takes the next ceil(batch_size
+  / k) examples of that sequence and puts each in k consecutive rows (the last one fewer
+  times if k does not divide batch_size)."""
   if n == 0:
     raise ValueError(f'Process {process_index} has no training examples.')
+  if repeats > 1:
+    distinct = -(-batch_size // repeats)
+    order = train_order(seed, process_index, step, distinct, n)
+    return np.repeat(order, repeats)[:batch_size]
   position = step * batch_size + np.arange(batch_size)
   epoch, within = position // n, position % n
   index = np.empty(batch_size, np.int64)
@@ -218,6 +235,9 @@ class ClipDataset:
     if options.worker_type not in WORKER_TYPES:
       raise config_error('dataset.worker_type', options.worker_type,
                          f'one of {WORKER_TYPES}')
+    if options.randaugment_ops not in RANDAUGMENT_OP_SETS:
+      raise config_error('dataset.randaugment_ops', options.randaugment_ops,
+                         f'one of {RANDAUGMENT_OP_SETS}')
     self.readers = readers
     self.label_names = list(label_names)
     self.num_classes = len(self.label_names)
@@ -267,7 +287,8 @@ class ClipDataset:
     n = len(self._reader('train').keys)
 
     def tasks(step):
-      order = train_order(self.seed, self.process_index, step, batch_size, n)
+      order = train_order(self.seed, self.process_index, step, batch_size, n,
+                          self.options.repeated_augmentation)
       return [('_train_example', (step, row, int(i))) for row, i in enumerate(order)]
 
     for results in self._run(tasks, _count_from(start_step)):
@@ -278,7 +299,8 @@ class ClipDataset:
     """The process-local batch of training step `step`, decoded in this thread (the
     same arrays `train_batches` yields for that step)."""
     n = len(self._reader('train').keys)
-    order = train_order(self.seed, self.process_index, step, batch_size, n)
+    order = train_order(self.seed, self.process_index, step, batch_size, n,
+                        self.options.repeated_augmentation)
     clips, labels = zip(*[self._train_example(step, row, int(i))
                           for row, i in enumerate(order)])
     return {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
@@ -312,7 +334,8 @@ class ClipDataset:
         o.temporal_sampling, length, o.num_frames, o.stride, rng))
     height, width = frames.shape[1:3]
     if o.crop_area_range is not None:
-      box = augment.random_resized_crop_box(height, width, rng, o.crop_area_range)
+      box = augment.random_resized_crop_box(height, width, rng, o.crop_area_range,
+                                            o.crop_aspect_range or (3 / 4, 4 / 3))
     else:
       box = augment.scale_jitter_box(height, width, o.crop_size, rng,
                                      min_resize=o.min_resize,
@@ -322,11 +345,18 @@ class ClipDataset:
     if o.random_flip and rng.random() < 0.5:
       clip = augment.flip_left_right(clip)
     if o.randaugment_layers:
-      clip = augment.rand_augment(np.ascontiguousarray(clip), rng, o.randaugment_layers,
-                                  o.randaugment_magnitude)
+      rand_augment = (augment.scenic_rand_augment if o.randaugment_ops == 'scenic'
+                      else augment.rand_augment)
+      clip = rand_augment(np.ascontiguousarray(clip), rng, o.randaugment_layers,
+                          o.randaugment_magnitude)
     if o.color_jitter:
       clip = augment.color_jitter(clip, rng, o.color_jitter)
-    return augment.normalize(np.ascontiguousarray(clip), o.mean_rgb, o.std_rgb), label
+    if o.color_augment_prob or o.color_drop_prob:
+      clip = augment.dmvr_color_augment(clip, rng, o.color_augment_prob, o.color_drop_prob)
+    clip = augment.normalize(np.ascontiguousarray(clip), o.mean_rgb, o.std_rgb)
+    if o.random_erasing_prob:
+      clip = augment.random_erasing(clip, rng, o.random_erasing_prob)
+    return clip, label
 
   # Evaluation.
 

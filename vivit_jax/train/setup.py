@@ -84,6 +84,7 @@ def check_trainer_config(config) -> None:
                       '(0 = no mixup).')
   _temporal_control(config)
   view_aggregation(config)
+  steps.check(config)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
@@ -118,6 +119,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
       num_classes=num_classes,
       label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
       mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
+      cutmix_alpha=float(config.trainer.get('cutmix_alpha', 0.0) or 0.0),
+      mixup_switch_prob=float(config.trainer.get('mixup_switch_prob', 0.5)),
       grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1) or 1),
       temporal_control_mode=mode)
   eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vivit_jax.errors import config_error
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -52,6 +54,72 @@ def mixup(rng, video, targets, alpha: float):
   return video, targets, lam
 
 
+def cutmix_box(lam, cy, cx, height: int, width: int):
+  """timm's `rand_bbox`: a box of side `int(side * sqrt(1 - lam))` centred on (cy, cx),
+  clipped to the frame. Returns int32 (y0, y1, x0, x1), rows y0:y1 and columns x0:x1."""
+  cut_rat = jnp.sqrt(1.0 - lam)
+  cut_h = (height * cut_rat).astype(jnp.int32)
+  cut_w = (width * cut_rat).astype(jnp.int32)
+  y0 = jnp.clip(cy - cut_h // 2, 0, height)
+  y1 = jnp.clip(cy + cut_h // 2, 0, height)
+  x0 = jnp.clip(cx - cut_w // 2, 0, width)
+  x1 = jnp.clip(cx + cut_w // 2, 0, width)
+  return y0, y1, x0, x1
+
+
+def cutmix(rng, video, targets, alpha: float):
+  """Pastes one box of the batch reversed into each example (timm / PySlowFast CutMix).
+
+  lam ~ Beta(alpha, alpha) sets the box size (`cutmix_box`, centre uniform over the
+  frame); the same box is used for every example and every frame of the clip. The
+  target weight of the pasted example is the area fraction actually pasted after
+  clipping: targets = (1 - a) * targets + a * targets[::-1], a = box area / (H * W).
+  video: float32[B, T, H, W, C]; targets: float32[B, K]. Returns (video, targets, 1 - a).
+  """
+  lam_rng, y_rng, x_rng = jax.random.split(rng, 3)
+  height, width = video.shape[-3], video.shape[-2]
+  lam = jax.random.beta(lam_rng, alpha, alpha)
+  cy = jax.random.randint(y_rng, (), 0, height)
+  cx = jax.random.randint(x_rng, (), 0, width)
+  y0, y1, x0, x1 = cutmix_box(lam, cy, cx, height, width)
+  rows = jnp.arange(height)[:, None]
+  cols = jnp.arange(width)[None, :]
+  box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)      # [H, W]
+  video = jnp.where(box[:, :, None], video[::-1], video)
+  lam = 1.0 - ((y1 - y0) * (x1 - x0)).astype(jnp.float32) / (height * width)
+  targets = lam * targets + (1.0 - lam) * targets[::-1]
+  return video, targets, lam
+
+
+def mix_batch(rng, video, targets, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+              switch_prob: float = 0.5):
+  """Batch-level mixing (timm's `Mixup` in batch mode): mixup only, CutMix only, or,
+  with both alphas > 0, CutMix with probability `switch_prob` and mixup otherwise (one
+  draw per batch). Deterministic in `rng`. Returns (video, targets, lam)."""
+  if not cutmix_alpha:
+    return mixup(rng, video, targets, mixup_alpha)
+  if not mixup_alpha:
+    return cutmix(rng, video, targets, cutmix_alpha)
+  switch_rng, rng = jax.random.split(rng)
+  use_cutmix = jax.random.uniform(switch_rng) < switch_prob
+  return jax.lax.cond(use_cutmix,
+                      lambda r, v, t: cutmix(r, v, t, cutmix_alpha),
+                      lambda r, v, t: mixup(r, v, t, mixup_alpha),
+                      rng, video, targets)
+
+
+def check(config) -> None:
+  """Raises ConfigError for the batch-mixing fields of `config.trainer` (read with
+  defaults: `cutmix_alpha` 0 = off, `mixup_switch_prob` 0.5)."""
+  t = config.trainer
+  alpha = t.get('cutmix_alpha', 0.0) or 0.0
+  if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha < 0:
+    raise config_error('trainer.cutmix_alpha', alpha, '>= 0 (0 = no CutMix)')
+  prob = t.get('mixup_switch_prob', 0.5)
+  if not isinstance(prob, (int, float)) or isinstance(prob, bool) or not 0 <= prob <= 1:
+    raise config_error('trainer.mixup_switch_prob', prob, 'a probability in [0, 1]')
+
+
 def temporal_control(video, mode: Optional[str], rng=None):
   """Destroys temporal information on device, for space-only control runs.
 
@@ -83,7 +151,8 @@ def _loss_fn(params, video, targets, labels, rng, apply_fn):
 
 def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
                lr_fn: Callable, num_classes: int, label_smoothing: float = 0.0,
-               mixup_alpha: float = 0.0, grad_accum_steps: int = 1,
+               mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+               mixup_switch_prob: float = 0.5, grad_accum_steps: int = 1,
                temporal_control_mode: Optional[str] = None,
                axis_name: Optional[str] = None):
   """One optimiser update on `batch`. Pure: rngs derive from `base_rng` and the step.
@@ -91,6 +160,8 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
   batch: {'video': float32[B, T, H, W, C], 'label': int32[B]}; B divisible by
   `grad_accum_steps` (micro-batch i takes rows i, i+A, i+2A, ... so each device keeps
   its own rows). With `axis_name`, gradients and metrics are averaged over it.
+  Batch mixing (`mix_batch`): mixup with `mixup_alpha`, CutMix with `cutmix_alpha`,
+  CutMix with probability `mixup_switch_prob` when both are > 0.
   Returns (new_state, metrics) with float32 scalars loss, accuracy, grad_norm, lr.
   """
   rng = jax.random.fold_in(base_rng, state.step)
@@ -100,8 +171,9 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
   video, labels = batch['video'], batch['label']
   video = temporal_control(video, temporal_control_mode, ctrl_rng)
   targets = onehot_targets(labels, num_classes, label_smoothing)
-  if mixup_alpha:
-    video, targets, _ = mixup(mix_rng, video, targets, mixup_alpha)
+  if mixup_alpha or cutmix_alpha:
+    video, targets, _ = mix_batch(mix_rng, video, targets, mixup_alpha, cutmix_alpha,
+                                 mixup_switch_prob)
 
   grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
   loss_fn = functools.partial(grad_fn, apply_fn=apply_fn)
