@@ -22,14 +22,29 @@ def get_config(arg=None):
   d = config.dataset
   d.num_frames, d.stride = int(frames), int(stride)
   d.num_test_clips, d.num_test_crops = 5, 1
+  # PySlowFast's augmentation (MVIT_B_16x4_CONV.yaml, MVITv2_S_16x4.yaml): random-resized
+  # crop (TRAIN_JITTER_SCALES_RELATIVE 0.08-1, TRAIN_JITTER_ASPECT_RELATIVE 3/4-4/3),
+  # RandAugment rand-m7-n4, random erasing RE_PROB 0.25, AUG.NUM_SAMPLE 2 (each video
+  # twice per batch, augmented independently); no ViViT colour augmentation.
+  d.crop_area_range, d.crop_aspect_range = (0.08, 1.0), (0.75, 1.3333)
+  d.randaugment_layers, d.randaugment_magnitude = 4, 7.0
+  d.random_erasing_prob, d.repeated_augmentation = 0.25, 2
+  d.color_augment_prob = d.color_drop_prob = 0.0
   t = config.trainer
-  t.batch_size = 16
+  # TRAIN.BATCH_SIZE 16 videos x NUM_SAMPLE 2 = 32 clips per step; epochs count videos.
+  t.batch_size = 16 * d.repeated_augmentation
   t.view_aggregation = 'softmax'             # PySlowFast's test: mean of softmaxes.
-  steps_per_epoch = d.num_train_examples // t.batch_size
+  steps_per_epoch = d.num_train_examples // 16
   t.num_train_steps = 200 * steps_per_epoch
-  t.mixup_alpha, t.label_smoothing = 0.8, 0.1
+  # MIXUP: ALPHA 0.8, CUTMIX_ALPHA 1.0, SWITCH_PROB 0.5, LABEL_SMOOTH_VALUE 0.1.
+  t.mixup_alpha, t.cutmix_alpha, t.mixup_switch_prob, t.label_smoothing = 0.8, 1.0, 0.5, 0.1
   config.optimizer.name, config.optimizer.weight_decay = 'adamw', 0.05
   config.optimizer.grad_clip_norm = 1.0
+  # Decay mask (v1 and v2): all but 1-D parameters (biases, LayerNorm scales).
+  # PySlowFast configs/Kinetics/MVIT_B_16x4_CONV.yaml, MVIT_B_32x3_CONV.yaml and
+  # MVITv2_S_16x4.yaml: SOLVER.ZERO_WD_1D_PARAM True, MVIT.ZERO_DECAY_POS_CLS False, so
+  # slowfast/models/optimizer.py decays pos_embed*, cls_token and rel_pos_{t,h,w} too.
+  config.optimizer.no_decay = (r'(^|/)(bias|scale)$',)
   config.schedule.base_lr = 1e-4
   config.schedule.warmup_steps = 30 * steps_per_epoch
   return config

@@ -16,6 +16,7 @@ def get_config(arg=None):
   config.model = vtn.model_config('B')
   d = config.dataset
   d.num_frames, d.stride = 16, 8
+  d.color_augment_prob = d.color_drop_prob = 0.0   # (ViViT's; not the original's.)
   d.num_test_clips, d.num_test_crops = 1, 1
   t = config.trainer
   t.batch_size = 16
