@@ -8,7 +8,9 @@ import pytest
 
 from vivit_jax import config as config_lib
 from vivit_jax import data, errors
-from vivit_jax.data import augment, pipeline, sampling
+from vivit_jax.data import augment, pipeline
+
+from synthetic_helpers import expected_train_clip, synthetic_config
 
 
 def _still_clip(t=3, h=16, w=16, seed=0):
@@ -238,15 +240,7 @@ def test_random_resized_crop_fallback_is_pyslowfasts_centre_crop():
 # The options in config.dataset and the pipeline.
 
 def _config(**dataset):
-  c = ml_collections.ConfigDict()
-  c.dataset = ml_collections.ConfigDict(dict(
-      name='synthetic', num_frames=8, crop_size=16, num_classes=10, stride=1,
-      num_test_clips=1, num_test_crops=1, mean_rgb=(0.5, 0.5, 0.5),
-      std_rgb=(0.5, 0.5, 0.5), num_train_examples=96, num_eval_examples=40, seed=0,
-      num_workers=0))
-  c.dataset.update(dataset)
-  c.trainer = ml_collections.ConfigDict(dict(seed=0))
-  return c
+  return synthetic_config(**{'num_workers': 0, **dataset})
 
 
 NEW_FIELDS = ('crop_aspect_range', 'randaugment_ops', 'color_augment_prob',
@@ -264,32 +258,6 @@ def test_defaults_leave_batches_unchanged():
   explicit = data.get_dataset(_config(**new)).train_batch(3, 8)
   for key in plain:
     np.testing.assert_array_equal(plain[key], explicit[key])
-
-
-def _expected_train_clip(ds, step, row, index):
-  """A training clip computed directly from the augment functions in the pipeline's
-  order, with the random stream of (seed, step, row)."""
-  o = ds.options
-  rng = np.random.default_rng([ds.seed, pipeline._AUGMENT, ds.process_index, step, row])
-  video = ds.readers['train'].videos[index]
-  frames = video[sampling.train_clip_indices(o.temporal_sampling, len(video),
-                                             o.num_frames, o.stride, rng)]
-  if o.crop_area_range is not None:
-    box = augment.random_resized_crop_box(18, 18, rng, o.crop_area_range,
-                                          o.crop_aspect_range or (3 / 4, 4 / 3))
-  else:
-    box = augment.scale_jitter_box(18, 18, 16, rng, factor_range=o.scale_jitter)
-  clip = augment.resize_box(frames, box, 16, 16)
-  if o.randaugment_layers:
-    assert o.randaugment_ops == 'scenic'
-    clip = augment.scenic_rand_augment(clip, rng, o.randaugment_layers,
-                                       o.randaugment_magnitude)
-  if o.color_augment_prob or o.color_drop_prob:
-    clip = augment.dmvr_color_augment(clip, rng, o.color_augment_prob, o.color_drop_prob)
-  clip = augment.normalize(clip, (0.5,) * 3, (0.5,) * 3)
-  if o.random_erasing_prob:
-    clip = augment.random_erasing(clip, rng, o.random_erasing_prob)
-  return clip
 
 
 @pytest.mark.parametrize('options', [
@@ -314,7 +282,7 @@ def test_new_options_reach_the_pipeline(options):
   order = pipeline.train_order(0, 0, step, batch_size, 96)
   for row, i in enumerate(order):
     np.testing.assert_allclose(augmented['video'][row],
-                               _expected_train_clip(ds, step, row, i), atol=1e-5)
+                               expected_train_clip(ds, step, row, i), atol=1e-5)
   if options.get('color_drop_prob') == 1.0:
     v = augmented['video']
     np.testing.assert_allclose(v[..., 0], v[..., 1], atol=1e-5)

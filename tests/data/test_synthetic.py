@@ -5,12 +5,13 @@ chance, while a classifier on simple motion features does well.
 """
 import pickle
 
-import ml_collections
 import numpy as np
 import pytest
 
 from vivit_jax import data, errors
 from vivit_jax.data import augment, pipeline, sampling, synthetic
+
+from synthetic_helpers import expected_train_clip, synthetic_config
 
 NUM_FRAMES, SIZE = 16, 32
 
@@ -195,17 +196,6 @@ def test_labels_mean_what_they_say(train_val):
 
 # The VideoDataset: the synthetic arrays are one more source of pipeline.ClipDataset.
 
-def _config(**dataset):
-  c = ml_collections.ConfigDict()
-  c.dataset = ml_collections.ConfigDict(dict(
-      name='synthetic', num_frames=8, crop_size=16, num_classes=10, stride=1,
-      num_test_clips=1, num_test_crops=1, mean_rgb=(0.5, 0.5, 0.5),
-      std_rgb=(0.5, 0.5, 0.5), num_train_examples=96, num_eval_examples=40, seed=0))
-  c.dataset.update(dataset)
-  c.trainer = ml_collections.ConfigDict(dict(seed=0))
-  return c
-
-
 def _get(config, index=0, count=1):
   return data.get_dataset(config, process_index=index, process_count=count)
 
@@ -217,11 +207,11 @@ def _pixels(video):
 
 def test_unknown_dataset_name():
   with pytest.raises(errors.ConfigError, match=r"config.dataset.name='kinetics9'.*'synthetic'"):
-    _get(_config(name='kinetics9'))
+    _get(synthetic_config(name='kinetics9'))
 
 
 def test_dataset_attributes():
-  ds = _get(_config())
+  ds = _get(synthetic_config())
   assert isinstance(ds, pipeline.ClipDataset)
   assert all(isinstance(r, synthetic.SyntheticReader) for r in ds.readers.values())
   assert ds.num_classes == 10 and ds.label_names == synthetic.LABEL_NAMES
@@ -231,7 +221,7 @@ def test_dataset_attributes():
 
 
 def test_train_batches_shapes_and_normalisation():
-  batch = next(_get(_config()).train_batches(0, 12))
+  batch = next(_get(synthetic_config()).train_batches(0, 12))
   assert batch['video'].shape == (12, 8, 16, 16, 3) and batch['video'].dtype == np.float32
   assert batch['label'].shape == (12,) and batch['label'].dtype == np.int32
   assert -1.0 <= batch['video'].min() < -0.7 and 0.7 < batch['video'].max() <= 1.0
@@ -240,7 +230,7 @@ def test_train_batches_shapes_and_normalisation():
 def test_train_clips_are_translated_crops_of_their_videos():
   """Without jitter options a training clip is a dense 8-frame, 16x16 crop of its
   video, exactly (the default recipe's translation-only crops), with the video's label."""
-  ds = _get(_config())
+  ds = _get(synthetic_config())
   reader = ds.readers['train']
   assert reader.videos.shape == (96, 12, 18, 18, 3)   # 8 + 4 frames, 16 + 2 pixels.
   step, batch = 3, next(ds.train_batches(3, 12))
@@ -254,7 +244,7 @@ def test_train_clips_are_translated_crops_of_their_videos():
 
 
 def test_train_batches_resume_at_any_step():
-  config = _config()
+  config = synthetic_config()
   from_zero = _get(config).train_batches(0, 12)
   batches = [next(from_zero) for _ in range(10)]     # 120 > 96: crosses an epoch.
   for step in (0, 3, 9):
@@ -262,7 +252,7 @@ def test_train_batches_resume_at_any_step():
     np.testing.assert_array_equal(resumed['video'], batches[step]['video'])
     np.testing.assert_array_equal(resumed['label'], batches[step]['label'])
   assert not np.array_equal(batches[1]['video'], batches[2]['video'])
-  other_seed = _config()
+  other_seed = synthetic_config()
   other_seed.trainer.seed = 1
   assert not np.array_equal(next(_get(other_seed).train_batches(0, 12))['video'],
                             batches[0]['video'])
@@ -270,8 +260,8 @@ def test_train_batches_resume_at_any_step():
 
 def test_batches_do_not_depend_on_workers():
   """0 workers, 2 threads, or a worker process: the same batches."""
-  seq = _get(_config(num_workers=0))
-  threads = _get(_config(num_workers=2, prefetch_batches=3))
+  seq = _get(synthetic_config(num_workers=0))
+  threads = _get(synthetic_config(num_workers=2, prefetch_batches=3))
   try:
     it = threads.train_batches(2, 12)
     for step in (2, 3, 4):
@@ -285,7 +275,7 @@ def test_batches_do_not_depend_on_workers():
 def test_reader_pickles_as_generation_arguments():
   """A worker process receives the generation arguments, not the arrays, and
   generates the same examples."""
-  reader = _get(_config(num_train_examples=600)).readers['train']
+  reader = _get(synthetic_config(num_train_examples=600)).readers['train']
   blob = pickle.dumps(reader)
   assert reader.videos.nbytes > 5_000_000 and len(blob) < 50_000
   clone = pickle.loads(blob)
@@ -297,7 +287,7 @@ def test_reader_pickles_as_generation_arguments():
 
 
 def test_an_epoch_sees_every_example_once():
-  ds = _get(_config())
+  ds = _get(synthetic_config())
   seen = np.concatenate([pipeline.train_order(0, 0, step, 12, 96) for step in range(8)])
   np.testing.assert_array_equal(np.sort(seen), np.arange(96))
   labels = np.concatenate([ds.train_batch(step, 12)['label'] for step in range(8)])
@@ -305,7 +295,7 @@ def test_an_epoch_sees_every_example_once():
 
 
 def test_processes_get_disjoint_shards():
-  config = _config()
+  config = synthetic_config()
   shards = [_get(config, i, 3) for i in range(3)]
   assert [len(s.readers['train'].keys) for s in shards] == [32, 32, 32]
   full = _get(config).readers['train']
@@ -317,7 +307,7 @@ def test_processes_get_disjoint_shards():
 
 @pytest.mark.parametrize('clips,crops', [(1, 1), (2, 3)])
 def test_eval_batches_pad_and_mask(clips, crops):
-  config = _config(num_test_clips=clips, num_test_crops=crops)
+  config = synthetic_config(num_test_clips=clips, num_test_crops=crops)
   ds = _get(config)
   batches = list(ds.eval_batches('validation', 16))
   assert len(batches) == 3                                   # 40 = 16 + 16 + 8.
@@ -333,7 +323,7 @@ def test_eval_batches_pad_and_mask(clips, crops):
 
 
 def test_eval_views_are_clips_then_crops():
-  ds = _get(_config(num_test_clips=2, num_test_crops=3))
+  ds = _get(synthetic_config(num_test_clips=2, num_test_crops=3))
   reader = ds.readers['test']
   video = reader.videos[0]                                  # [12, 18, 18, 3]
   views, label = ds.eval_views(reader, 0)
@@ -348,7 +338,7 @@ def test_eval_views_are_clips_then_crops():
 
 
 def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
-  config = _config()
+  config = synthetic_config()
   per_process = [list(_get(config, i, 3).eval_batches('test', 8)) for i in range(3)]
   assert len({len(b) for b in per_process}) == 1           # 14, 13, 13 -> 2 batches each.
   labels = np.concatenate([b['label'][b['mask'] > 0] for bs in per_process for b in bs])
@@ -356,23 +346,6 @@ def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
 
 
 # The shared augmentation applies to the synthetic source.
-
-def _expected_train_clip(ds, step, row, index):
-  """A training clip computed directly with the sampling/augment functions from the
-  dataset's options, with the random stream of (seed, step, row) the pipeline uses."""
-  o = ds.options
-  rng = np.random.default_rng([ds.seed, pipeline._AUGMENT, ds.process_index, step, row])
-  video = ds.readers['train'].videos[index]
-  frames = video[sampling.train_clip_indices(o.temporal_sampling, len(video),
-                                             o.num_frames, o.stride, rng)]
-  box = augment.scale_jitter_box(18, 18, 16, rng, factor_range=o.scale_jitter)
-  clip = augment.resize_box(frames, box, 16, 16)
-  if o.randaugment_layers:
-    clip = augment.rand_augment(clip, rng, o.randaugment_layers, o.randaugment_magnitude)
-  if o.color_jitter:
-    clip = augment.color_jitter(clip, rng, o.color_jitter)
-  return augment.normalize(clip, (0.5,) * 3, (0.5,) * 3)
-
 
 @pytest.mark.parametrize('options', [
     dict(scale_jitter=(0.9, 1.33), color_jitter=0.6),
@@ -383,8 +356,8 @@ def test_shared_augmentation_reaches_the_synthetic_source(options):
   """Scale/colour jitter, RandAugment and uniform temporal sampling configured on the
   synthetic set change its batches, exactly as the shared functions compute them."""
   step, batch_size = 5, 8
-  plain = _get(_config()).train_batch(step, batch_size)
-  ds = _get(_config(**options))
+  plain = _get(synthetic_config()).train_batch(step, batch_size)
+  ds = _get(synthetic_config(**options))
   assert all(getattr(ds.options, k) == (tuple(v) if isinstance(v, tuple) else v)
              for k, v in options.items())
   augmented = ds.train_batch(step, batch_size)
@@ -395,7 +368,7 @@ def test_shared_augmentation_reaches_the_synthetic_source(options):
   order = pipeline.train_order(0, 0, step, batch_size, 96)
   for row, i in enumerate(order):
     np.testing.assert_allclose(augmented['video'][row],
-                               _expected_train_clip(ds, step, row, i), atol=1e-6)
+                               expected_train_clip(ds, step, row, i), atol=1e-6)
   if 'color_jitter' in options:   # colour statistics move, not just positions.
     means = lambda v: _pixels(v).mean(axis=(1, 2, 3))
     assert np.abs(means(augmented['video']) - means(plain['video'])).max() > 10
@@ -404,7 +377,7 @@ def test_shared_augmentation_reaches_the_synthetic_source(options):
 def test_uniform_sampling_spans_the_synthetic_video():
   """'uniform' takes one frame per segment of the whole 12-frame video, so a clip's
   first and last frames are further apart than a dense clip's 8."""
-  ds = _get(_config(temporal_sampling='uniform'))
+  ds = _get(synthetic_config(temporal_sampling='uniform'))
   rng = np.random.default_rng([0, pipeline._AUGMENT, 0, 0, 0])
   frames = sampling.train_clip_indices('uniform', 12, 8, 1, rng)
   assert frames[-1] - frames[0] > 7
@@ -417,10 +390,10 @@ def test_uniform_sampling_spans_the_synthetic_video():
 
 def test_synthetic_config_errors():
   with pytest.raises(errors.ConfigError, match='random_flip=True.*expected False'):
-    _get(_config(random_flip=True))
+    _get(synthetic_config(random_flip=True))
   with pytest.raises(errors.ConfigError, match='video_size=12.*crop_size=16'):
-    _get(_config(video_size=12))
+    _get(synthetic_config(video_size=12))
   with pytest.raises(errors.ConfigError, match='num_test_crops=2'):
-    _get(_config(num_test_crops=2))
+    _get(synthetic_config(num_test_crops=2))
   with pytest.raises(errors.ConfigError, match='num_classes=5'):
-    _get(_config(num_classes=5))
+    _get(synthetic_config(num_classes=5))
