@@ -351,13 +351,24 @@ def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
     dict(scale_jitter=(0.9, 1.33), color_jitter=0.6),
     dict(randaugment_layers=2, randaugment_magnitude=9.0),
     dict(temporal_sampling='uniform'),
+    dict(color_augment_prob=0.8, color_drop_prob=0.1),
+    dict(color_drop_prob=1.0),
+    dict(randaugment_layers=2, randaugment_magnitude=15.0, randaugment_ops='scenic'),
+    dict(random_erasing_prob=1.0),
+    dict(crop_area_range=(0.08, 1.0), crop_aspect_range=(0.5, 2.0)),
+    dict(crop_area_range=(0.08, 1.0), color_augment_prob=0.8, random_erasing_prob=0.25,
+         randaugment_layers=1, randaugment_magnitude=20.0, randaugment_ops='scenic'),
 ])
 def test_shared_augmentation_reaches_the_synthetic_source(options):
-  """Scale/colour jitter, RandAugment and uniform temporal sampling configured on the
-  synthetic set change its batches, exactly as the shared functions compute them."""
+  """Every augmentation option (scale/colour jitter, both RandAugment op sets, uniform
+  temporal sampling, DMVR colour augmentation and drop, random erasing, random-resized
+  crop) configured on the synthetic set changes its batches, exactly as the shared
+  functions compute them in the pipeline's order."""
   step, batch_size = 5, 8
-  plain = _get(synthetic_config()).train_batch(step, batch_size)
-  ds = _get(synthetic_config(**options))
+  config = synthetic_config(num_workers=0, **options)
+  data.validate(config.dataset)
+  plain = _get(synthetic_config(num_workers=0)).train_batch(step, batch_size)
+  ds = _get(config)
   assert all(getattr(ds.options, k) == (tuple(v) if isinstance(v, tuple) else v)
              for k, v in options.items())
   augmented = ds.train_batch(step, batch_size)
@@ -372,6 +383,9 @@ def test_shared_augmentation_reaches_the_synthetic_source(options):
   if 'color_jitter' in options:   # colour statistics move, not just positions.
     means = lambda v: _pixels(v).mean(axis=(1, 2, 3))
     assert np.abs(means(augmented['video']) - means(plain['video'])).max() > 10
+  if options.get('color_drop_prob') == 1.0:   # every clip grey.
+    v = augmented['video']
+    np.testing.assert_allclose(v[..., 0], v[..., 1], atol=1e-5)
 
 
 def test_uniform_sampling_spans_the_synthetic_video():
