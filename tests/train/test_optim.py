@@ -203,8 +203,8 @@ def test_layer_ids_of_each_family():
   assert ids['stage_0/block_1/LayerNorm_0/scale'] == 2
   assert ids['stage_0/merge/reduction/kernel'] == 2       # last block of its stage
   assert ids['stage_1/block_0/LayerNorm_0/scale'] == 3 and ids['encoder_norm/bias'] == 5
-  with pytest.raises(ConfigError, match='optimizer.layer_decay'):
-    optim.layer_ids(list(by_name(family_params('vtn'))))   # two encoders
+  with pytest.raises(ConfigError, match=r'config.optimizer.layer_decay=0.75 is invalid'):
+    optim.layer_ids(list(by_name(family_params('vtn'))), 0.75)   # two encoders
 
 
 @pytest.mark.parametrize('field, value', [

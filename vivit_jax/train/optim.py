@@ -121,11 +121,12 @@ def weight_decay_mask(params, no_decay=None):
   return jax.tree_util.tree_map_with_path(decide, params)
 
 
-def layer_ids(names) -> tuple[dict, int]:
+def layer_ids(names, layer_decay=None) -> tuple[dict, int]:
   """`({name: layer id}, L)` for '/'-joined parameter paths (see the module docstring):
   0 for embeddings, i + 1 for encoder block i, L + 1 for the rest.
 
-  Raises ConfigError when no block is found or blocks sit under two parents."""
+  Raises ConfigError naming `optimizer.layer_decay` (with its value `layer_decay`) when
+  no block is found or blocks sit under two parents."""
   keys, parents = {}, set()
   for name in names:
     m = _BLOCK.search(name)
@@ -133,10 +134,10 @@ def layer_ids(names) -> tuple[dict, int]:
       keys[name] = (int(m.group(1) or 0), int(m.group(2)))
       parents.add(name[:m.start()])
   if not keys:
-    raise config_error('optimizer.layer_decay', 'set', 'None for a model without '
+    raise config_error('optimizer.layer_decay', layer_decay, 'None for a model without '
                        'numbered encoder blocks (encoderblock_<i>, block_<i>)')
   if len(parents) > 1:
-    raise config_error('optimizer.layer_decay', 'set', 'None for a model with blocks '
+    raise config_error('optimizer.layer_decay', layer_decay, 'None for a model with blocks '
                        f'under several parents {sorted(parents)} (no single block order)')
   order = {k: i + 1 for i, k in enumerate(sorted(set(keys.values())))}
   last_of_stage = {}
@@ -170,7 +171,7 @@ def parameter_lr_multipliers(params, multipliers=(), layer_decay=None):
         mult[name] = float(m)
         break
   if layer_decay is not None:
-    ids, num_layers = layer_ids(names)
+    ids, num_layers = layer_ids(names, layer_decay)
     for name in names:
       mult[name] *= float(layer_decay) ** (num_layers + 1 - ids[name])
   return jax.tree_util.tree_map_with_path(lambda p, _: mult[_path_str(p)], params)
