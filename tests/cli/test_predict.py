@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import config as vc
-from vivit_jax import models, predict
+from vivit_jax import inference, models
 from vivit_jax.convert.common import config_to_json
 from vivit_jax.data import video_files
 from vivit_jax.train import checkpoint as ckpt_lib
@@ -63,7 +63,7 @@ def run(tmp_path_factory):
 
 
 def test_views_follow_the_test_protocol(run):
-  views = predict.test_views(run['videos'][0], run['config'])
+  views = inference.test_views(run['videos'][0], run['config'])
   assert views.shape == (2 * 3, 4, 8, 8, 3) and views.dtype == np.float32
   # Three different crops of one clip, and the two clips differ.
   assert not np.allclose(views[0], views[1]) and not np.allclose(views[1], views[2])
@@ -87,7 +87,7 @@ def test_cli_json_and_errors(run):
   assert 'error' in results[1] and 'error' in results[2]
   model, params = run['model'], run['params']
   for r, path in ((results[0], run['videos'][0]), (results[3], run['videos'][1])):
-    logits = model.apply({'params': params}, predict.test_views(path, run['config']))
+    logits = model.apply({'params': params}, inference.test_views(path, run['config']))
     probs = np.asarray(jax.nn.softmax(logits, -1).mean(0))
     top = np.argsort(-probs)[:5]
     assert [t['index'] for t in r['top']] == top.tolist()

@@ -1,0 +1,112 @@
+"""Load a trained or imported checkpoint and cut video files into its test views: what
+every inference CLI (predict, and the tools that look inside or ship a model) shares.
+
+A checkpoint is found from a training workdir (`checkpoints/`, newest or 'best') or a
+directory written by `python -m vivit_jax.convert`; its config comes from --config, else
+the workdir's or checkpoint directory's config.json. Views follow evaluation exactly
+(data/pipeline.py): `dataset.num_test_clips` clips x `dataset.num_test_crops` crops,
+normalised with `dataset.mean_rgb` / `std_rgb`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vivit_jax import config as vc
+from vivit_jax import models
+from vivit_jax.convert.common import config_from_json
+from vivit_jax.data import augment, pipeline, sampling, video_files
+from vivit_jax.errors import ConfigError, DecodeError
+from vivit_jax.train import checkpoint as ckpt_lib
+from vivit_jax.train import setup as setup_lib
+from vivit_jax.train import steps
+
+
+# ---------------------------------------------------------------------------------
+# Loading.
+
+def load_config(config_path: Optional[str], workdir: Optional[str],
+                checkpoint: Optional[str]):
+  """The ConfigDict from --config, else the workdir's or the checkpoint dir's config.json."""
+  candidates = [config_path] if config_path else [
+      os.path.join(d, 'config.json') for d in (workdir, checkpoint) if d]
+  for path in candidates:
+    if path and os.path.isfile(path):
+      if path.endswith('.json'):
+        with open(path) as f:
+          return config_from_json(f.read())
+      return vc.load_config(path)
+  raise ConfigError(f'No config found (tried {candidates}): pass --config or a '
+                          '--workdir / --checkpoint directory holding config.json.')
+
+
+def load_model(config, workdir: Optional[str], checkpoint: Optional[str]):
+  """(model, params, step directory) of the checkpoint, restored into the config's
+  model shapes (a config that does not match the checkpoint fails here)."""
+  vc.validate_config(config)
+  d = config.dataset
+  model = models.create_model(config.model, d.num_classes)
+  dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy))['params']
+  step_dir, _ = ckpt_lib.resolve_checkpoint(workdir or checkpoint or '.', checkpoint)
+  return model, ckpt_lib.load_params(step_dir, abstract), step_dir
+
+
+def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list[str]:
+  """Names of the classes in label order (see the module docstring)."""
+  names = video_files.load_label_names(config.dataset.get('label_names'))
+  for d in dirs:
+    if names or not d:
+      continue
+    path = os.path.join(d, 'label_names.json')
+    if os.path.isfile(path):
+      names = video_files.load_label_names(path)
+    elif os.path.isfile(os.path.join(d, 'eval_results.json')):
+      with open(os.path.join(d, 'eval_results.json')) as f:
+        names = json.load(f).get('label_names') or None
+  if not names or len(names) != num_classes:
+    return [f'class_{i}' for i in range(num_classes)]
+  return list(names)
+
+
+# ---------------------------------------------------------------------------------
+# Views and predictions.
+
+def test_views(path: str, config) -> np.ndarray:
+  """float32[V, T, S, S, 3]: the normalised test views of one video file, clip-major
+  (V = num_test_clips x num_test_crops), as evaluation cuts them. Raises
+  vivit_jax.errors.DecodeError naming the file when it cannot be read."""
+  o = pipeline.clip_options(config)
+  if o.num_test_crops not in (1, 3):
+    raise ValueError(f'config.dataset.num_test_crops={o.num_test_crops} is invalid: '
+                     'expected 1 or 3.')
+  if not os.path.isfile(path):
+    raise DecodeError(f'{path}: no such file.')
+  frames = video_files.decode_video(path, lambda length: sampling.eval_clip_indices(
+      o.temporal_sampling, length, o.num_frames, o.stride, o.num_test_clips))
+  boxes = augment.eval_view_boxes(frames.shape[2], frames.shape[3], o.crop_size,
+                                  o.num_test_crops, o.min_resize)
+  views = np.stack([augment.resize_box(clip, box, o.crop_size, o.crop_size)
+                    for clip in frames for box in boxes])
+  return augment.normalize(views, o.mean_rgb, o.std_rgb)
+
+
+class Predictor:
+  """Class probabilities of video files: views -> jitted forward -> the config's view
+  aggregation (`trainer.view_aggregation`, as evaluation)."""
+
+  def __init__(self, config, model, params):
+    self.config = config
+    method = setup_lib.view_aggregation(config)
+    self._probs = jax.jit(lambda p, v: steps.aggregate_views(
+        model.apply({'params': p}, v, train=False)[None], method)[0])
+    self._params = params
+
+  def __call__(self, path: str) -> np.ndarray:
+    """float32[K]: the view-averaged class probabilities of the video at `path`."""
+    return np.asarray(self._probs(self._params, test_views(path, self.config)))
