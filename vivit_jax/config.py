@@ -118,7 +118,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.color_jitter = 0.0               # strength; 0 = off.
   c.dataset.randaugment_layers = 0           # ops per clip; 0 = off.
   c.dataset.randaugment_magnitude = 9.0      # in [0, 10] ('scenic': [0, 20]).
-  c.dataset.randaugment_ops = 'default'      # 'default' (ours) or 'scenic' (video ops).
+  c.dataset.randaugment_ops = 'default'      # 'default' (ours), 'scenic' (video ops),
+  #                                          'timm' / 'timm_increasing' (PySlowFast's).
+  c.dataset.randaugment_magnitude_std = 0.0  # timm's mstd: magnitude ~ N(m, std).
   c.dataset.color_augment_prob = 0.0         # Scenic/DMVR colour augment; 0 = off.
   c.dataset.color_drop_prob = 0.0            # DMVR colour drop (grayscale); 0 = off.
   c.dataset.random_erasing_prob = 0.0        # PySlowFast random erasing; 0 = off.

@@ -24,10 +24,13 @@ def get_config(arg=None):
   d.num_test_clips, d.num_test_crops = 5, 1
   # PySlowFast's augmentation (MVIT_B_16x4_CONV.yaml, MVITv2_S_16x4.yaml): random-resized
   # crop (TRAIN_JITTER_SCALES_RELATIVE 0.08-1, TRAIN_JITTER_ASPECT_RELATIVE 3/4-4/3),
-  # RandAugment rand-m7-n4, random erasing RE_PROB 0.25, AUG.NUM_SAMPLE 2 (each video
-  # twice per batch, augmented independently); no ViViT colour augmentation.
+  # timm's RandAugment AA_TYPE rand-m7-n4-mstd0.5-inc1, random erasing RE_PROB 0.25,
+  # AUG.NUM_SAMPLE 2 (each video twice per batch, augmented independently); no ViViT
+  # colour augmentation. AUG.COLOR_JITTER 0.4 is not applied to Kinetics clips
+  # (slowfast/datasets/kinetics.py reads only AA_TYPE; imagenet.py reads COLOR_JITTER).
   d.crop_area_range, d.crop_aspect_range = (0.08, 1.0), (0.75, 1.3333)
-  d.randaugment_layers, d.randaugment_magnitude = 4, 7.0
+  d.randaugment_ops, d.randaugment_layers, d.randaugment_magnitude = 'timm_increasing', 4, 7.0
+  d.randaugment_magnitude_std = 0.5
   d.random_erasing_prob, d.repeated_augmentation = 0.25, 2
   d.color_augment_prob = d.color_drop_prob = 0.0
   t = config.trainer

@@ -5,6 +5,11 @@ Recipe of the official configs (swin_{tiny,small,base}_patch244_window877_kineti
 AdamW lr 1e-3, weight decay 0.02 (Swin-B 0.05), batch 64, 30 epochs with 2.5 warm-up,
 drop path 0.1 / 0.2 / 0.3 (T / S / B), head dropout 0.5. swin_s.py and swin_b.py call
 `get_config('S')` / `get_config('B')` of this file.
+
+Batch: the paper's 64 clips per update. The official configs accumulate gradients
+(`update_interval` 4 for T, 8 for S and B, of `videos_per_gpu=8` per GPU), so their
+update's batch depends on the GPU count they do not state (8 GPUs: 256 / 512). To train
+that way: `--config.trainer.batch_size=256 --config.trainer.grad_accum_steps=4`.
 """
 from vivit_jax import config as vc
 from vivit_jax import recipes

@@ -35,9 +35,8 @@ def expected_train_clip(ds, step, row, index):
     box = augment.scale_jitter_box(18, 18, 16, rng, factor_range=o.scale_jitter)
   clip = augment.resize_box(frames, box, 16, 16)
   if o.randaugment_layers:
-    rand_augment = (augment.scenic_rand_augment if o.randaugment_ops == 'scenic'
-                    else augment.rand_augment)
-    clip = rand_augment(clip, rng, o.randaugment_layers, o.randaugment_magnitude)
+    clip = augment.rand_augment_clip(clip, rng, o.randaugment_ops, o.randaugment_layers,
+                                     o.randaugment_magnitude, o.randaugment_magnitude_std)
   if o.color_jitter:
     clip = augment.color_jitter(clip, rng, o.color_jitter)
   if o.color_augment_prob or o.color_drop_prob:

@@ -161,6 +161,81 @@ def test_scenic_rand_augment_picks_an_op_or_identity():
                                                             2, 20))
 
 
+# timm's RandAugment as PySlowFast runs it (slowfast/datasets/rand_augment.py).
+
+def test_timm_rand_augment_ops_by_hand():
+  clip = _still_clip()
+  c, f = clip.astype(np.int32), clip.astype(np.float32)
+
+  def op(name, m, increasing=True, sign=1.0):
+    return augment.apply_timm_rand_augment_op(clip, name, m, sign, increasing)
+  np.testing.assert_array_equal(op('invert', 3), 255 - c)
+  np.testing.assert_array_equal(op('posterize', 5), c & 0xC0)            # 4 - 2 bits.
+  np.testing.assert_array_equal(op('posterize', 10), 0 * c)              # 0 bits.
+  np.testing.assert_array_equal(op('posterize', 10, False), c & 0xF0)    # 4 bits.
+  np.testing.assert_array_equal(op('posterize', 0, False), 0 * c)
+  np.testing.assert_array_equal(op('solarize', 5), np.where(c < 128, c, 255 - c))
+  np.testing.assert_array_equal(op('solarize', 0), clip)                 # threshold 256.
+  np.testing.assert_array_equal(op('solarize', 10, False), clip)         # threshold 256.
+  np.testing.assert_array_equal(op('solarize', 0, False), 255 - c)       # threshold 0.
+  np.testing.assert_array_equal(op('solarize_add', 10),
+                                np.where(c < 128, np.minimum(c + 110, 255), c))
+  np.testing.assert_array_equal(op('solarize_add', 5, False),
+                                np.where(c < 128, np.minimum(c + 55, 255), c))
+  np.testing.assert_array_equal(op('brightness', 0), clip)               # factor 1.
+  np.testing.assert_array_equal(op('brightness', 5, sign=-1.0),          # factor 0.55.
+                                np.round(f * np.float32(0.55)).astype(np.uint8))
+  np.testing.assert_array_equal(op('brightness', 0, False),              # factor 0.1.
+                                np.round(f * np.float32(0.1)).astype(np.uint8))
+  np.testing.assert_array_equal(op('brightness', 5, False, sign=-1.0), clip)   # 1.0.
+  np.testing.assert_array_equal(op('rotate', 4, sign=-1.0),
+                                augment.apply_rand_augment_op(clip, 'rotate', 4, -1.0))
+  with pytest.raises(ValueError, match="op='identity' is invalid"):
+    op('identity', 5)
+
+
+def test_timm_rand_augment_draws_ops_probability_and_magnitude(monkeypatch):
+  """Each layer draws one of the 15 ops uniformly, applies it with probability 0.5, at a
+  magnitude ~ N(m, std) clipped to [0, 10], with a random sign."""
+  calls = []
+  monkeypatch.setattr(augment, 'apply_timm_rand_augment_op',
+                      lambda v, op, m, sign, inc: calls.append((op, m, sign, inc)) or v)
+  clip = _still_clip()
+  rng = np.random.default_rng(0)
+  draws = 3000
+  for _ in range(draws // 2):
+    augment.timm_rand_augment(clip, rng, 2, 7.0, 0.5, increasing=True)
+  assert abs(len(calls) / draws - 0.5) < 0.03
+  magnitudes = np.array([m for _, m, _, _ in calls])
+  assert abs(magnitudes.mean() - 7.0) < 0.05 and abs(magnitudes.std() - 0.5) < 0.05
+  counts = np.array([sum(op == name for op, *_ in calls)
+                     for name in augment.TIMM_RAND_AUGMENT_OPS])
+  assert counts.min() > 0.5 * len(calls) / 15 and counts.max() < 1.5 * len(calls) / 15
+  assert abs(np.mean([s > 0 for _, _, s, _ in calls]) - 0.5) < 0.05
+  assert all(inc for *_, inc in calls)
+  calls.clear()
+  for _ in range(500):
+    augment.timm_rand_augment(clip, rng, 1, 9.0, 5.0, increasing=False)
+  magnitudes = np.array([m for _, m, _, _ in calls])
+  assert magnitudes.min() == 0.0 and (magnitudes == 0.0).mean() < 0.1   # clipped at 0 ...
+  assert magnitudes.max() == 10.0 and (magnitudes == 10.0).mean() > 0.3   # ... and at 10.
+  assert not any(inc for *_, inc in calls)
+  calls.clear()
+  augment.timm_rand_augment(clip, rng, 200, 7.0)                         # mstd 0.
+  assert {m for _, m, _, _ in calls} == {7.0}
+
+
+def test_timm_rand_augment_same_on_every_frame_and_deterministic():
+  clip = _still_clip()
+  out = augment.rand_augment_clip(clip, np.random.default_rng(4), 'timm_increasing', 4, 7.0,
+                                  0.5)
+  assert not np.array_equal(out, clip)
+  np.testing.assert_array_equal(out[0], out[2])
+  np.testing.assert_array_equal(
+      out, augment.rand_augment_clip(clip, np.random.default_rng(4), 'timm_increasing', 4,
+                                     7.0, 0.5))
+
+
 # Random erasing (PySlowFast random_erasing.py, 'cube' mode).
 
 def test_random_erasing_prob_zero_is_identity():
@@ -287,8 +362,11 @@ def test_repeated_augmentation_copies_differ_in_their_crops():
 
 
 @pytest.mark.parametrize('field,value,message', [
-    ('randaugment_ops', 'timm', "config.dataset.randaugment_ops='timm' is invalid: "
-     "expected one of ('default', 'scenic')."),
+    ('randaugment_ops', 'autoaugment', "config.dataset.randaugment_ops='autoaugment' is "
+     "invalid: expected one of ('default', 'scenic', 'timm', 'timm_increasing')."),
+    ('randaugment_magnitude_std', 0.5, "config.dataset.randaugment_magnitude_std=0.5 is "
+     "invalid: expected a standard deviation >= 0, and 0 unless randaugment_ops is one of "
+     "('timm', 'timm_increasing') (randaugment_ops='scenic')."),
     ('randaugment_magnitude', 21, "a magnitude in [0, 20] for randaugment_ops='scenic'"),
     ('color_augment_prob', 1.5, 'a probability in [0, 1]'),
     ('color_drop_prob', -0.1, 'a probability in [0, 1]'),
@@ -312,4 +390,4 @@ def test_scenic_magnitudes_of_scenics_configs_are_accepted():
   with pytest.raises(errors.ConfigError, match=r"\[0, 10\] for randaugment_ops='default'"):
     data.validate(_config(randaugment_magnitude=15).dataset)
   with pytest.raises(errors.ConfigError, match='randaugment_ops'):
-    data.get_dataset(_config(randaugment_ops='timm'))
+    data.get_dataset(_config(randaugment_ops='autoaugment'))

@@ -354,6 +354,8 @@ def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
     dict(color_augment_prob=0.8, color_drop_prob=0.1),
     dict(color_drop_prob=1.0),
     dict(randaugment_layers=2, randaugment_magnitude=15.0, randaugment_ops='scenic'),
+    dict(randaugment_layers=4, randaugment_magnitude=7.0, randaugment_ops='timm_increasing',
+         randaugment_magnitude_std=0.5),
     dict(random_erasing_prob=1.0),
     dict(crop_area_range=(0.08, 1.0), crop_aspect_range=(0.5, 2.0)),
     dict(crop_area_range=(0.08, 1.0), color_augment_prob=0.8, random_erasing_prob=0.25,

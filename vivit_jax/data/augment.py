@@ -305,6 +305,18 @@ def _smooth(video: np.ndarray) -> np.ndarray:
   return out
 
 
+_ENHANCE_OPS = ('color', 'contrast', 'brightness', 'sharpness')
+
+
+def _enhance(video: np.ndarray, op: str, factor: float) -> np.ndarray:
+  """uint8, same shape: PIL's ImageEnhance `op` (one of _ENHANCE_OPS) at `factor`
+  (1 = unchanged), blending with grey / the clip's mean grey / black / a smoothed copy."""
+  v = video.astype(np.float32)
+  other = {'color': lambda: _gray(v), 'contrast': lambda: _gray(v).mean(),
+           'brightness': lambda: 0.0, 'sharpness': lambda: _smooth(video)}[op]()
+  return np.clip(np.round(_blend(v, other, factor)), 0, 255).astype(np.uint8)
+
+
 def apply_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
                           sign: float = 1.0) -> np.ndarray:
   """uint8[T, H, W, C]: one RandAugment `op` at `magnitude` in [0, 10] (timm's ranges:
@@ -325,11 +337,8 @@ def apply_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
   if op == 'posterize':
     shift = int(round(4 * m))
     return ((video >> shift) << shift).astype(np.uint8)
-  if op in ('color', 'contrast', 'brightness', 'sharpness'):
-    factor = 1.0 + sign * 0.9 * m
-    other = {'color': lambda: _gray(v), 'contrast': lambda: _gray(v).mean(),
-             'brightness': lambda: 0.0, 'sharpness': lambda: _smooth(video)}[op]()
-    return np.clip(np.round(_blend(v, other, factor)), 0, 255).astype(np.uint8)
+  if op in _ENHANCE_OPS:
+    return _enhance(video, op, 1.0 + sign * 0.9 * m)
   if op == 'rotate':
     a = np.deg2rad(sign * 30 * m)
     matrix = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0]])
@@ -355,6 +364,65 @@ def rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers: int = 
     op = RAND_AUGMENT_OPS[int(rng.integers(len(RAND_AUGMENT_OPS)))]
     sign = 1.0 if rng.random() < 0.5 else -1.0
     video = apply_rand_augment_op(video, op, magnitude, sign)
+  return video
+
+
+# timm's RandAugment as PySlowFast applies it to videos (slowfast/datasets/rand_augment.py,
+# AA_TYPE `rand-m{M}-n{N}-mstd{S}[-inc1]`): N ops drawn with replacement from 15, each
+# applied with probability 0.5 at a magnitude drawn from N(M, S) clipped to [0, 10], the
+# same on every frame. `inc1` selects the increasing-severity variants of posterize,
+# solarize and the four enhance ops.
+
+TIMM_RAND_AUGMENT_OPS = ('auto_contrast', 'equalize', 'invert', 'rotate', 'posterize',
+                         'solarize', 'solarize_add', 'color', 'contrast', 'brightness',
+                         'sharpness', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
+TIMM_OP_PROB = 0.5        # timm's AugmentOp(prob=0.5) in rand_augment_ops.
+
+
+def apply_timm_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
+                               sign: float = 1.0, increasing: bool = True) -> np.ndarray:
+  """uint8[T, H, W, C]: one of TIMM_RAND_AUGMENT_OPS at `magnitude` in [0, 10], with
+  timm's level-to-argument rules (`increasing`: the `inc1` variants). Posterize keeps
+  int(0.4 m) bits (inc: 4 minus that), solarize inverts pixels >= int(25.6 m) (inc:
+  256 minus that), solarize_add adds int(11 m) below 128, enhance factors are
+  0.18 m + 0.1 (inc: 1 +- 0.09 m); the geometric ops are RAND_AUGMENT_OPS' ones."""
+  m = float(magnitude) / 10.0
+  if op == 'invert':
+    return (255 - video).astype(np.uint8)
+  if op == 'posterize':
+    bits = int(m * 4)
+    bits = 4 - bits if increasing else bits
+    mask = np.uint8((0xFF << (8 - bits)) & 0xFF)
+    return (video & mask).astype(np.uint8)
+  if op == 'solarize':
+    threshold = int(m * 256)
+    threshold = 256 - threshold if increasing else threshold
+    return np.where(video >= threshold, 255 - video, video).astype(np.uint8)
+  if op == 'solarize_add':
+    added = np.minimum(video.astype(np.int32) + int(m * 110), 255).astype(np.uint8)
+    return np.where(video < 128, added, video)
+  if op in _ENHANCE_OPS:
+    return _enhance(video, op, 1.0 + sign * 0.9 * m if increasing else 1.8 * m + 0.1)
+  if op not in TIMM_RAND_AUGMENT_OPS:
+    raise ValueError(f'timm RandAugment op={op!r} is invalid: expected one of '
+                     f'{list(TIMM_RAND_AUGMENT_OPS)}.')
+  return apply_rand_augment_op(video, op, magnitude, sign)
+
+
+def timm_rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers: int = 2,
+                      magnitude: float = 9.0, magnitude_std: float = 0.0,
+                      increasing: bool = True) -> np.ndarray:
+  """uint8[T, H, W, C]: `num_layers` draws from TIMM_RAND_AUGMENT_OPS (with replacement),
+  each applied with probability TIMM_OP_PROB at N(magnitude, magnitude_std) clipped to
+  [0, 10], with a random sign for the signed ops; the same on every frame."""
+  video = np.ascontiguousarray(np.clip(video, 0, 255)).astype(np.uint8)
+  for _ in range(num_layers):
+    op = TIMM_RAND_AUGMENT_OPS[int(rng.integers(len(TIMM_RAND_AUGMENT_OPS)))]
+    if rng.random() >= TIMM_OP_PROB:
+      continue
+    m = rng.normal(magnitude, magnitude_std) if magnitude_std > 0 else magnitude
+    sign = 1.0 if rng.random() < 0.5 else -1.0
+    video = apply_timm_rand_augment_op(video, op, min(10.0, max(0.0, m)), sign, increasing)
   return video
 
 
@@ -566,6 +634,20 @@ def scenic_rand_augment(video: np.ndarray, rng: np.random.Generator, num_layers:
       video = apply_scenic_rand_augment_op(video, SCENIC_RAND_AUGMENT_OPS[k], magnitude,
                                            rng)
   return video
+
+
+def rand_augment_clip(video: np.ndarray, rng: np.random.Generator, op_set: str,
+                      num_layers: int, magnitude: float,
+                      magnitude_std: float = 0.0) -> np.ndarray:
+  """uint8[T, H, W, C]: RandAugment with `dataset.randaugment_ops` = `op_set`: 'default'
+  (rand_augment), 'scenic' (scenic_rand_augment), 'timm' or 'timm_increasing'
+  (timm_rand_augment; only these use `magnitude_std`)."""
+  if op_set == 'scenic':
+    return scenic_rand_augment(video, rng, num_layers, magnitude)
+  if op_set in ('timm', 'timm_increasing'):
+    return timm_rand_augment(video, rng, num_layers, magnitude, magnitude_std,
+                             increasing=op_set == 'timm_increasing')
+  return rand_augment(np.ascontiguousarray(video), rng, num_layers, magnitude)
 
 
 # Random erasing (PySlowFast slowfast/datasets/random_erasing.py, from timm) in its

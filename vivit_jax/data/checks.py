@@ -16,11 +16,13 @@ from vivit_jax.data import sources
 TEMPORAL_SAMPLING = ('dense', 'uniform')
 WORKER_TYPES = ('thread', 'process')
 # RandAugment op sets and the largest magnitude each accepts: ours (augment.py
-# RAND_AUGMENT_OPS, timm's ranges end at 10) and Scenic's video set, whose levels are
-# level / 10 of augment.py's ranges with no upper check in Scenic; its configs use up to
-# 20 (SSv2; Epic-Kitchens 15) and posterize's int(4 m / 10) bits must stay <= 8.
-RANDAUGMENT_OP_SETS = ('default', 'scenic')
-RANDAUGMENT_MAX_MAGNITUDE = {'default': 10.0, 'scenic': 20.0}
+# RAND_AUGMENT_OPS, timm's ranges end at 10), Scenic's video set, whose levels are
+# level / 10 of augment.py's ranges with no upper check in Scenic (its configs use up to
+# 20: SSv2; Epic-Kitchens 15; posterize's int(4 m / 10) bits must stay <= 8), and timm's
+# as PySlowFast uses it (plain or `inc1`; timm clips magnitudes to [0, 10]).
+RANDAUGMENT_OP_SETS = ('default', 'scenic', 'timm', 'timm_increasing')
+RANDAUGMENT_MAX_MAGNITUDE = {'default': 10.0, 'scenic': 20.0, 'timm': 10.0,
+                             'timm_increasing': 10.0}
 
 
 def _is_int(v, lo: int) -> bool:
@@ -82,6 +84,10 @@ def validate(dataset_config) -> None:
   top = RANDAUGMENT_MAX_MAGNITUDE[ops]
   check('randaugment_magnitude', lambda v: _is_number(v) and 0 <= v <= top,
         f'a magnitude in [0, {top:g}] for randaugment_ops={ops!r}')
+  std_ops = ('timm', 'timm_increasing')
+  check('randaugment_magnitude_std', lambda v: _is_number(v) and v >= 0 and (
+      v == 0 or ops in std_ops), f'a standard deviation >= 0, and 0 unless '
+        f'randaugment_ops is one of {std_ops} (randaugment_ops={ops!r})')
   for field in ('color_augment_prob', 'color_drop_prob', 'random_erasing_prob'):
     check(field, lambda v: _is_number(v) and 0 <= v <= 1,
           'a probability in [0, 1] (0 = off)')

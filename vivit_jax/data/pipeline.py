@@ -82,6 +82,7 @@ class ClipOptions:
   randaugment_layers: int = 0
   randaugment_magnitude: float = 9.0
   randaugment_ops: str = 'default'
+  randaugment_magnitude_std: float = 0.0
   color_augment_prob: float = 0.0
   color_drop_prob: float = 0.0
   random_erasing_prob: float = 0.0
@@ -345,10 +346,8 @@ class ClipDataset:
     if o.random_flip and rng.random() < 0.5:
       clip = augment.flip_left_right(clip)
     if o.randaugment_layers:
-      rand_augment = (augment.scenic_rand_augment if o.randaugment_ops == 'scenic'
-                      else augment.rand_augment)
-      clip = rand_augment(np.ascontiguousarray(clip), rng, o.randaugment_layers,
-                          o.randaugment_magnitude)
+      clip = augment.rand_augment_clip(clip, rng, o.randaugment_ops, o.randaugment_layers,
+                                       o.randaugment_magnitude, o.randaugment_magnitude_std)
     if o.color_jitter:
       clip = augment.color_jitter(clip, rng, o.color_jitter)
     if o.color_augment_prob or o.color_drop_prob:
