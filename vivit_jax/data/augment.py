@@ -323,7 +323,6 @@ def apply_rand_augment_op(video: np.ndarray, op: str, magnitude: float,
   rotate 30°, shear 0.3, translate 45% of the side, enhance factors 1 ± 0.9, posterize
   to 4 bits, solarize threshold 256 -> 0), `sign` +-1 for the signed ops."""
   m = float(magnitude) / 10.0
-  v = video.astype(np.float32)
   h, w = video.shape[1:3]
   if op == 'identity':
     return video
