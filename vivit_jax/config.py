@@ -92,6 +92,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.num_frames = 16
   c.dataset.crop_size = 32
   c.dataset.num_classes = 10
+  # Label kind (data/labels.py): label groups, e.g. (('verb', 97), ('noun', 300)) with
+  # num_classes their sum (one logit block per group), or multi-label class sets.
+  c.dataset.label_groups = placeholder(tuple)
+  c.dataset.multi_label = False
   c.dataset.stride = 1                       # frame stride of a dense clip.
   c.dataset.num_test_clips = 1               # temporal views at test time.
   c.dataset.num_test_crops = 1               # spatial views at test time (1 or 3).

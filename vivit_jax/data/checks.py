@@ -11,6 +11,7 @@ from typing import Sequence
 
 from vivit_jax import errors
 from vivit_jax.data import dataset as dataset_lib
+from vivit_jax.data import labels
 from vivit_jax.data import sources
 
 TEMPORAL_SAMPLING = ('dense', 'uniform')
@@ -100,6 +101,7 @@ def validate(dataset_config) -> None:
   for field in ('mean_rgb', 'std_rgb'):
     check(field, lambda v: len(v) == 3 and (field == 'mean_rgb' or min(v) > 0),
           '3 per-channel values (std > 0)')
+  labels.label_spec(d)
   source_name(d)
 
 
