@@ -103,10 +103,12 @@ class Predictor:
   def __init__(self, config, model, params):
     self.config = config
     method = setup_lib.view_aggregation(config)
+    self.label_spec = setup_lib.label_spec(config)
     self._probs = jax.jit(lambda p, v: steps.aggregate_views(
-        model.apply({'params': p}, v, train=False)[None], method)[0])
+        model.apply({'params': p}, v, train=False)[None], method, self.label_spec)[0])
     self._params = params
 
   def __call__(self, path: str) -> np.ndarray:
-    """float32[K]: the view-averaged class probabilities of the video at `path`."""
+    """float32[K]: the view-averaged class probabilities of the video at `path` (per
+    group's block for label groups; per class, independent, for multi-label)."""
     return np.asarray(self._probs(self._params, test_views(path, self.config)))

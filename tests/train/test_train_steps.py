@@ -11,7 +11,7 @@ from vivit_jax import config as vc
 from vivit_jax import models
 from vivit_jax.config import ConfigError
 from vivit_jax.train import checkpoint as ckpt_lib
-from vivit_jax.train import evaluate as eval_lib
+from vivit_jax.train import metrics as metrics_lib
 from vivit_jax.train import optim, parallel, steps, trainer
 
 NUM_CLASSES = 5
@@ -65,7 +65,7 @@ def test_multiview_averages_softmax_not_logits():
   assert probs.shape == (3, 3)
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
   assert probs[0].argmax() == 1 and _LOGITS[[0, 1, 1]].mean(0).argmax() == 0
-  m = eval_lib.classification_metrics(probs, batch['label'], batch['mask'],
+  m = metrics_lib.classification_metrics(probs, batch['label'], batch['mask'],
                                       num_classes=3, confusion=True)
   assert m['top1'] == 0.5 and m['num_examples'] == 2
   assert m['confusion_matrix'] == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
@@ -74,7 +74,7 @@ def test_multiview_averages_softmax_not_logits():
 
 def test_top5_counts_label_in_five_highest():
   probs = np.array([np.arange(7) / 21.0] * 2)      # ranking: 6 > 5 > 4 > 3 > 2 > 1 > 0
-  m = eval_lib.classification_metrics(probs, np.array([2, 1]))
+  m = metrics_lib.classification_metrics(probs, np.array([2, 1]))
   assert m['top1'] == 0.0 and m['top5'] == 0.5
 
 

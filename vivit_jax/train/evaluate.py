@@ -2,8 +2,10 @@
 
 The protocol: the V = num_test_clips x num_test_crops views of each video become one
 prediction (`steps.eval_step`; `trainer.view_aggregation`: the mean of the views'
-softmaxes, or the softmax of their mean logits), then top-1/top-5 accuracy, per-class
-accuracy and a confusion matrix over the unpadded examples.
+softmaxes, or the softmax of their mean logits), then the metrics of the label kind
+(train/metrics.py: top-1/top-5, per-class accuracy and confusion matrices; per group and
+action accuracy for label groups; mean average precision for multi-label) over the
+unpadded examples.
 """
 from __future__ import annotations
 
@@ -15,49 +17,10 @@ import jax
 import numpy as np
 from absl import logging
 
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.train import checkpoint as ckpt_lib
-from vivit_jax.train import parallel, steps
+from vivit_jax.train import metrics, objectives, parallel, steps
 from vivit_jax.train import setup as setup_lib
-
-
-def classification_metrics(probs, labels, mask=None, *, num_classes: Optional[int] = None,
-                           confusion: bool = False) -> dict:
-  """Metrics of predictions `probs: float[N, K]` against `labels: int[N]`.
-
-  `mask: float[N]` (0 = padding, dropped). Returns top1, top5 (fractions), loss (mean
-  NLL of the averaged probabilities), num_examples, and with `confusion` also
-  per_class_accuracy (list[K], NaN for classes with no example) and confusion_matrix
-  (list[K][K] counts, rows = true class, columns = predicted).
-  """
-  probs = np.asarray(probs, np.float64)
-  labels = np.asarray(labels).astype(np.int64)
-  if probs.ndim != 2 or labels.shape != probs.shape[:1]:
-    raise ValueError(f'probs {probs.shape} and labels {labels.shape} do not match: '
-                     'expected [N, K] and [N].')
-  if mask is not None:
-    keep = np.asarray(mask) > 0
-    probs, labels = probs[keep], labels[keep]
-  k = num_classes or probs.shape[1]
-  n = len(labels)
-  pred = probs.argmax(-1)
-  topk = np.argsort(-probs, axis=-1, kind='stable')[:, :min(5, probs.shape[1])]
-  out = {
-      'top1': float((pred == labels).mean()) if n else float('nan'),
-      'top5': float((topk == labels[:, None]).any(-1).mean()) if n else float('nan'),
-      'loss': float(-np.log(np.maximum(probs[np.arange(n), labels], 1e-12)).mean())
-              if n else float('nan'),
-      'num_examples': int(n),
-  }
-  if confusion:
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (labels, pred), 1)
-    support = cm.sum(1)
-    with np.errstate(invalid='ignore', divide='ignore'):
-      per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
-    out['per_class_accuracy'] = [float(x) for x in per_class]
-    out['mean_class_accuracy'] = float(np.nanmean(per_class)) if n else float('nan')
-    out['confusion_matrix'] = cm.tolist()
-  return out
 
 
 def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size: int):
@@ -71,10 +34,12 @@ def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size
 
 
 def run_eval(par, state, dataset, split: str, batch_size: int, num_classes: int,
-             confusion: bool = False) -> dict:
+             confusion: bool = False, label_spec: Optional[LabelSpec] = None) -> dict:
+  """Metrics (metrics.evaluation_metrics) of one multi-view pass over `split`."""
   out = predict_split(par, state, dataset, split, batch_size)
-  return classification_metrics(out['probs'], out['label'], out['mask'],
-                                num_classes=num_classes, confusion=confusion)
+  spec = label_spec or objectives.plain(num_classes)
+  return metrics.evaluation_metrics(out['probs'], out['label'], out['mask'], spec,
+                                    confusion=confusion)
 
 
 def confusion_image(cm, cell: int = 8) -> np.ndarray:
@@ -107,7 +72,7 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
   eval_bs = (config.trainer.get('eval_batch_size', config.trainer.batch_size)
              // jax.process_count())     # process-local.
   results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
-                     setup.num_classes, confusion=True)
+                     setup.num_classes, confusion=True, label_spec=setup.label_spec)
   results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,
                  label_names=list(getattr(setup.dataset, 'label_names', None) or []))
   logging.info('Test: top1=%.4f top5=%.4f over %d examples x %d views (step %d).',
@@ -116,10 +81,10 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  writer.write_scalars(step, {f'test_{k}': results[k] for k in
-                              ('top1', 'top5', 'loss', 'mean_class_accuracy')})
-  writer.write_images(step, {'test_confusion_matrix':
-                             confusion_image(results['confusion_matrix'])})
+  writer.write_scalars(step, {f'test_{k}': v for k, v in metrics.scalars(results).items()
+                              if k not in ('step', 'num_views')})
+  writer.write_images(step, {f'test_{k}': confusion_image(v) for k, v in results.items()
+                             if k.endswith('confusion_matrix')})
   writer.flush()
   writer.close()
   return results

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vivit_jax import data, models
+from vivit_jax.data import labels
 from vivit_jax.config import validate_config
 from vivit_jax.errors import ConfigError, config_error
 from vivit_jax.train import optim, parallel, steps
@@ -53,6 +54,12 @@ def _temporal_control(config) -> Optional[str]:
     raise ConfigError(f"config.trainer.temporal_control={mode!r} is invalid: expected "
                       "one of None, 'shuffle', 'single_frame'.")
   return mode or None
+
+
+def label_spec(config, dataset=None) -> labels.LabelSpec:
+  """The run's LabelSpec (data/labels.py): the dataset's, which knows the class names,
+  else the one `config.dataset` describes."""
+  return getattr(dataset, 'label_spec', None) or labels.label_spec(config.dataset)
 
 
 def view_aggregation(config) -> str:
@@ -114,9 +121,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
 
   root_rng = jax.random.PRNGKey(config.trainer.seed)
   mode = _temporal_control(config)
+  spec = label_spec(config, dataset)
   train_step = functools.partial(
       steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
-      num_classes=num_classes,
+      num_classes=num_classes, label_spec=spec,
       label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
       mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
       cutmix_alpha=float(config.trainer.get('cutmix_alpha', 0.0) or 0.0),
@@ -126,9 +134,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
   eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
                                 temporal_control_mode=mode,
                                 base_rng=jax.random.fold_in(root_rng, 2),
-                                view_aggregation=view_aggregation(config))
+                                view_aggregation=view_aggregation(config),
+                                label_spec=spec)
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
-      dataset=dataset, num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,
+      dataset=dataset, num_classes=num_classes, label_spec=spec, model=model, tx=tx, lr_fn=lr_fn, par=par,
       abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
       root_rng=root_rng)

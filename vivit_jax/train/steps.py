@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import config_error
+from vivit_jax.train import objectives
 
 
 @flax.struct.dataclass
@@ -34,12 +36,7 @@ def create_train_state(params, tx) -> TrainState:
                     opt_state=tx.init(params))
 
 
-def onehot_targets(labels, num_classes: int, label_smoothing: float = 0.0):
-  """int32[B] -> float32[B, K], `label_smoothing` of the mass spread uniformly."""
-  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-  if label_smoothing:
-    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
-  return targets
+onehot_targets = objectives.onehot_targets
 
 
 def mixup(rng, video, targets, alpha: float):
@@ -141,12 +138,11 @@ def temporal_control(video, mode: Optional[str], rng=None):
                    "'none', 'single_frame', 'shuffle'.")
 
 
-def _loss_fn(params, video, targets, labels, rng, apply_fn):
+def _loss_fn(params, video, targets, labels, rng, apply_fn, spec: LabelSpec):
   logits = apply_fn({'params': params}, video, train=True, rngs={'dropout': rng})
   logits = logits.astype(jnp.float32)
-  loss = optax.softmax_cross_entropy(logits, targets).mean()
-  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32).mean()
-  return loss, correct
+  return (objectives.loss(logits, targets, spec),
+          objectives.correct(logits, labels, spec).mean())
 
 
 def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
@@ -154,10 +150,12 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
                mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
                mixup_switch_prob: float = 0.5, grad_accum_steps: int = 1,
                temporal_control_mode: Optional[str] = None,
-               axis_name: Optional[str] = None):
+               axis_name: Optional[str] = None, label_spec: Optional[LabelSpec] = None):
   """One optimiser update on `batch`. Pure: rngs derive from `base_rng` and the step.
 
-  batch: {'video': float32[B, T, H, W, C], 'label': int32[B]}; B divisible by
+  batch: {'video': float32[B, T, H, W, C], 'label': int32[B]} (or the label of
+  `label_spec`'s kind: int32[B, G] groups, float32[B, K] multi-label; None = one class
+  of `num_classes`; loss and targets per kind in objectives.py); B divisible by
   `grad_accum_steps` (micro-batch i takes rows i, i+A, i+2A, ... so each device keeps
   its own rows). With `axis_name`, gradients and metrics are averaged over it.
   Batch mixing (`mix_batch`): mixup with `mixup_alpha`, CutMix with `cutmix_alpha`,
@@ -170,13 +168,14 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
     drop_rng = jax.random.fold_in(drop_rng, jax.lax.axis_index(axis_name))
   video, labels = batch['video'], batch['label']
   video = temporal_control(video, temporal_control_mode, ctrl_rng)
-  targets = onehot_targets(labels, num_classes, label_smoothing)
+  spec = label_spec or objectives.plain(num_classes)
+  targets = objectives.targets(labels, spec, label_smoothing)
   if mixup_alpha or cutmix_alpha:
     video, targets, _ = mix_batch(mix_rng, video, targets, mixup_alpha, cutmix_alpha,
                                  mixup_switch_prob)
 
   grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
-  loss_fn = functools.partial(grad_fn, apply_fn=apply_fn)
+  loss_fn = functools.partial(grad_fn, apply_fn=apply_fn, spec=spec)
   a = grad_accum_steps
   if a == 1:
     (loss, acc), grads = loss_fn(state.params, video, targets, labels, drop_rng)
@@ -209,24 +208,27 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
 VIEW_AGGREGATIONS = ('softmax', 'logits')
 
 
-def aggregate_views(logits, method: str = 'softmax'):
+def aggregate_views(logits, method: str = 'softmax', label_spec: Optional[LabelSpec] = None):
   """logits: float[B, V, K] of the V views of each video -> float32[B, K] probabilities.
 
   'softmax': the mean of the views' softmaxes (PySlowFast, mmaction2, TimeSformer, Video
-  Swin); 'logits': the softmax of the views' mean logits (Scenic's ViViT).
+  Swin); 'logits': the softmax of the views' mean logits (Scenic's ViViT). "Softmax"
+  is `objectives.probabilities` of `label_spec`'s kind (per group; a sigmoid per class
+  for multi-label); None = one softmax over K.
   """
+  spec = label_spec or objectives.plain(logits.shape[-1])
   logits = logits.astype(jnp.float32)
   if method == 'softmax':
-    return jax.nn.softmax(logits, axis=-1).mean(axis=1)
+    return objectives.probabilities(logits, spec).mean(axis=1)
   if method == 'logits':
-    return jax.nn.softmax(logits.mean(axis=1), axis=-1)
+    return objectives.probabilities(logits.mean(axis=1), spec)
   raise ValueError(f'view aggregation {method!r} is invalid: expected one of '
                    f'{VIEW_AGGREGATIONS}.')
 
 
 def eval_step(params, batch, *, apply_fn: Callable,
               temporal_control_mode: Optional[str] = None, base_rng=None,
-              view_aggregation: str = 'softmax'):
+              view_aggregation: str = 'softmax', label_spec: Optional[LabelSpec] = None):
   """Multi-view prediction: the views' logits aggregated by `aggregate_views`.
 
   batch: {'video': float32[B, V, T, H, W, C], ...} (or [B, T, H, W, C] for V = 1).
@@ -240,4 +242,4 @@ def eval_step(params, batch, *, apply_fn: Callable,
                            base_rng if base_rng is not None else jax.random.key(0))
   logits = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
                     train=False)
-  return aggregate_views(logits.reshape(b, v, -1), view_aggregation)
+  return aggregate_views(logits.reshape(b, v, -1), view_aggregation, label_spec)

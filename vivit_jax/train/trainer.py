@@ -22,6 +22,7 @@ from vivit_jax import convert
 from vivit_jax.errors import NonFiniteError
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import evaluate as eval_lib
+from vivit_jax.train import metrics as metrics_lib
 from vivit_jax.train import setup as setup_lib
 from vivit_jax.train import parallel, steps
 
@@ -168,8 +169,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         check_params(step)
         with report.timed('eval'):
           last_val = eval_lib.run_eval(par, state, s.dataset, 'validation', eval_bs,
-                                       s.num_classes)
-        writer.write_scalars(step, {f'validation_{k}': v for k, v in last_val.items()})
+                                       s.num_classes, label_spec=s.label_spec)
+        writer.write_scalars(step, {f'validation_{k}': v
+                                    for k, v in metrics_lib.scalars(last_val).items()})
         ckpts.maybe_save_best(par.get_state(state), last_val)
         timer[:] = [time.time(), step]
     if start >= num_steps:
