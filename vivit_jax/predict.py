@@ -12,7 +12,9 @@ along the longer side, after resizing the shorter side to `dataset.min_resize`),
 normalised with `dataset.mean_rgb` / `std_rgb`. The class probabilities aggregate the
 views as evaluation does (`trainer.view_aggregation`: the mean of the views' softmaxes,
 or the softmax of their mean logits); the top-5 are printed (`--json`: one JSON object
-on stdout). Label names: config.dataset.label_names, else label_names.json in the
+on stdout). With label groups (e.g. Epic-Kitchens verb/noun) each group's top-5 and the
+top-5 actions (combinations ranked by the product of the groups' probabilities) are
+printed; multi-label models print the top-5 classes with independent probabilities. Label names: config.dataset.label_names, else label_names.json in the
 workdir or the checkpoint directory, else the `label_names` of the workdir's
 eval_results.json, else `class_<i>`.
 
@@ -29,6 +31,7 @@ import numpy as np
 from absl import app, flags
 
 from vivit_jax import cli
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import DecodeError
 from vivit_jax.inference import Predictor, label_names, load_config, load_model
 
@@ -52,6 +55,57 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
   return [{'index': int(i), 'label': names[i], 'prob': float(probs[i])} for i in order]
 
 
+def top_actions(probs: np.ndarray, names: Sequence[str], spec: LabelSpec,
+                k: int) -> list[dict]:
+  """[{'labels': {group: name}, 'indices': {group: index}, 'prob'}] of the k most
+  probable combinations of the groups' classes (the product of their probabilities, as
+  action accuracy ranks them), most probable first."""
+  joint = np.ones(())
+  for s in spec.slices():
+    joint = np.multiply.outer(joint, probs[s])
+  sizes = [size for _, size in spec.groups]
+  out = []
+  for flat in np.argsort(-joint.ravel(), kind='stable')[:k]:
+    idx = np.unravel_index(flat, sizes)
+    out.append({'labels': {g: _short(names[s.start + i]) for (g, _), s, i in
+                           zip(spec.groups, spec.slices(), idx)},
+                'indices': {g: int(i) for (g, _), i in zip(spec.groups, idx)},
+                'prob': float(joint.ravel()[flat])})
+  return out
+
+
+def _short(name: str) -> str:
+  """'verb:open' -> 'open'."""
+  return name.split(':', 1)[1] if ':' in name else name
+
+
+def describe(probs: np.ndarray, names: Sequence[str], spec: LabelSpec, k: int) -> dict:
+  """The printed prediction of one video: {'top': top_k} (plain; multi-label, whose
+  probabilities are independent per class), or {'groups': {group: top_k},
+  'actions': top_actions} for label groups."""
+  if not spec.grouped:
+    return {'top': top_k(probs, names, k)}
+  groups = {g: [dict(r, label=_short(r['label']))
+                for r in top_k(probs[s], names[s], k)]
+            for (g, _), s in zip(spec.groups, spec.slices())}
+  return {'groups': groups, 'actions': top_actions(probs, names, spec, k)}
+
+
+def _print(result: dict) -> None:
+  print(result['path'])
+  for r in result.get('top', []):
+    print(f'  {r["prob"]:.4f}  {r["label"]}')
+  for group, rows in result.get('groups', {}).items():
+    print(f'  {group}:')
+    for r in rows:
+      print(f'    {r["prob"]:.4f}  {r["label"]}')
+  if 'actions' in result:
+    print('  actions:')
+    for r in result['actions']:
+      labels = ' '.join(f'{g}={name}' for g, name in r['labels'].items())
+      print(f'    {r["prob"]:.4f}  {labels}')
+
+
 def main(argv):
   FLAGS = flags.FLAGS
   videos = argv[1:]
@@ -68,7 +122,8 @@ def main(argv):
   results, failed = [], 0
   for path in videos:
     try:
-      result = {'path': path, 'top': top_k(predict(path), names, FLAGS.top_k)}
+      result = {'path': path, **describe(predict(path), names, predict.label_spec,
+                                         FLAGS.top_k)}
     except (DecodeError, OSError, ValueError) as e:
       failed += 1
       message = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -77,10 +132,8 @@ def main(argv):
       print(f'ERROR {message}', file=sys.stderr, flush=True)
       result = {'path': path, 'error': message}
     results.append(result)
-    if not FLAGS.json and 'top' in result:
-      print(path)
-      for r in result['top']:
-        print(f'  {r["prob"]:.4f}  {r["label"]}')
+    if not FLAGS.json and 'error' not in result:
+      _print(result)
   if FLAGS.json:
     print(json.dumps({'checkpoint': step_dir, 'num_views':
                       int(config.dataset.get('num_test_clips', 1)) *
