@@ -229,7 +229,23 @@ def collect_row(entry: Entry, workdir: str) -> dict:
       'peak_memory_mib': memory / 2**20 if memory else None, 'memory_kind': kind,
       'test_top1': evaluation.get('top1'), 'test_top5': evaluation.get('top5'),
       'step': evaluation.get('step'), 'wall_s': run.get('wall_s'), 'cpus': run.get('cpus'),
+      **{f'test_{k}': v for k, v in evaluation.items() if _label_kind_metric(k)},
   }
+
+
+def _label_kind_metric(key: str) -> bool:
+  """Whether an eval_results.json key is a label-kind metric the tables carry besides
+  top1/top5: each group's and the action's top1/top5 (label groups), mAP (multi-label)."""
+  return key == 'mAP' or (key.endswith(('_top1', '_top5')) and key not in ('top1', 'top5'))
+
+
+def result_columns(rows: list[dict]) -> list[str]:
+  """RESULT_COLUMNS, then the label-kind metrics (`test_verb_top1`, `test_mAP`, ...) that
+  any row has, in order of first appearance."""
+  extra = []
+  for r in rows:
+    extra += [k for k in r if k not in RESULT_COLUMNS and k not in extra]
+  return list(RESULT_COLUMNS) + extra
 
 
 def _fmt(value) -> str:
@@ -241,17 +257,17 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-  """`rows` as a markdown table with RESULT_COLUMNS."""
-  lines = ['| ' + ' | '.join(RESULT_COLUMNS) + ' |',
-           '|' + '---|' * len(RESULT_COLUMNS)]
-  lines += ['| ' + ' | '.join(_fmt(r.get(c)) for c in RESULT_COLUMNS) + ' |' for r in rows]
+  """`rows` as a markdown table with `result_columns(rows)`."""
+  columns = result_columns(rows)
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+  lines += ['| ' + ' | '.join(_fmt(r.get(c)) for c in columns) + ' |' for r in rows]
   return '\n'.join(lines) + '\n'
 
 
 def write_results(rows: list[dict], workdir: str, title: str) -> None:
   """DIR/results.csv, results.md, results.json and accuracy_vs_gflops.png."""
   with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+    writer = csv.DictWriter(f, fieldnames=result_columns(rows), restval='')
     writer.writeheader()
     writer.writerows(rows)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:

@@ -137,3 +137,23 @@ def test_cpu_slots_split_the_cores_and_refuse_too_many_jobs():
   assert all(len(s) == 1 for s in slots)
   with pytest.raises(ValueError, match=f'--jobs={len(cores) + 1} is invalid'):
     sweep.cpu_slots(len(cores) + 1)
+
+
+def test_tables_carry_group_action_and_map_metrics(tmp_path):
+  """A label-groups entry's eval_results.json adds its groups' and the action's top-1/5
+  columns; a multi-label entry adds mAP; plain rows leave them empty."""
+  rows = [dict(name='plain', test_top1=0.5),
+          dict(name='ek', test_top1=0.2, test_verb_top1=0.6, test_noun_top1=0.4,
+               test_action_top1=0.2),
+          dict(name='charades', test_top1=0.7, test_mAP=0.31)]
+  assert sweep.result_columns(rows)[len(sweep.RESULT_COLUMNS):] == [
+      'test_verb_top1', 'test_noun_top1', 'test_action_top1', 'test_mAP']
+  assert sweep._label_kind_metric('verb_top5') and sweep._label_kind_metric('mAP')
+  assert not sweep._label_kind_metric('top1') and not sweep._label_kind_metric('loss')
+  sweep.write_results(rows, str(tmp_path), 'label kinds')
+  table = (tmp_path / 'results.md').read_text()
+  assert '| test_verb_top1 | test_noun_top1 | test_action_top1 | test_mAP |' in table
+  with open(tmp_path / 'results.csv') as f:
+    got = list(csv.DictReader(f))
+  assert got[1]['test_action_top1'] == '0.2' and got[0]['test_mAP'] == ''
+  assert got[2]['test_mAP'] == '0.31'
