@@ -2,6 +2,9 @@
 
   python -m experiments.model_table [--configs='configs/kinetics400/*.py'] [--time_runs=2]
 
+By default every paper config (each configs/<dataset>/ but configs/synthetic/); rows
+are named by file (configs/kinetics400/) or '<dataset>/<file>' (the other datasets).
+
 GFLOPs are multiply-adds of one inference forward pass (XLA cost analysis of the
 lowered computation / 2, no execution); see vivit_jax/models/cost.py for what that
 includes. The forward time is the median wall time of `--time_runs` jitted forward
@@ -23,7 +26,7 @@ from vivit_jax import models
 from vivit_jax.models import cost
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('configs', 'configs/kinetics400/*.py', 'Glob of config files.')
+flags.DEFINE_string('configs', None, 'Glob of config files (default: every paper config).')
 flags.DEFINE_integer('time_runs', 2, 'Timed forward passes per model (0 = no timing).')
 flags.DEFINE_string('json', None, 'Optional path to write the rows as JSON.')
 
@@ -42,6 +45,21 @@ def forward_seconds(model, params_shape, input_shape, runs):
   return statistics.median(times)
 
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def paper_configs() -> list[str]:
+  """Every config file under configs/ but the CPU-sized configs/synthetic/."""
+  return sorted(str(p) for p in (REPO / 'configs').glob('*/*.py')
+                if p.parent.name != 'synthetic')
+
+
+def config_name(path) -> str:
+  """'<file>' for configs/kinetics400/<file>.py, else '<dataset>/<file>'."""
+  path = pathlib.Path(path)
+  return path.stem if path.parent.name == 'kinetics400' else f'{path.parent.name}/{path.stem}'
+
+
 def row(path, time_runs):
   config = vc.load_config(path)
   vc.validate_config(config)
@@ -49,7 +67,7 @@ def row(path, time_runs):
   model = models.create_model(config.model, d.num_classes)
   shape = (1, d.num_frames, d.crop_size, d.crop_size, 3)
   params = cost.abstract_params(model, shape)
-  name = pathlib.Path(path).stem
+  name = config_name(path)
   paper = cost.PAPER_NUMBERS.get(name, (None, None))
   return {
       'config': name,
@@ -68,7 +86,7 @@ def fmt(value, spec):
 
 def main(argv):
   del argv
-  paths = sorted(glob.glob(FLAGS.configs))
+  paths = sorted(glob.glob(FLAGS.configs)) if FLAGS.configs else paper_configs()
   if not paths:
     raise app.UsageError(f'--configs={FLAGS.configs!r} matches no config file')
   print(f'jax {jax.__version__}, {jax.devices()[0].device_kind}, '

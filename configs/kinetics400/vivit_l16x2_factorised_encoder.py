@@ -15,8 +15,5 @@ def get_config(arg=None):
   del arg
   config = recipes.kinetics400_recipe(vc.default_config())
   config.experiment_name = 'k400_vivit_l16x2_factorised_encoder'
-  m = recipes.set_vit_size(config.model, 'L')
-  m.attention_type, m.temporal_num_layers = 'factorised_encoder', 24
-  m.classifier, m.spatial_classifier = 'token', 'token'
-  m.embedding, m.patch_size, m.temporal_patch_size = 'tubelet', (16, 16), 2
+  recipes.vivit_large_factorised_encoder(config.model, temporal_num_layers=24)
   return config

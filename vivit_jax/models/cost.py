@@ -36,6 +36,11 @@ PAPER_NUMBERS = {
     'timesformer_divided_space_time': (196.7, 121.4),
     'timesformer_joint_space_time': (None, 85.9),
     'timesformer_space_only': (None, 85.9),
+    # Something-Something v2 (configs/ssv2/): MViTv2-S 16x4 (PySlowFast projects/mvitv2/
+    # README.md: 64 GFLOPs x 3 views, 34.4M) and Video Swin-B with an 16x7x7 window
+    # (Video-Swin-Transformer README.md: 320.6 GFLOPs, 89M).
+    'ssv2/mvitv2_s_16x4': (64.0, 34.4),
+    'ssv2/swin_b': (320.6, 89.0),
 }
 
 
