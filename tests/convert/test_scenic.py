@@ -172,3 +172,85 @@ def test_model3_attention_order_default_argument_and_error(tmp_path):
                                   attention_order='time_space')
   assert config.model.attention_order == 'space_time'
   vc.validate_config(config)
+
+
+@pytest.mark.parametrize('attention_type, pool', [('factorised_dot_product', 'gmp'),
+                                                  ('factorised_encoder', 'gsp')])
+def test_pooled_heads_import_with_scenics_classifier(tmp_path, attention_type, pool):
+  """Scenic's 'gmp' (max) and 'gsp' (sum) heads, from its config or the argument, give
+  the original function; Model 2 pools both encoders the same way, as Scenic does."""
+  import ml_collections
+  c = our_config(attention_type, pool, spatial_classifier=pool)
+  params = random_params(c, seed=4)
+  (tmp_path / 'ckpt').write_bytes(serialization.msgpack_serialize(
+      {'params': to_scenic(params, attention_type)}))
+  scenic_type = {'factorised_dot_product': 'factorized_dot_product_attention',
+                 'factorised_encoder': 'factorized_encoder'}[attention_type]
+  scenic_config = ml_collections.ConfigDict({
+      'model': {'classifier': pool, 'attention_config': {'type': scenic_type}},
+      'dataset_configs': {'num_frames': T, 'crop_size': CROP}})
+  config, loaded = convert.load_scenic(str(tmp_path / 'ckpt'), scenic_config)
+  assert config.model.classifier == pool
+  if attention_type == 'factorised_encoder':
+    assert config.model.spatial_classifier == pool
+  x = np.random.default_rng(2).standard_normal((2, T, CROP, CROP, 3)).astype(np.float32)
+  want = models.create_model(c.model, K).apply({'params': params}, x)
+  got = models.create_model(config.model, K).apply({'params': loaded}, x)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  gap_config, _ = convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP,
+                                      attention_type=scenic_type)
+  assert gap_config.model.classifier == 'gap'      # what the arrays alone say.
+  gap = models.create_model(gap_config.model, K).apply({'params': loaded}, x)
+  assert np.abs(np.asarray(gap) - np.asarray(want)).max() > 1e-3
+
+
+def test_pooled_classifier_on_a_cls_checkpoint_is_refused(tmp_path):
+  c = our_config('spatio_temporal')
+  (tmp_path / 'ckpt').write_bytes(serialization.msgpack_serialize(
+      {'params': random_params(c)}))
+  with pytest.raises(convert.ConversionError, match="classifier='gmp' does not match"):
+    convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP, classifier='gmp')
+  with pytest.raises(convert.ConversionError, match="classifier='max' is invalid"):
+    convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP, classifier='max')
+
+
+def test_multi_head_scenic_model_becomes_label_groups(tmp_path):
+  """Scenic's ViViTMultiHeadClassificationModel: one output projection split by
+  `class_splits` (named by `split_names`), here noun 3 + verb 2 = K."""
+  import ml_collections
+  c = our_config('spatio_temporal')
+  params = random_params(c)
+  (tmp_path / 'ckpt').write_bytes(serialization.msgpack_serialize({'params': params}))
+  scenic_config = ml_collections.ConfigDict({'dataset_configs': {
+      'num_frames': T, 'class_splits': [3, 2], 'split_names': ['noun', 'verb']}})
+  config, _ = convert.load_scenic(str(tmp_path / 'ckpt'), scenic_config)
+  assert config.dataset.label_groups == (('noun', 3), ('verb', 2))
+  vc.validate_config(config)
+  config, _ = convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP,
+                                  label_groups=(('verb', 2), ('noun', 3)))
+  assert config.dataset.label_groups == (('verb', 2), ('noun', 3))
+  with pytest.raises(convert.ConversionError, match='add up to 6 classes.*has 5'):
+    convert.load_scenic(str(tmp_path / 'ckpt'), crop_size=CROP,
+                        label_groups=(('noun', 3), ('verb', 3)))
+
+
+def test_convert_cli_takes_label_groups_and_classifier(tmp_path):
+  import json
+  import subprocess
+  import sys
+  c = our_config('factorised_dot_product', 'gmp')
+  (tmp_path / 'ckpt').write_bytes(serialization.msgpack_serialize(
+      {'params': to_scenic(random_params(c), 'factorised_dot_product')}))
+  base = [sys.executable, '-m', 'vivit_jax.convert', '--from=scenic', str(tmp_path / 'ckpt'),
+          f'--crop_size={CROP}', '--attention_type=factorized_dot_product_attention',
+          '--classifier=gmp']
+  done = subprocess.run(base + ['--label_groups=noun:3,verb:2', f'--out={tmp_path / "out"}'],
+                        capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  written = json.loads((tmp_path / 'out' / 'config.json').read_text())
+  assert written['dataset']['label_groups'] == [['noun', 3], ['verb', 2]]
+  assert written['model']['classifier'] == 'gmp'
+  bad = subprocess.run(base + ['--label_groups=noun=3', f'--out={tmp_path / "bad"}'],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2
+  assert "error: --label_groups='noun=3' is invalid" in bad.stderr

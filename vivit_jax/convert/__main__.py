@@ -23,6 +23,7 @@ from absl import app, flags, logging
 
 from vivit_jax import cli, convert
 from vivit_jax.config import validate_config
+from vivit_jax.errors import ConversionError
 
 SOURCES = ('vit_npz', 'scenic', 'huggingface', 'vivit_jax')
 
@@ -36,6 +37,11 @@ _CROP_SIZE = flags.DEFINE_integer('crop_size', None, 'Scenic: the crop size in p
 _ATTENTION = flags.DEFINE_string('attention_type', None,
                                  "Scenic: e.g. 'factorized_dot_product_attention'.")
 _SCENIC_CONFIG = flags.DEFINE_string('scenic_config', None, "Scenic: the run's config file.")
+_CLASSIFIER = flags.DEFINE_enum('classifier', None, ['token', 'gap', 'gmp', 'gsp'],
+                                "Scenic: model.classifier of a model without CLS tokens.")
+_LABEL_GROUPS = flags.DEFINE_string(
+    'label_groups', None, "Scenic multi-head models: 'name:size,...' in logit order, e.g. "
+    "'noun:300,verb:97' (its split_names and class_splits).")
 flags.mark_flags_as_required(['from', 'out'])
 
 _CONFIG_PY = '''"""Config of a converted checkpoint (written by `python -m vivit_jax.convert`)."""
@@ -52,6 +58,20 @@ def get_config(arg=None):
 '''
 
 
+def parse_label_groups(text):
+  """'noun:300,verb:97' -> (('noun', 300), ('verb', 97)); None stays None."""
+  if not text:
+    return None
+  groups = []
+  for item in text.split(','):
+    name, _, size = item.partition(':')
+    if not name.strip() or not size.strip().isdigit():
+      raise ConversionError(f"--label_groups={text!r} is invalid: expected 'name:size,...', "
+                            "e.g. 'noun:300,verb:97'.")
+    groups.append((name.strip(), int(size)))
+  return tuple(groups)
+
+
 def load(source: str, path: str):
   """(config, params) of `path` in format `source` (see SOURCES)."""
   if source == 'vit_npz':
@@ -61,7 +81,9 @@ def load(source: str, path: str):
   if source == 'scenic':
     return convert.load_scenic(path, _SCENIC_CONFIG.value, num_frames=_NUM_FRAMES.value,
                                crop_size=_CROP_SIZE.value,
-                               attention_type=_ATTENTION.value)
+                               attention_type=_ATTENTION.value,
+                               classifier=_CLASSIFIER.value,
+                               label_groups=parse_label_groups(_LABEL_GROUPS.value))
   return convert.load_converted(path, _CHECKPOINT.value)
 
 

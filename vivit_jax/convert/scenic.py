@@ -25,6 +25,10 @@ position embedding, Model 4 vs Model 1, Model 3's attention order) comes from th
 config (a config file, `scenic_config`) or the `num_frames` / `crop_size` /
 `attention_type` / `attention_order` arguments; without either, Model 3 gets Scenic's
 default 'time_space' (logged).
+Models without CLS tokens pool with Scenic's `classifier` ('gap', 'gmp' max or 'gsp' sum,
+from the config or the `classifier` argument; 'gap' if neither says). Multi-head models
+(Scenic's `ViViTMultiHeadClassificationModel`, e.g. Epic-Kitchens noun/verb) become
+label groups from the config's `class_splits` / `split_names` (or `label_groups`).
 Scenic uses flax's defaults: tanh-approximate GELU, LayerNorm epsilon 1e-6, and pixels
 in [-1, 1] (mean_rgb = std_rgb = 0.5).
 """
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 import ml_collections
 import orbax.checkpoint as ocp
@@ -91,9 +95,12 @@ def _facts_from_scenic_config(scenic_config) -> dict:
   m = scenic_config.get('model') or {}
   dc = scenic_config.get('dataset_configs') or {}
   attention = (m.get('attention_config') or {})
+  splits, names = dc.get('class_splits'), dc.get('split_names')
+  groups = (tuple(zip(names or [str(i + 1) for i in range(len(splits))], splits))
+            if splits else None)
   facts = {'attention_type': attention.get('type'),
            'attention_order': attention.get('attention_order'),
-           'classifier': m.get('classifier'),
+           'classifier': m.get('classifier'), 'label_groups': groups,
            'num_frames': dc.get('num_frames'), 'crop_size': dc.get('crop_size')}
   return {k: v for k, v in facts.items() if v is not None}
 
@@ -120,9 +127,15 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
                              num_frames: Optional[int] = None,
                              crop_size: Optional[int] = None,
                              classifier: Optional[str] = None,
-                             attention_order: Optional[str] = None
+                             attention_order: Optional[str] = None,
+                             label_groups: Optional[Sequence] = None
                              ) -> tuple[ml_collections.ConfigDict, Flat]:
-  """This project's config and flat params for a Scenic ViViT params tree."""
+  """This project's config and flat params for a Scenic ViViT params tree.
+
+  classifier: Scenic's `model.classifier` where the arrays cannot say it: a model
+  without CLS tokens pools with 'gap' (default), 'gmp' or 'gsp'. label_groups: Scenic's
+  multi-head `class_splits` with their `split_names`, ((name, size), ...), whose sizes
+  must add up to the output projection's width."""
   kernel = flat.get('embedding/kernel')
   if kernel is None:
     raise ConversionError('The Scenic checkpoint has no embedding/kernel: not a ViViT '
@@ -138,9 +151,9 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
     if kind not in ('spatio_temporal', 'factorised_dot_product'):
       raise ConversionError(f'attention_type={attention_type!r} does not match the '
                             'checkpoint (blocks shaped like Model 1 / Model 4).')
-  if classifier in ('gmp', 'gsp'):
-    raise ConversionError(f"Scenic classifier={classifier!r} (max/sum pooling) has no "
-                          "counterpart here: expected 'token' or 'gap'.")
+  if classifier is not None and classifier not in ('token', '0', 'gap', 'gmp', 'gsp'):
+    raise ConversionError(f"Scenic classifier={classifier!r} is invalid: expected one of "
+                          "'token', 'gap', 'gmp', 'gsp'.")
 
   config = base_config()
   config.experiment_name = 'scenic_vivit'
@@ -154,6 +167,12 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
   m.representation_size = (int(flat['pre_logits/kernel'].shape[1])
                            if 'pre_logits/kernel' in flat else None)
   d.num_classes = int(flat['output_projection/kernel'].shape[1])
+  if label_groups:
+    d.label_groups = tuple((str(name), int(size)) for name, size in label_groups)
+    if sum(size for _, size in d.label_groups) != d.num_classes:
+      raise ConversionError(f'label_groups={d.label_groups} add up to '
+                            f'{sum(size for _, size in d.label_groups)} classes, but the '
+                            f'output projection has {d.num_classes}.')
   d.mean_rgb, d.std_rgb = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
   t = m.temporal_patch_size
 
@@ -200,6 +219,14 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
       raise ConversionError(f'num_frames={frames}, crop_size={crop} give '
                             f'{frames // t}x{crop // ph}x{crop // pw} tokens, but the '
                             f'position embedding holds {n}.')
+  pooled = classifier if classifier in ('gap', 'gmp', 'gsp') else None
+  if has_cls and pooled:
+    raise ConversionError(f'classifier={classifier!r} does not match the checkpoint, which '
+                          "has CLS tokens: expected 'token'.")
+  if pooled:          # Scenic pools both of Model 2's encoders the same way.
+    m.classifier = pooled
+    if kind == 'factorised_encoder':
+      m.spatial_classifier = pooled
   m.num_layers = _count_blocks(flat, enc)
   m.num_heads, m.mlp_dim = _block_sizes(flat, enc)
   d.num_frames, d.crop_size = int(frames), int(crop)
@@ -227,18 +254,22 @@ def scenic_config_and_params(flat: Flat, *, attention_type: Optional[str] = None
 
 def load_scenic(path: str, scenic_config=None, *, num_frames: Optional[int] = None,
                 crop_size: Optional[int] = None, attention_type: Optional[str] = None,
-                attention_order: Optional[str] = None
+                attention_order: Optional[str] = None, classifier: Optional[str] = None,
+                label_groups: Optional[Sequence] = None
                 ) -> tuple[ml_collections.ConfigDict, dict]:
   """(config, params) of a Scenic ViViT checkpoint (module docstring).
 
   scenic_config: the run's Scenic config (a path to its config file, or a ConfigDict);
   num_frames / crop_size / attention_type ('spacetime', 'factorized_dot_product_attention'
-  or this project's names) / attention_order (Model 3: 'time_space' or 'space_time')
-  override or replace what it says.
+  or this project's names) / attention_order (Model 3: 'time_space' or 'space_time') /
+  classifier ('gap', 'gmp', 'gsp' for models without CLS tokens) / label_groups (a
+  multi-head model's ((split_name, class_split), ...), e.g. Epic-Kitchens'
+  (('noun', 300), ('verb', 97))) override or replace what it says.
   """
   facts = _facts_from_scenic_config(scenic_config)
   given = dict(num_frames=num_frames, crop_size=crop_size, attention_type=attention_type,
-               attention_order=attention_order)
+               attention_order=attention_order, classifier=classifier,
+               label_groups=label_groups)
   facts.update({k: v for k, v in given.items() if v is not None})
   tree = unwrap_params(read_checkpoint(path))
   config, flat = scenic_config_and_params(flatten(tree), **facts)
