@@ -31,7 +31,7 @@ def run(tmp_path_factory):
   frames = np.random.default_rng(3).integers(0, 256, (3, 4, 8, 8, 3), dtype=np.uint8)
   video = augment.normalize(frames, config.dataset.mean_rgb, config.dataset.std_rgb)
   expected = np.asarray(model.apply({'params': params}, video, train=False))
-  return {'root': root, 'workdir': str(root / 'run'), 'frames': frames, 'video': video,
+  return {'root': root, 'params': params, 'workdir': str(root / 'run'), 'frames': frames, 'video': video,
           'expected': expected, 'config': config}
 
 
@@ -66,7 +66,11 @@ def test_saved_model_takes_uint8_frames(run):
   r = _cli(f'--workdir={run["workdir"]}', '--checkpoint=latest', '--format=saved_model',
            f'--out={out}', '--platforms=cpu')
   assert r.returncode == 0, r.stderr[-3000:]
-  serve = tf.saved_model.load(out).signatures['serving_default']
+  loaded = tf.saved_model.load(out)
+  # The weights are variables (the variables/ folder), not graph constants.
+  assert (sum(int(np.prod(v.shape)) for v in tf.nest.flatten(loaded.params)) ==
+          sum(p.size for p in jax.tree.leaves(run['params'])))
+  serve = loaded.signatures['serving_default']
   for n in (1, 3):
     result = serve(frames=tf.constant(run['frames'][:n]))
     np.testing.assert_allclose(result['logits'].numpy(), run['expected'][:n], atol=1e-5,
