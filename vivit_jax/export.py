@@ -13,7 +13,7 @@ how; vivit_jax.inference.test_views does it in Python).
     normalised video float32[B, T, S, S, 3] -> logits float32[B, K],
   with the parameters baked in as constants: one self-contained file a server loads with
   `jax.export.deserialize(open(OUT, 'rb').read()).call(video)` (no flax, no params tree
-  to rebuild; the price: the file holds the weights, e.g. 340 MiB for ViViT-B, and must
+  to rebuild; the price: the file holds the weights (4 bytes per float32 parameter) and must
   stay under the 2 GB limit of one serialized module). Beside it, OUT.json (the sidecar):
   input shape/dtype/layout, the normalisation ((pixels / 255 - mean_rgb) / std_rgb), the
   test-view protocol, num_classes, label_names, config name, checkpoint, platforms.
