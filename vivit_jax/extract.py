@@ -139,6 +139,28 @@ class Progress:
                      'fingerprint': np.array(self.fingerprint)})
 
 
+def extract_videos(extract: Extractor, progress: Progress, todo, order, partial: str,
+                   save_every: int, first: int, total: int) -> None:
+  """Extracts the videos `todo` into `progress` (a corrupt one: one ERROR line, recorded
+  as failed), one progress line each, saving `partial` every `save_every` videos and on
+  any exception. `first` videos of `total` were done before."""
+  start = time.time()
+  try:
+    for new, path in enumerate(todo, 1):
+      try:
+        progress.done[path] = extract(path)
+      except (DecodeError, OSError, ValueError) as e:
+        progress.failed[path] = _error_line(path, e)
+        print(f'ERROR {progress.failed[path]}', file=sys.stderr, flush=True)
+      print(f'[{first + new}/{total}] {path} ({new / (time.time() - start):.2f} videos/s)',
+            file=sys.stderr, flush=True)
+      if new % save_every == 0:
+        progress.save(partial, order)
+  except BaseException:   # Ctrl-C included: keep what is done.
+    progress.save(partial, order)
+    raise
+
+
 def _error_line(path: str, e: BaseException) -> str:
   message = str(e).splitlines()[0] if str(e) else type(e).__name__
   return message if message.startswith(path) else f'{path}: {message}'
@@ -170,30 +192,15 @@ def main(argv):
   extract = Extractor(config, model, params, FLAGS.tokens)
   order = index.paths   # rows; a video listed twice is extracted once.
   unique = list(dict.fromkeys(order))
-  todo = [p for p in unique if p not in progress.done and p not in progress.failed]
-  if FLAGS.max_videos is not None:
-    todo = todo[:FLAGS.max_videos]
-  total, start, new = len(unique), time.time(), 0
-  try:
-    for path in todo:
-      try:
-        progress.done[path] = extract(path)
-      except (DecodeError, OSError, ValueError) as e:
-        progress.failed[path] = _error_line(path, e)
-        print(f'ERROR {progress.failed[path]}', file=sys.stderr, flush=True)
-      new += 1
-      count = len(progress.done) + len(progress.failed)
-      print(f'[{count}/{total}] {path} ({new / (time.time() - start):.2f} videos/s)',
-            file=sys.stderr, flush=True)
-      if new % FLAGS.save_every == 0:
-        progress.save(partial, order)
-  except BaseException:
+  pending = [p for p in unique if p not in progress.done and p not in progress.failed]
+  todo = pending if FLAGS.max_videos is None else pending[:FLAGS.max_videos]
+  extract_videos(extract, progress, todo, order, partial, FLAGS.save_every,
+                 first=len(unique) - len(pending), total=len(unique))
+  if len(todo) < len(pending):
     progress.save(partial, order)
-    raise
-  if len(progress.done) + len(progress.failed) < total:
-    progress.save(partial, order)
-    print(f'stopped after {new} new videos; {partial} holds the {len(progress.done)} '
-          'done: rerun the same command to continue.', file=sys.stderr)
+    print(f'stopped after {len(todo)} new videos; {partial} holds the '
+          f'{len(unique) - len(pending) + len(todo)} done: rerun the same command to '
+          'continue.', file=sys.stderr)
     return 0
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
