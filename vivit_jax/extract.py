@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -139,7 +140,7 @@ class Progress:
                      'fingerprint': np.array(self.fingerprint)})
 
 
-def extract_videos(extract: Extractor, progress: Progress, todo, order, partial: str,
+def extract_videos(extract: Callable, progress: Progress, todo, order, partial: str,
                    save_every: int, first: int, total: int) -> None:
   """Extracts the videos `todo` into `progress` (a corrupt one: one ERROR line, recorded
   as failed), one progress line each, saving `partial` every `save_every` videos and on

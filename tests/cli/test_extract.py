@@ -117,3 +117,24 @@ def test_a_partial_file_of_another_extraction_is_refused(run):
                      timeout=600)
   assert r.returncode == 2
   assert 'error:' in r.stderr and 'delete it to start over' in r.stderr
+
+
+def test_a_crash_keeps_the_videos_done(tmp_path):
+  """Ctrl-C (or any exception) during a video: the partial file holds the ones before."""
+  from vivit_jax import extract
+
+  def fake(path):
+    if path == 'c':
+      raise KeyboardInterrupt
+    if path == 'b':
+      raise extract.DecodeError('b: corrupt')
+    return np.full(2, ord(path), np.float32), None
+
+  progress = extract.Progress('fp')
+  partial = str(tmp_path / 'x.partial.npz')
+  with pytest.raises(KeyboardInterrupt):
+    extract.extract_videos(fake, progress, ['a', 'b', 'c', 'd'], ['a', 'b', 'c', 'd'],
+                           partial, save_every=100, first=0, total=4)
+  resumed = extract.Progress.load(partial, 'fp')
+  assert list(resumed.done) == ['a'] and resumed.failed == {'b': 'b: corrupt'}
+  np.testing.assert_array_equal(resumed.done['a'][0], [97, 97])
