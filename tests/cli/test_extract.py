@@ -138,3 +138,16 @@ def test_a_crash_keeps_the_videos_done(tmp_path):
   resumed = extract.Progress.load(partial, 'fp')
   assert list(resumed.done) == ['a'] and resumed.failed == {'b': 'b: corrupt'}
   np.testing.assert_array_equal(resumed.done['a'][0], [97, 97])
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--index=/nonexistent/index.csv', "Video index '/nonexistent/index.csv' does not exist"),
+    ('--workdir=/nonexistent/run', "--workdir='/nonexistent/run' is not a directory")])
+def test_bad_arguments_are_one_line(run, tmp_path, flag, message):
+  args = [f'--workdir={run["workdir"]}', f'--index={run["index"]}',
+          f'--out={tmp_path / "o.npz"}']
+  args = [a for a in args if not a.startswith(flag.split('=')[0] + '=')] + [flag]
+  r = subprocess.run(CLI + args, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 2
+  lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1 and message in lines[0], r.stderr[-2000:]
