@@ -14,24 +14,25 @@ from vivit_jax import models
 from vivit_jax.models import features
 
 CONFIGS = pathlib.Path(__file__).parents[2] / 'configs' / 'synthetic'
-# config file, overrides, expected tokens per clip at 4x8x8 (CLS counted).
+# case: (configs/synthetic/<file>.py, model overrides, tokens per 4x8x8 clip incl. CLS).
 CASES = {
-    'vivit_model1': ({}, 1 + 2 * 2 * 2),
-    'vivit_model1_gap_repr': ({'classifier': 'gap', 'representation_size': 8}, 8),
-    'vivit_model2': ({}, 1 + 2),
-    'vivit_model2_avgpool': ({'temporal_num_layers': 0}, 2 * (1 + 4)),
-    'vivit_model3': ({}, 8),
-    'vivit_model4': ({}, 8),
-    'timesformer': ({}, None),
-    'vtn': ({}, None),
-    'mvit': ({}, None),
-    'mvitv2': ({}, None),
-    'video_swin': ({}, None),
+    'vivit_model1': ('vivit_model1', {}, 1 + 2 * 2 * 2),
+    'vivit_model1_gap_repr': ('vivit_model1',
+                              {'classifier': 'gap', 'representation_size': 8}, 8),
+    'vivit_model2': ('vivit_model2', {}, 1 + 2),
+    'vivit_model2_avgpool': ('vivit_model2', {'temporal_num_layers': 0}, 2 * (1 + 4)),
+    'vivit_model3': ('vivit_model3', {}, 8),
+    'vivit_model4': ('vivit_model4', {}, 8),
+    'timesformer': ('timesformer', {}, None),
+    'vtn': ('vtn', {}, None),
+    'mvit': ('mvit', {}, None),
+    'mvitv2': ('mvitv2', {}, None),
+    'video_swin': ('video_swin', {}, None),
 }
 
 
-def tiny(name, overrides):
-  config = vc.load_config(CONFIGS / f'{name.split("_gap")[0].split("_avg")[0]}.py', 'tiny')
+def tiny(file, overrides):
+  config = vc.load_config(CONFIGS / f'{file}.py', 'tiny')
   for k, v in overrides.items():
     config.model[k] = v
   vc.validate_config(config)
@@ -48,8 +49,8 @@ def tiny(name, overrides):
 
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_pre_logits_times_head_are_the_logits(name):
-  overrides, num_tokens = CASES[name]
-  model, params, video = tiny(name, overrides)
+  file, overrides, num_tokens = CASES[name]
+  model, params, video = tiny(file, overrides)
   logits, pre_logits, tokens = jax.jit(
       lambda p, v: features.representations(model, p, v))(params, video)
   expected = model.apply({'params': params}, video, train=False)
