@@ -26,3 +26,34 @@ def final_params(workdir, checkpoint=None):
   """(step, params) of the newest checkpoint of `workdir` (or `checkpoint`)."""
   step_dir, step = ckpt_lib.resolve_checkpoint(workdir, checkpoint)
   return step, jax.device_get(ckpt_lib.load_params(step_dir))
+
+
+def noise_workdir(workdir, config, seed=0, label_names=None):
+  """A workdir (config.json, label_names.json, one checkpoint at step 5) holding noise
+  params for `config`'s model (no zero head); returns (model, params)."""
+  import json
+
+  import jax.numpy as jnp
+  import numpy as np
+
+  from vivit_jax import models
+  from vivit_jax.convert.common import config_to_json
+  from vivit_jax.train import steps
+  d = config.dataset
+  model = models.create_model(config.model, d.num_classes)
+  video = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3))
+  abstract = jax.eval_shape(model.init, jax.random.key(0), video)['params']
+  rng = np.random.default_rng(seed)
+  params = jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+                        abstract)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config_to_json(config))
+  if label_names:
+    with open(os.path.join(workdir, 'label_names.json'), 'w') as f:
+      json.dump(list(label_names), f)
+  ckpts = ckpt_lib.Checkpoints(str(workdir), async_save=False)
+  ckpts.save(steps.TrainState(step=np.int32(5), params=params,
+                              opt_state={'count': np.zeros((), np.int32)}))
+  ckpts.close()
+  return model, params

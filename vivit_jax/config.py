@@ -184,6 +184,9 @@ def default_config() -> ml_collections.ConfigDict:
   # mmaction2) or 'logits' (softmax of the mean logits: Scenic's ViViT).
   c.trainer.view_aggregation = 'softmax'
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
+  # Frozen params (zero updates; train/optim.py): None, 'backbone' (linear probing: only
+  # the class projection `output_projection` trains) or regexes of the paths to freeze.
+  c.trainer.freeze = placeholder(object)
 
   c.init_from = init_from_config()
   return c

@@ -298,3 +298,63 @@ def test_train_step_with_cutmix_and_mixup_is_deterministic():
   s2, m2 = step(state, batch)
   assert np.isfinite(float(m1['loss'])) and float(m1['loss']) == float(m2['loss'])
   np.testing.assert_array_equal(s1.params['w'], s2.params['w'])
+
+
+# -- trainer.freeze (linear probing) ----------------------------------------------------
+
+def _frozen_run(freeze, num_steps=3, **optimizer):
+  """(params before, params after `num_steps` real train steps) of a tiny ViViT under
+  AdamW with decay, clipping, layer decay and multipliers (all inside the mask)."""
+  c = opt_config('adamw', 1e-2, 0.1, grad_clip_norm=1.0, layer_decay=0.8,
+                 lr_multipliers=(('embedding', 2.0),), **optimizer)
+  m = c.model
+  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 16, 1, 2, 32
+  m.patch_size, m.temporal_patch_size = (4, 4), 2
+  c.trainer.freeze = freeze
+  model = models.create_model(m, 3)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 4, 8, 8, 3)))['params']
+  tx, lr_fn = optim.create_optimizer(c, num_steps)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, jax.random.key(1), apply_fn=model.apply,
+                                               tx=tx, lr_fn=lr_fn, num_classes=3)[0])
+  state = steps.create_train_state(params, tx)
+  rng = np.random.default_rng(0)
+  for _ in range(num_steps):
+    state = step(state, {'video': rng.normal(size=(4, 4, 8, 8, 3)).astype(np.float32),
+                         'label': rng.integers(0, 3, 4).astype(np.int32)})
+  return by_name(params), by_name(state.params)
+
+
+def test_freeze_backbone_trains_only_the_head():
+  before, after = _frozen_run('backbone')
+  for name in before:
+    if name.startswith('output_projection/'):
+      assert not np.allclose(before[name], after[name]), name
+    else:
+      np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+
+
+def test_freeze_regexes_freeze_the_matching_paths():
+  before, after = _frozen_run(['^Transformer/', '^cls'])
+  frozen = [n for n in before if n.startswith(('Transformer/', 'cls'))]
+  assert frozen and len(frozen) < len(before)
+  for name in before:
+    if name in frozen:
+      np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+    else:
+      assert not np.array_equal(before[name], after[name]), name
+
+
+@pytest.mark.parametrize('value', ['head', ['('], 7, []])
+def test_bad_freeze_names_the_field(value):
+  c = opt_config('sgd', 0.1, 0.0)
+  c.trainer.freeze = value
+  with pytest.raises(ConfigError, match='config.trainer.freeze='):
+    optim.create_optimizer(c, 10)
+
+
+def test_freezing_everything_is_refused():
+  c = opt_config('sgd', 0.1, 0.0)
+  c.trainer.freeze = ['.']
+  tx, _ = optim.create_optimizer(c, 10)
+  with pytest.raises(ConfigError, match=r'config.trainer.freeze=.*freezes 2 of 2'):
+    tx.init({'a': jnp.zeros(2), 'b': jnp.ones(3)})

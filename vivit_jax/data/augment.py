@@ -110,15 +110,21 @@ def resize_short_side(video: np.ndarray, size: int) -> np.ndarray:
   return resize(video, max(int(round(h * scale)), size), max(int(round(w * scale)), size))
 
 
-def normalize(video: np.ndarray, mean_rgb, std_rgb) -> np.ndarray:
-  """float32, same shape: (video / 255 - mean_rgb) / std_rgb over the last axis."""
+def normalize_affine(mean_rgb, std_rgb) -> tuple[np.ndarray, np.ndarray]:
+  """(scale, shift), float32[3] each: `normalize` computes `pixels * scale - shift` in
+  float32 (an exported model's preprocessing uses the same constants and order)."""
   mean = np.asarray(mean_rgb, np.float32)
   std = np.asarray(std_rgb, np.float32)
+  return (1.0 / (255.0 * std)).astype(np.float32), (mean / std).astype(np.float32)
+
+
+def normalize(video: np.ndarray, mean_rgb, std_rgb) -> np.ndarray:
+  """float32, same shape: (video / 255 - mean_rgb) / std_rgb over the last axis."""
+  scale, shift = normalize_affine(mean_rgb, std_rgb)
   # One row per image line so that the per-channel constants broadcast along a long
   # inner axis (numpy is slow on an inner axis of 3).
   width = video.shape[-2] if video.ndim >= 2 else 1
-  scale = np.tile(1.0 / (255.0 * std), width)
-  shift = np.tile(mean / std, width)
+  scale, shift = np.tile(scale, width), np.tile(shift, width)
   out = np.multiply(video.reshape(-1, scale.size), scale, dtype=np.float32)
   out -= shift
   return out.reshape(video.shape)

@@ -39,6 +39,17 @@ component matching `_EMBEDDING_COMPONENT`) get `decay ** (L + 1)`, everything el
     rule).
 Models with blocks under two different parents (ViViT factorised encoder, VTN: a spatial
 and a temporal transformer) have no single block order and are refused (ConfigError).
+
+Frozen parameters (`trainer.freeze`; None = train everything) get zero updates
+(`optax.multi_transform` with `optax.set_to_zero`; they hold no optimiser state and their
+gradients count in neither the clipping norm nor the decay):
+  'backbone'   linear probing: only the final class projection trains (the top-level
+               `output_projection`, every family's last Dense); ViT's `pre_logits`,
+               VTN's `head_hidden` and all else stay as loaded (typically `init_from`);
+  [regex, ...] a parameter is frozen when one of them `re.search`-matches its '/'-joined
+               path (e.g. ['^embedding/', '^Transformer/encoderblock_[0-5]/']).
+A setting that freezes every parameter or none is refused (ConfigError) when the
+optimiser state is created.
 """
 from __future__ import annotations
 
@@ -61,6 +72,9 @@ _EMBEDDING_COMPONENT = re.compile(
 # Layer decay: an encoder block (optionally inside a Swin stage) / a Swin patch merging.
 _BLOCK = re.compile(r'(?:^|/)(?:stage_(\d+)/)?(?:encoder)?block_(\d+)(?:/|$)')
 _MERGE = re.compile(r'(?:^|/)stage_(\d+)/merge(?:/|$)')
+# trainer.freeze='backbone': what stays trainable (the class projection of every family).
+HEAD_PREFIX = 'output_projection/'
+FREEZE_CHOICES = ('backbone',)
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict, num_train_steps: int):
@@ -163,7 +177,10 @@ def parameter_lr_multipliers(params, multipliers=(), layer_decay=None):
   """Pytree of Python floats: each parameter's lr multiplier: the first `(regex, m)` of
   `multipliers` matching its path (else 1), times `layer_decay ** (L + 1 - layer id)`
   when `layer_decay` is set."""
-  names = [_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  # Under `trainer.freeze` the frozen leaves are optax.MaskedNode: they still count as
+  # names, so the block order of layer decay is the whole model's.
+  names = [_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(
+      params, is_leaf=lambda x: isinstance(x, optax.MaskedNode))]
   mult = {n: 1.0 for n in names}
   for name in names:
     for pattern, m in multipliers or ():
@@ -203,7 +220,8 @@ def _is_regex(p) -> bool:
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for `config.optimizer` fields that cannot work (no compute)."""
+  """Raises ConfigError for `config.optimizer` fields and `trainer.freeze` that cannot
+  work (no compute)."""
   o = config.optimizer
   if o.get('name') not in ('sgd', 'adamw'):
     raise config_error('optimizer.name', o.get('name'), "one of 'sgd', 'adamw'")
@@ -221,6 +239,11 @@ def check(config: ml_collections.ConfigDict) -> None:
   decay = o.get('layer_decay', None)
   if decay is not None and (not isinstance(decay, numbers.Real) or not 0 < decay <= 1):
     raise config_error('optimizer.layer_decay', decay, 'None (off) or a value in (0, 1]')
+  freeze = config.get('trainer', {}).get('freeze', None)
+  regexes = isinstance(freeze, (list, tuple)) and freeze and all(map(_is_regex, freeze))
+  if freeze is not None and freeze not in FREEZE_CHOICES and not regexes:
+    raise config_error('trainer.freeze', freeze, "None, 'backbone' (train only the class "
+                       "projection) or a list of regexes of the parameter paths to freeze")
   mults = o.get('lr_multipliers', None) or ()
   ok = not isinstance(mults, str)
   if ok:
@@ -232,6 +255,34 @@ def check(config: ml_collections.ConfigDict) -> None:
   if not ok:
     raise config_error('optimizer.lr_multipliers', mults, 'None or a list of (regex, '
                        'multiplier >= 0) pairs')
+
+
+def frozen_mask(params, freeze):
+  """Pytree of bools, True where a parameter is frozen by `trainer.freeze` `freeze`
+  (see the module docstring); ConfigError when it freezes every parameter or none."""
+  if freeze is None:
+    return jax.tree.map(lambda _: False, params)
+  if freeze == 'backbone':
+    decide = lambda name: not name.startswith(HEAD_PREFIX)
+  else:
+    compiled = [re.compile(p) for p in freeze]
+    decide = lambda name: any(c.search(name) for c in compiled)
+  mask = jax.tree_util.tree_map_with_path(lambda path, _: decide(_path_str(path)), params)
+  frozen = jax.tree.leaves(mask)
+  if all(frozen) or not any(frozen):
+    raise config_error('trainer.freeze', freeze, 'a setting that freezes some parameters '
+                       f'but not all (it freezes {sum(frozen)} of {len(frozen)})')
+  return mask
+
+
+def freeze_frozen(tx, freeze):
+  """`tx` for the trainable parameters, zero updates for the frozen ones."""
+  if freeze is None:
+    return tx
+  freeze = freeze if isinstance(freeze, str) else tuple(freeze)
+  labels = lambda params: jax.tree.map(lambda f: 'frozen' if f else 'train',
+                                       frozen_mask(params, freeze))
+  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
 
 
 def create_optimizer(config: ml_collections.ConfigDict, num_train_steps: int):
@@ -264,4 +315,4 @@ def create_optimizer(config: ml_collections.ConfigDict, num_train_steps: int):
   if mults or layer_decay is not None:
     chain.append(scale_by_multipliers(mults, layer_decay))
   chain.append(optax.scale_by_learning_rate(lr_fn))
-  return optax.chain(*chain), lr_fn
+  return freeze_frozen(optax.chain(*chain), config.trainer.get('freeze', None)), lr_fn

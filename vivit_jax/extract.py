@@ -1,0 +1,225 @@
+r"""Per-video features of a trained or imported checkpoint, for probing and retrieval.
+
+  python -m vivit_jax.extract --workdir=/tmp/run --index=videos.csv --out=features.npz
+  python -m vivit_jax.extract --workdir=/tmp/run --index=/data/val --out=f.npz --tokens
+
+--index is what the video-file pipeline reads (`data.video_files.read_index`): a CSV /
+TSV / TXT of `path,label` rows (relative paths from the index's folder) or a folder of
+class folders. Each video is cut into the config's test views (`inference.test_views`:
+num_test_clips x num_test_crops) and every view goes through the model once; features
+are averaged over the views. Which features (`models.features`): the pre-logits, the
+input of the final class projection (logits = features @ kernel + bias of
+`output_projection`); with --tokens also the final encoder's normalised token sequence.
+
+OUT (.npz), rows in index order, failed videos left out:
+  paths          str[N]            the videos' paths as the index resolves them
+  features       float32[N, D]     view-averaged pre-logits
+  tokens         float32[N, L, D'] (--tokens) view-averaged final tokens (CLS first
+                                   where the family has one; see models/features.py)
+  labels         str[N]            the index's labels, as written
+  label_ids      int32[N]          their class indices in the model's label names (-1:
+                                   unknown)
+  failed         str[F]            videos that could not be decoded (once each)
+  failed_reasons str[F]            why, one line each
+  num_views      int               views averaged per video
+  checkpoint     str               the step directory the features come from
+
+Resumable: every --save_every videos (and when stopped by an exception or Ctrl-C) the
+work so far is written atomically to OUT.partial.npz; a rerun with the same arguments
+skips the videos done (failed ones included) and ends with the same OUT as an
+uninterrupted run, then deletes the partial file. `--max_videos=N` stops after N new
+videos (to split a long job across time-limited runs). A corrupt or missing video prints
+one `ERROR <path>: <why>` line on stderr and is recorded in `failed`; a progress line
+`[done/total] path` goes to stderr per video.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from vivit_jax import cli
+from vivit_jax.data import video_files
+from vivit_jax.errors import ConfigError, DecodeError
+from vivit_jax.inference import label_names, load_config, load_model, test_views
+from vivit_jax.models import features as features_lib
+
+
+def _define_flags():
+  """The CLI flags, defined only when run as a program (see predict.py)."""
+  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
+  flags.DEFINE_string(
+      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
+      'written by `python -m vivit_jax.convert`.')
+  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
+                      'default: the workdir/checkpoint config.json.')
+  flags.DEFINE_string('index', None, 'CSV/TSV/TXT index of `path,label` rows, or a '
+                      'folder of class folders.')
+  flags.DEFINE_string('out', None, 'Output .npz file.')
+  flags.DEFINE_bool('tokens', False, "Also store the final encoder's token sequence.")
+  flags.DEFINE_integer('save_every', 16, 'Write OUT.partial.npz every this many videos.')
+  flags.DEFINE_integer('max_videos', None, 'Stop after this many new videos (the partial '
+                       'file keeps them; rerun to continue).')
+
+
+def partial_path(out: str) -> str:
+  """Where the work in progress of `out` is kept."""
+  return (out[:-4] if out.endswith('.npz') else out) + '.partial.npz'
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+  """np.savez to `path` atomically (a temporary file, then a rename)."""
+  tmp = path + '.tmp.npz'
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+class Extractor:
+  """View-averaged features of one video file: `(pre_logits float32[D], tokens
+  float32[L, D'] or None)`."""
+
+  def __init__(self, config, model, params, tokens: bool):
+    self.config = config
+    self._params = params
+
+    def fn(p, views):
+      _, pre_logits, toks = features_lib.representations(model, p, views)
+      return pre_logits.mean(0), (toks.mean(0) if tokens else None)
+    self._fn = jax.jit(fn)
+
+  def __call__(self, path: str):
+    feats, toks = self._fn(self._params, test_views(path, self.config))
+    return np.asarray(feats), None if toks is None else np.asarray(toks)
+
+
+class Progress:
+  """The per-video results so far, loaded from and saved to the partial file."""
+
+  KEYS = ('paths', 'features', 'tokens', 'failed', 'failed_reasons')
+
+  def __init__(self, fingerprint: str):
+    self.fingerprint = fingerprint
+    self.done = {}      # path -> (features, tokens or None)
+    self.failed = {}    # path -> reason
+
+  @classmethod
+  def load(cls, path: str, fingerprint: str) -> 'Progress':
+    progress = cls(fingerprint)
+    if not os.path.isfile(path):
+      return progress
+    with np.load(path) as f:
+      if str(f['fingerprint']) != fingerprint:
+        raise ConfigError(f'{path} was written by another extraction ({f["fingerprint"]}, '
+                          f'now {fingerprint}): delete it to start over.')
+      tokens = f['tokens'] if 'tokens' in f else None
+      for i, p in enumerate(f['paths']):
+        progress.done[str(p)] = (f['features'][i], None if tokens is None else tokens[i])
+      progress.failed = dict(zip(map(str, f['failed']), map(str, f['failed_reasons'])))
+    return progress
+
+  def arrays(self, order) -> dict:
+    """The .npz arrays of the rows of `order` (paths) whose video is done or failed."""
+    paths = [p for p in order if p in self.done]
+    failed = [p for p in dict.fromkeys(order) if p in self.failed]
+    out = {'paths': np.array(paths, dtype=str),
+           'failed': np.array(failed, dtype=str),
+           'failed_reasons': np.array([self.failed[p] for p in failed], dtype=str)}
+    out['features'] = (np.stack([self.done[p][0] for p in paths]).astype(np.float32)
+                       if paths else np.zeros((0, 0), np.float32))
+    if paths and self.done[paths[0]][1] is not None:
+      out['tokens'] = np.stack([self.done[p][1] for p in paths]).astype(np.float32)
+    return out
+
+  def save(self, path: str, order) -> None:
+    _save_npz(path, {**self.arrays(list(dict.fromkeys(order))),
+                     'fingerprint': np.array(self.fingerprint)})
+
+
+def extract_videos(extract: Callable, progress: Progress, todo, order, partial: str,
+                   save_every: int, first: int, total: int) -> None:
+  """Extracts the videos `todo` into `progress` (a corrupt one: one ERROR line, recorded
+  as failed), one progress line each, saving `partial` every `save_every` videos and on
+  any exception. `first` videos of `total` were done before."""
+  start = time.time()
+  try:
+    for new, path in enumerate(todo, 1):
+      try:
+        progress.done[path] = extract(path)
+      except (DecodeError, OSError, ValueError) as e:
+        progress.failed[path] = _error_line(path, e)
+        print(f'ERROR {progress.failed[path]}', file=sys.stderr, flush=True)
+      print(f'[{first + new}/{total}] {path} ({new / (time.time() - start):.2f} videos/s)',
+            file=sys.stderr, flush=True)
+      if new % save_every == 0:
+        progress.save(partial, order)
+  except BaseException:   # Ctrl-C included: keep what is done.
+    progress.save(partial, order)
+    raise
+
+
+def _error_line(path: str, e: BaseException) -> str:
+  message = str(e).splitlines()[0] if str(e) else type(e).__name__
+  return message if message.startswith(path) else f'{path}: {message}'
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  FLAGS = flags.FLAGS
+  if not FLAGS.index or not FLAGS.out:
+    raise ConfigError('Pass --index (a CSV/TSV/TXT index or a folder of class folders) '
+                      'and --out (the .npz to write).')
+  if not FLAGS.workdir and not FLAGS.checkpoint:
+    raise ConfigError('Pass --workdir, or --checkpoint (with --config unless the '
+                      'checkpoint directory holds config.json).')
+  if FLAGS.workdir and not os.path.isdir(FLAGS.workdir):
+    raise ConfigError(f'--workdir={FLAGS.workdir!r} is not a directory: expected a '
+                      'training workdir (config.json + checkpoints/).')
+  if FLAGS.save_every < 1:
+    raise ConfigError(f'--save_every={FLAGS.save_every} is invalid: expected >= 1.')
+  index = video_files.read_index(FLAGS.index)
+  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
+  num_views = (int(config.dataset.get('num_test_clips', 1)) *
+               int(config.dataset.get('num_test_crops', 1)))
+  fingerprint = f'checkpoint={step_dir} tokens={FLAGS.tokens}'
+  partial = partial_path(FLAGS.out)
+  progress = Progress.load(partial, fingerprint)
+  extract = Extractor(config, model, params, FLAGS.tokens)
+  order = index.paths   # rows; a video listed twice is extracted once.
+  unique = list(dict.fromkeys(order))
+  pending = [p for p in unique if p not in progress.done and p not in progress.failed]
+  todo = pending if FLAGS.max_videos is None else pending[:FLAGS.max_videos]
+  extract_videos(extract, progress, todo, order, partial, FLAGS.save_every,
+                 first=len(unique) - len(pending), total=len(unique))
+  if len(todo) < len(pending):
+    progress.save(partial, order)
+    print(f'stopped after {len(todo)} new videos; {partial} holds the '
+          f'{len(unique) - len(pending) + len(todo)} done: rerun the same command to '
+          'continue.', file=sys.stderr)
+    return 0
+  names = label_names(config, config.dataset.num_classes,
+                      [FLAGS.workdir, FLAGS.checkpoint, step_dir])
+  arrays = progress.arrays(order)
+  arrays['labels'] = np.array([label for p, label in zip(index.paths, index.labels)
+                               if p in progress.done], dtype=str)
+  arrays['label_ids'] = video_files.label_indices(list(arrays['labels']), names)
+  arrays['num_views'] = np.array(num_views)
+  arrays['checkpoint'] = np.array(step_dir)
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  _save_npz(FLAGS.out, arrays)
+  if os.path.exists(partial):
+    os.remove(partial)
+  print(f'wrote {FLAGS.out}: {len(arrays["paths"])} videos, {len(arrays["failed"])} '
+        f'failed, features {arrays["features"].shape}', file=sys.stderr)
+  return 0
+
+
+if __name__ == '__main__':
+  _define_flags()
+  cli.run(lambda argv: sys.exit(main(argv)))
