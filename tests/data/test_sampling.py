@@ -211,6 +211,24 @@ def test_eval_view_boxes():
     augment.eval_view_boxes(20, 30, 16, 2)
 
 
+@pytest.mark.parametrize('height, width, crop, min_resize', [
+    (32, 24, 8, 8), (24, 32, 8, 8), (240, 320, 224, 256), (101, 57, 16, 20)])
+def test_eval_view_boxes_stay_inside_frames_the_resize_rounds(height, width, crop, min_resize):
+  """Shorter side 24 -> 8 resizes 32 to round(10.67) = 11 rows; the bottom crop then
+  ends at the frame's last row (it used to end at 33 of 32, and PIL refused the box)."""
+  for num_crops in (1, 3):
+    boxes = augment.eval_view_boxes(height, width, crop, num_crops, min_resize)
+    for y, x, h, w in boxes:
+      assert y >= 0 and x >= 0
+      assert y + h <= height + 1e-9 and x + w <= width + 1e-9
+  last = augment.eval_view_boxes(height, width, crop, 3, min_resize)[-1]
+  assert max(last[0] + last[2] - height, last[1] + last[3] - width) == pytest.approx(0)
+  video = _video(t=1, h=height, w=width)
+  views = [augment.resize_box(video, b, crop, crop)
+           for b in augment.eval_view_boxes(height, width, crop, 3, min_resize)]
+  assert all(v.shape == (1, crop, crop, video.shape[-1]) for v in views)
+
+
 def test_resize_box():
   video = _video(t=2, h=12, w=16)
   np.testing.assert_array_equal(augment.resize_box(video, (2, 3, 8, 8), 8, 8),

@@ -199,7 +199,10 @@ def eval_view_boxes(height: int, width: int, crop_size: int, num_crops: int,
   h, w = max(int(round(height * scale)), crop_size), max(int(round(width * scale)), crop_size)
   boxes = ([center_crop_box(h, w, crop_size)] if num_crops == 1
            else three_crop_boxes(h, w, crop_size))
-  return [(by / scale, bx / scale, bh / scale, bw / scale) for by, bx, bh, bw in boxes]
+  # Back to frame pixels with each axis's own factor (h / height, w / width: the rounded
+  # resize), so a box that ends at the resized frame's edge ends at the frame's edge.
+  sy, sx = h / height, w / width
+  return [(by / sy, bx / sx, bh / sy, bw / sx) for by, bx, bh, bw in boxes]
 
 
 # Colour jitter (SimCLR-style: random order, multiplicative brightness, YIQ hue; not
