@@ -85,8 +85,9 @@ def test_tfds_split_strings_and_sharding(tfds_dir):
   assert ds.num_examples('train') == 3
   parts = [data.get_dataset(tfds_config(tfds_dir), process_index=p, process_count=2)
            for p in range(2)]
-  keys = [set(p.readers['train'].keys) for p in parts]
-  assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 6
+  keys = [set(p.readers['validation'].keys) for p in parts]
+  assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 3
+  assert all(len(p.readers['train'].keys) == 6 for p in parts)    # all: see pipeline.
 
 
 def test_tfds_errors(tfds_dir):
