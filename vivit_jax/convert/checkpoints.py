@@ -67,9 +67,23 @@ def _read_step(step_dir: str) -> int:
 
 def load_params(step_dir: str, abstract_params: Any = None):
   """Params saved in a step directory (see `resolve_checkpoint`), restored into
-  `abstract_params`' shapes/shardings (host default device if None)."""
+  `abstract_params`' shapes/shardings (if None: the saved shapes on this process's
+  first device, whatever topology wrote them)."""
   ckptr = ocp.StandardCheckpointer()
-  target = None if abstract_params is None else abstract(abstract_params)
-  params = ckptr.restore(os.path.join(step_dir, 'params'), target)
+  path = os.path.join(step_dir, 'params')
+  if abstract_params is None:
+    target = _on_one_device(ckptr.metadata(path))
+  else:
+    target = abstract(abstract_params)
+  params = ckptr.restore(path, target)
   ckptr.close()
   return params
+
+
+def _on_one_device(metadata):
+  """ShapeDtypeStructs on jax.local_devices()[0] of a checkpoint's saved arrays (a
+  restore target: orbax refuses a checkpoint written by another topology without one)."""
+  tree = getattr(metadata, 'item_metadata', metadata)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)

@@ -116,10 +116,25 @@ def make_parallel(config, *, train_step_fn: Callable, eval_step_fn: Callable) ->
                     "'jit', 'pmap'.")
 
 
+def check_process_rows(sharding) -> None:
+  """Raises if `sharding` (batch rows over the devices) does not give process p the
+  rows [p * b, (p + 1) * b) of a global batch, b = rows per process: the rows its
+  dataset reads (data.pipeline.global_rows), so the global batch of a step is the same
+  on any topology."""
+  local, p = jax.local_device_count(), jax.process_index()
+  index_map = sharding.addressable_devices_indices_map((jax.device_count(),))
+  rows = sorted(index[0].start or 0 for index in index_map.values())
+  if rows != list(range(p * local, (p + 1) * local)):
+    raise RuntimeError(f'Process {p} holds batch rows {rows} of the device mesh, not '
+                       f'its block [{p * local}, {(p + 1) * local}): the mesh must list '
+                       'devices in process order with the same count per process.')
+
+
 def _jit_parallel(train_step_fn, eval_step_fn) -> Parallel:
   mesh = make_mesh()
   repl = NamedSharding(mesh, P())
   data = NamedSharding(mesh, P(DATA_AXIS))
+  check_process_rows(data)
 
   def put_state(state):   # a copy: the step donates its input state.
     return jax.device_put(jax.tree.map(lambda x: jnp.array(x, copy=True), state), repl)
