@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from train_helpers import final_params, synthetic_config
+from vivit_jax import errors
 from vivit_jax import main as main_lib
 from vivit_jax.train import trainer
 
@@ -151,3 +152,14 @@ def test_cpu_devices_splits_the_host_for_training(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'on {expected} devices' in proc.stderr
+
+
+def test_distributed_args_need_all_three_flags():
+  assert main_lib.distributed_args(None, None, None) is None
+  assert main_lib.distributed_args('h:1', 2, 1) == dict(
+      coordinator_address='h:1', num_processes=2, process_id=1)
+  with pytest.raises(errors.ConfigError, match='expected all three'):
+    main_lib.distributed_args('h:1', 2, None)
+  with pytest.raises(errors.ConfigError, match=r'--process_id=2 is invalid.*< '
+                     '--num_processes=2'):
+    main_lib.distributed_args('h:1', 2, 2)

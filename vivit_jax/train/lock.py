@@ -97,16 +97,16 @@ def acquire(workdir: str, force: bool = False, processes: int = 1) -> dict:
       continue
     if held['host'] == host and held['pid'] == pid:
       return held            # this process holds it already.
-    if held['host'] == host and not _alive(held['pid']):
+    here = held['host'] == host
+    if here and not _alive(held['pid']):
       logging.warning('Taking over the lock of %s: its pid %d on this host is gone '
                       '(an earlier run ended without releasing it).', workdir,
                       held['pid'])
-    elif force:
+    elif force and not here:
       logging.warning('--force_unlock: taking over the lock of %s held by pid %d on '
                       'host %s.', workdir, held['pid'], held['host'])
     else:
-      hint = ('' if held['host'] == host else
-              '; if no run is using it, pass --force_unlock')
+      hint = '' if here else '; if no run is using it, pass --force_unlock'
       raise WorkdirInUseError(_describe(workdir, held) +
                               '; use another --workdir or stop that run' + hint + '.')
     with contextlib.suppress(FileNotFoundError):
