@@ -26,6 +26,7 @@ from typing import Iterator, Optional
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from vivit_jax.errors import WorkdirInUseError
 
@@ -134,7 +135,6 @@ def hold(workdir: str, force: bool = False) -> Iterator[None]:
     except WorkdirInUseError as e:
       error = e
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
     if not ok and error is None:
       held = read_lock(workdir) or {'host': '?', 'pid': -1}
