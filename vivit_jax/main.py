@@ -38,8 +38,10 @@ _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, "--mode=eval: 'latest' (default), 'best', or a checkpoint path.")
 _JAX_DISTRIBUTED = flags.DEFINE_bool(
     'jax_distributed', None,
-    'Call jax.distributed.initialize() (multi-host). Default: only when a coordinator '
-    'is set in the environment (JAX_COORDINATOR_ADDRESS, or a SLURM/TPU/MPI job).')
+    'Call jax.distributed.initialize() (multi-host), which detects SLURM, Open MPI, '
+    'Cloud TPU and Kubernetes (pass it on a GCE TPU pod slice). Default: only when the '
+    'environment names a coordinator (JAX_COORDINATOR_ADDRESS) or a multi-process '
+    'SLURM/Open MPI/GKE TPU launch.')
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'Multi-host: HOST:PORT of process 0 (any launcher; '
@@ -78,6 +80,8 @@ def want_distributed(flag, environ=os.environ) -> bool:
   if flag is not None:
     return bool(flag)
   if any(environ.get(k) for k in _MULTIHOST_ENV):
+    return True
+  if ',' in environ.get('TPU_WORKER_HOSTNAMES', ''):   # a multi-host TPU slice (GKE).
     return True
   for key in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):   # SLURM / Open MPI launches.
     try:

@@ -129,6 +129,8 @@ def test_distributed_only_when_asked():
   assert main_lib.want_distributed(None, {'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234'})
   assert main_lib.want_distributed(True, {})
   assert not main_lib.want_distributed(False, {'JAX_COORDINATOR_ADDRESS': 'x:1'})
+  assert main_lib.want_distributed(None, {'TPU_WORKER_HOSTNAMES': 'a,b'})
+  assert not main_lib.want_distributed(None, {'TPU_WORKER_HOSTNAMES': 'a'})
 
 
 def test_cpu_devices_flag_is_capped_and_never_overrides_an_explicit_count():

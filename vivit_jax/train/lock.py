@@ -77,6 +77,13 @@ def _create(path: str, content: dict) -> bool:
     return True
   except FileExistsError:
     return False
+  except OSError:            # no hard links (e.g. a gcsfuse mount): exclusive create.
+    try:
+      with open(path, 'x') as f:
+        json.dump(content, f)
+      return True
+    except FileExistsError:
+      return False
   finally:
     os.remove(tmp)
 
