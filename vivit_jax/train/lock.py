@@ -119,8 +119,9 @@ def acquire(workdir: str, force: bool = False, processes: int = 1) -> dict:
                               '; use another --workdir or stop that run' + hint + '.')
     with contextlib.suppress(FileNotFoundError):
       os.remove(path)
-  raise WorkdirInUseError(_describe(workdir, read_lock(workdir) or {'host': '?', 'pid': -1})
-                          + ': it changed hands while this run tried to take it.')
+  held = read_lock(workdir) or {'host': '?', 'pid': -1}
+  raise WorkdirInUseError(_describe(workdir, held) +
+                          ': it changed hands while this run tried to take it.')
 
 
 def release(workdir: str, lock: dict) -> None:

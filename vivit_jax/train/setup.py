@@ -85,6 +85,7 @@ def check_trainer_config(config) -> None:
   _temporal_control(config)
   view_aggregation(config)
   steps.check(config)
+  parallel.check_mesh_config(config)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
