@@ -97,14 +97,23 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
   """
   validate(config, for_training=for_training)
   parallel.check_batch_sizes(config)   # needs the devices: after JAX's backend starts.
-  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
-
   dataset = data.get_dataset(config)
   num_classes = int(config.dataset.num_classes)
   ds_classes = getattr(dataset, 'num_classes', None)
   if ds_classes is not None and ds_classes != num_classes:
     raise ConfigError(f'config.dataset.num_classes={num_classes} is invalid: the '
                       f'dataset {config.dataset.get("name")!r} has {ds_classes} classes.')
+  s = model_and_steps(config)
+  s.dataset = dataset
+  return s
+
+
+def model_and_steps(config: ml_collections.ConfigDict):
+  """The part of `setup` that needs no data: a namespace of num_classes, model, tx,
+  lr_fn, par, abstract_state, init_state(rng), root_rng (see `setup`); for compile-only
+  studies (e.g. experiments/fsdp_memory.py). Assumes a validated config."""
+  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
+  num_classes = int(config.dataset.num_classes)
   model = models.create_model(config.model, num_classes)
   d = config.dataset
   dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
@@ -130,6 +139,6 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
                                 view_aggregation=view_aggregation(config))
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
-      dataset=dataset, num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,
+      num_classes=num_classes, model=model, tx=tx, lr_fn=lr_fn, par=par,
       abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
       root_rng=root_rng)
