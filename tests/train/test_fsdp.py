@@ -96,4 +96,11 @@ def test_fsdp_matches_replicated_and_divides_state_memory(tmp_path):
     back = ckpts.restore(NUM_STEPS, par.with_sharding(s4.abstract_state))
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b),
                  jax.device_get(back.params), params4)
+  # ... and as predict reads params: onto one device, with or without a target tree.
+  step_dir = f'{ckpts.directory}/{NUM_STEPS}'
+  for target in (None, s4.abstract_state.params):
+    back = ckpt_lib.load_params(step_dir, target)
+    assert jax.tree.leaves(back)[0].sharding.device_set == {jax.local_devices()[0]}
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b),
+                 jax.device_get(back), params4)
   ckpts.close()
