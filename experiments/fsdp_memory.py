@@ -5,7 +5,7 @@ compile-only runs on 8 forced CPU devices (nothing is allocated or executed).
       [--fsdp=1,8] [--batch_per_device=1] [--remat] [--json=PATH]
 
 The model is ViViT Model 2 (factorised encoder, L_t=4) of configs/kinetics400 with the
-ViT size `--size` (Ti/S/B/L/H), tubelets 2 x patch x patch, `--frames` frames of 224^2,
+ViT size `--size` (Ti/S/B/L/H, or the larger g/G), tubelets 2 x patch x patch, `--frames` frames of 224^2,
 AdamW (params + two moments in float32). For each fsdp size: the compiled train step's
 memory analysis per device: arguments (state + batch), temporaries (activations kept
 for the backward pass and workspace), outputs not aliased with donated inputs, and
@@ -30,7 +30,7 @@ from vivit_jax.train import parallel  # noqa: E402
 from vivit_jax.train import setup as setup_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('size', 'H', 'ViT size: Ti, S, B, L, H.')
+flags.DEFINE_string('size', 'H', 'ViT size: Ti, S, B, L, H, or g, G (Zhai et al. 2022).')
 flags.DEFINE_integer('patch', 14, 'Spatial patch side (tubelets 2 x patch x patch).')
 flags.DEFINE_integer('frames', 32, 'Frames per clip.')
 flags.DEFINE_list('fsdp', ['1', '8'], 'fsdp axis sizes to compile.')
@@ -39,6 +39,9 @@ flags.DEFINE_bool('remat', False, 'Rematerialise each encoder block (model.remat
 flags.DEFINE_string('json', None, 'Optional path to write the rows as JSON.')
 
 GIB = 2 ** 30
+# Larger than ViT-H: (hidden_size, num_layers, num_heads, mlp_dim) of ViT-g/14 and
+# ViT-G/14 in "Scaling Vision Transformers" (Zhai et al. 2022).
+LARGER_SIZES = {'g': (1408, 40, 16, 6144), 'G': (1664, 48, 16, 8192)}
 
 
 def model2_config(size: str, patch: int, frames: int, fsdp: int, batch: int, remat: bool):
@@ -50,7 +53,11 @@ def model2_config(size: str, patch: int, frames: int, fsdp: int, batch: int, rem
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  recipes.set_vit_size(config.model, size)
+  if size in LARGER_SIZES:
+    m = config.model
+    m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = LARGER_SIZES[size]
+  else:
+    recipes.set_vit_size(config.model, size)
   config.model.patch_size = (patch, patch)
   config.model.remat = remat
   config.dataset.num_frames = frames
