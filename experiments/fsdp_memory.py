@@ -5,7 +5,7 @@ compile-only runs on 8 forced CPU devices (nothing is allocated or executed).
       [--fsdp=1,8] [--batch_per_device=1] [--remat] [--json=PATH]
 
 The model is ViViT Model 2 (factorised encoder, L_t=4) of configs/kinetics400 with the
-ViT size `--size` (Ti/S/B/L/H, or the larger g/G), tubelets 2 x patch x patch, `--frames` frames of 224^2,
+ViT size `--size` (Ti/S/B/L/H, or the larger g/G/e/22B), tubelets 2 x patch x patch, `--frames` frames of 224^2,
 AdamW (params + two moments in float32). For each fsdp size: the compiled train step's
 memory analysis per device: arguments (state + batch), temporaries (activations kept
 for the backward pass and workspace), outputs not aliased with donated inputs, and
@@ -30,7 +30,7 @@ from vivit_jax.train import parallel  # noqa: E402
 from vivit_jax.train import setup as setup_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('size', 'H', 'ViT size: Ti, S, B, L, H, or g, G (Zhai et al. 2022).')
+flags.DEFINE_string('size', 'H', 'ViT size: Ti, S, B, L, H, or g, G, e, 22B (LARGER_SIZES).')
 flags.DEFINE_integer('patch', 14, 'Spatial patch side (tubelets 2 x patch x patch).')
 flags.DEFINE_integer('frames', 32, 'Frames per clip.')
 flags.DEFINE_list('fsdp', ['1', '8'], 'fsdp axis sizes to compile.')
@@ -40,8 +40,10 @@ flags.DEFINE_string('json', None, 'Optional path to write the rows as JSON.')
 
 GIB = 2 ** 30
 # Larger than ViT-H: (hidden_size, num_layers, num_heads, mlp_dim) of ViT-g/14 and
-# ViT-G/14 in "Scaling Vision Transformers" (Zhai et al. 2022).
-LARGER_SIZES = {'g': (1408, 40, 16, 6144), 'G': (1664, 48, 16, 8192)}
+# ViT-G/14 ("Scaling Vision Transformers", Zhai et al. 2022), ViT-e (PaLI, Chen et al.
+# 2022) and ViT-22B's sizes (Dehghani et al. 2023; here with our standard blocks).
+LARGER_SIZES = {'g': (1408, 40, 16, 6144), 'G': (1664, 48, 16, 8192),
+                'e': (1792, 56, 16, 15360), '22B': (6144, 48, 48, 24576)}
 
 
 def model2_config(size: str, patch: int, frames: int, fsdp: int, batch: int, remat: bool):
