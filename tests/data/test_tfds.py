@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import data, errors
+from synthetic_helpers import assert_same_global_batches
 from video_helpers import make_config, make_video
 
 NAMES = ['left', 'right', 'still']
@@ -115,3 +116,9 @@ def test_tfds_check_splits(tfds_dir):
   message = str(e.value)
   assert message.startswith("The 'test' split has no data (config.dataset.name='tfds'):")
   assert "no split 'holdout'" in message and "it has ['test', 'train']" in message
+
+
+def test_global_batches_do_not_depend_on_the_process_count(tfds_dir):
+  """6 training videos of 8-13 frames: global batch 4 over 6 steps (4 epochs), the same
+  read by 1, 2 or 4 processes."""
+  assert_same_global_batches(tfds_config(tfds_dir, num_workers=0), 4, 6)
