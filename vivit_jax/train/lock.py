@@ -117,8 +117,9 @@ def acquire(workdir: str, force: bool = False, processes: int = 1) -> dict:
       hint = '' if here else '; if no run is using it, pass --force_unlock'
       raise WorkdirInUseError(_describe(workdir, held) +
                               '; use another --workdir or stop that run' + hint + '.')
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(path)
+    if read_lock(workdir) == held:   # still the lock judged above (not a new one).
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
   held = read_lock(workdir) or {'host': '?', 'pid': -1}
   raise WorkdirInUseError(_describe(workdir, held) +
                           ': it changed hands while this run tried to take it.')
