@@ -5,7 +5,6 @@ Videos are tiny (16 frames of 32x32) and generated in tmp_path; frame t of a vid
 has red = 15 t, so decoded frame positions can be read back from the pixels.
 """
 import concurrent.futures
-import os
 
 import numpy as np
 import pytest

@@ -27,7 +27,6 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vivit_jax.errors import ConfigError, config_error
-from vivit_jax.train import steps
 
 DATA_AXIS = 'data'
 FSDP_AXIS = 'fsdp'
