@@ -170,6 +170,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.trainer.keep_checkpoints = 3
   c.trainer.seed = 0
   c.trainer.parallelism = 'jit'              # 'jit' (mesh + NamedSharding) or 'pmap'.
+  # jit's device mesh: 'data' x 'fsdp' devices (-1: the rest); batches split over both,
+  # params and optimiser state over 'fsdp' (FSDP / ZeRO-3; 1 = replicated), see
+  # train/parallel.py.
+  c.trainer.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1})
   c.trainer.cpu_devices = 1                  # CPU backend: split the cores into this many
                                              # devices (main; capped at the cores).
   c.trainer.grad_accum_steps = 1

@@ -35,6 +35,10 @@ class NonFiniteError(VivitJaxError, FloatingPointError):
   """Training produced a NaN/Inf loss or parameters; names the step."""
 
 
+class WorkdirInUseError(VivitJaxError, RuntimeError):
+  """Another training run holds the workdir's lock; names its host and pid."""
+
+
 class DecodeError(Exception):
   """One example cannot be read; the message names its path and why. Not a user error:
   the data pipeline skips and counts it (a `DataFailureError` when too many fail)."""

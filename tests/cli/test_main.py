@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from train_helpers import final_params, synthetic_config
+from vivit_jax import errors
 from vivit_jax import main as main_lib
 from vivit_jax.train import trainer
 
@@ -128,6 +129,8 @@ def test_distributed_only_when_asked():
   assert main_lib.want_distributed(None, {'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234'})
   assert main_lib.want_distributed(True, {})
   assert not main_lib.want_distributed(False, {'JAX_COORDINATOR_ADDRESS': 'x:1'})
+  assert main_lib.want_distributed(None, {'TPU_WORKER_HOSTNAMES': 'a,b'})
+  assert not main_lib.want_distributed(None, {'TPU_WORKER_HOSTNAMES': 'a'})
 
 
 def test_cpu_devices_flag_is_capped_and_never_overrides_an_explicit_count():
@@ -151,3 +154,14 @@ def test_cpu_devices_splits_the_host_for_training(tmp_path):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'on {expected} devices' in proc.stderr
+
+
+def test_distributed_args_need_all_three_flags():
+  assert main_lib.distributed_args(None, None, None) is None
+  assert main_lib.distributed_args('h:1', 2, 1) == dict(
+      coordinator_address='h:1', num_processes=2, process_id=1)
+  with pytest.raises(errors.ConfigError, match='expected all three'):
+    main_lib.distributed_args('h:1', 2, None)
+  with pytest.raises(errors.ConfigError, match=r'--process_id=2 is invalid.*< '
+                     '--num_processes=2'):
+    main_lib.distributed_args('h:1', 2, 2)

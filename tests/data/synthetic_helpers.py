@@ -22,9 +22,9 @@ def synthetic_config(**dataset):
 def expected_train_clip(ds, step, row, index):
   """Training clip `row` of `step` (example `index`) computed directly from the sampling
   and augment functions, in the pipeline's order, with the random stream of
-  (seed, step, process, row); for `synthetic_config` datasets (18x18 videos, crop 16)."""
+  (seed, step, global row); for `synthetic_config` datasets (18x18 videos, crop 16)."""
   o = ds.options
-  rng = np.random.default_rng([ds.seed, pipeline._AUGMENT, ds.process_index, step, row])
+  rng = pipeline.augment_rng(ds.seed, step, row)
   video = ds.readers['train'].videos[index]
   frames = video[sampling.train_clip_indices(o.temporal_sampling, len(video),
                                              o.num_frames, o.stride, rng)]
@@ -45,3 +45,34 @@ def expected_train_clip(ds, step, row, index):
   if o.random_erasing_prob:
     clip = augment.random_erasing(clip, rng, o.random_erasing_prob)
   return clip
+
+
+def global_batches(config, process_count, start_step, num_steps, global_batch):
+  """{'video', 'label'} of steps start_step.. start_step + num_steps - 1, each the
+  concatenation of the slices of `process_count` datasets built as processes 0..P-1 of P
+  would build them (each reading global_batch // P rows, as train_batches yields them)."""
+  from vivit_jax import data
+  parts = []
+  for p in range(process_count):
+    ds = data.get_dataset(config, process_index=p, process_count=process_count)
+    it = ds.train_batches(start_step, global_batch // process_count)
+    parts.append([next(it) for _ in range(num_steps)])
+    ds.close()
+  return [{k: np.concatenate([steps[s][k] for steps in parts]) for k in ('video', 'label')}
+          for s in range(num_steps)]
+
+
+def assert_same_global_batches(config, global_batch, num_steps, counts=(2, 4)):
+  """The global batches of steps 0..num_steps-1 are identical (bit for bit) when read
+  by 1 process and by 2 or 4 (which start mid-way, as a run resumed on another
+  topology does).
+  Returns the labels of the 1-process batches, int32[num_steps, global_batch]."""
+  one = global_batches(config, 1, 0, num_steps, global_batch)
+  for count in counts:
+    start = num_steps // 2 if count == 2 else 0     # resume on another topology.
+    other = global_batches(config, count, start, num_steps - start, global_batch)
+    for step, batch in enumerate(other, start):
+      for key in ('video', 'label'):
+        np.testing.assert_array_equal(batch[key], one[step][key],
+                                      err_msg=f'P={count} step {step} {key}')
+  return np.stack([b['label'] for b in one])

@@ -337,12 +337,12 @@ def test_defaults_leave_batches_unchanged():
 
 def test_repeated_augmentation_order():
   for step in range(4):
-    order = pipeline.train_order(0, 0, step, 8, 96, repeats=2)
+    order = pipeline.train_order(0, step, 8, 96, repeats=2)
     np.testing.assert_array_equal(order[0::2], order[1::2])
-    np.testing.assert_array_equal(order[0::2], pipeline.train_order(0, 0, step, 4, 96))
-  odd = pipeline.train_order(0, 0, 0, 7, 96, repeats=3)      # 3 examples: 3 + 3 + 1.
-  assert odd.tolist() == np.repeat(pipeline.train_order(0, 0, 0, 3, 96), 3)[:7].tolist()
-  seen = np.concatenate([pipeline.train_order(0, 0, s, 8, 96, 2)[::2] for s in range(24)])
+    np.testing.assert_array_equal(order[0::2], pipeline.train_order(0, step, 4, 96))
+  odd = pipeline.train_order(0, 0, 7, 96, repeats=3)      # 3 examples: 3 + 3 + 1.
+  assert odd.tolist() == np.repeat(pipeline.train_order(0, 0, 3, 96), 3)[:7].tolist()
+  seen = np.concatenate([pipeline.train_order(0, s, 8, 96, 2)[::2] for s in range(24)])
   assert sorted(seen) == list(range(96))                      # an epoch in 24 steps.
 
 

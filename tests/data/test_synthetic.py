@@ -11,7 +11,8 @@ import pytest
 from vivit_jax import data, errors
 from vivit_jax.data import augment, pipeline, sampling, synthetic
 
-from synthetic_helpers import expected_train_clip, synthetic_config
+from synthetic_helpers import (assert_same_global_batches, expected_train_clip,
+                               synthetic_config)
 
 NUM_FRAMES, SIZE = 16, 32
 
@@ -234,7 +235,7 @@ def test_train_clips_are_translated_crops_of_their_videos():
   reader = ds.readers['train']
   assert reader.videos.shape == (96, 12, 18, 18, 3)   # 8 + 4 frames, 16 + 2 pixels.
   step, batch = 3, next(ds.train_batches(3, 12))
-  order = pipeline.train_order(0, 0, step, 12, 96)
+  order = pipeline.train_order(0, step, 12, 96)
   np.testing.assert_array_equal(batch['label'], reader.labels[order])
   for row, i in enumerate(order):
     video = augment.normalize(reader.videos[i], (0.5,) * 3, (0.5,) * 3)
@@ -288,21 +289,34 @@ def test_reader_pickles_as_generation_arguments():
 
 def test_an_epoch_sees_every_example_once():
   ds = _get(synthetic_config())
-  seen = np.concatenate([pipeline.train_order(0, 0, step, 12, 96) for step in range(8)])
+  seen = np.concatenate([pipeline.train_order(0, step, 12, 96) for step in range(8)])
   np.testing.assert_array_equal(np.sort(seen), np.arange(96))
   labels = np.concatenate([ds.train_batch(step, 12)['label'] for step in range(8)])
   np.testing.assert_array_equal(np.sort(labels), np.sort(ds.readers['train'].labels))
 
 
-def test_processes_get_disjoint_shards():
+def test_processes_get_disjoint_eval_shards_and_the_whole_train_split():
   config = synthetic_config()
   shards = [_get(config, i, 3) for i in range(3)]
-  assert [len(s.readers['train'].keys) for s in shards] == [32, 32, 32]
-  full = _get(config).readers['train']
+  assert [len(s.readers['validation'].keys) for s in shards] == [14, 13, 13]
+  full = _get(config).readers
   np.testing.assert_array_equal(
-      np.concatenate([s.readers['train'].videos for s in shards]), full.videos)
+      np.concatenate([s.readers['validation'].videos for s in shards]),
+      full['validation'].videos)
+  assert all(s.readers['train'].keys == full['train'].keys for s in shards)
   a, b = (next(s.train_batches(0, 4))['video'] for s in shards[:2])
   assert not np.array_equal(a, b)
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+  """Steps 0-7 of global batch 24 (each example in 2 rows, so 8 steps are one epoch of
+  96): the same on 1, 2 and 4 processes, augmentation draws included; the epoch sees
+  every example once."""
+  config = synthetic_config(scale_jitter=(0.9, 1.1), color_jitter=0.2,
+                            repeated_augmentation=2)
+  labels = assert_same_global_batches(config, 24, 8)
+  train_labels = _get(config).readers['train'].labels
+  np.testing.assert_array_equal(np.sort(labels[:, ::2].ravel()), np.sort(train_labels))
 
 
 @pytest.mark.parametrize('clips,crops', [(1, 1), (2, 3)])
@@ -378,7 +392,7 @@ def test_shared_augmentation_reaches_the_synthetic_source(options):
   assert augmented['video'].shape == plain['video'].shape
   changed = [not np.array_equal(a, p) for a, p in zip(augmented['video'], plain['video'])]
   assert sum(changed) >= batch_size // 2
-  order = pipeline.train_order(0, 0, step, batch_size, 96)
+  order = pipeline.train_order(0, step, batch_size, 96)
   for row, i in enumerate(order):
     np.testing.assert_allclose(augmented['video'][row],
                                expected_train_clip(ds, step, row, i), atol=1e-6)
@@ -394,10 +408,10 @@ def test_uniform_sampling_spans_the_synthetic_video():
   """'uniform' takes one frame per segment of the whole 12-frame video, so a clip's
   first and last frames are further apart than a dense clip's 8."""
   ds = _get(synthetic_config(temporal_sampling='uniform'))
-  rng = np.random.default_rng([0, pipeline._AUGMENT, 0, 0, 0])
+  rng = pipeline.augment_rng(0, 0, 0)
   frames = sampling.train_clip_indices('uniform', 12, 8, 1, rng)
   assert frames[-1] - frames[0] > 7
-  video = ds.readers['train'].videos[pipeline.train_order(0, 0, 0, 1, 96)[0]]
+  video = ds.readers['train'].videos[pipeline.train_order(0, 0, 1, 96)[0]]
   clip = ds.train_batch(0, 1)['video'][0]
   expected = augment.normalize(video[frames], (0.5,) * 3, (0.5,) * 3)
   assert any(np.array_equal(clip, expected[:, y:y + 16, x:x + 16])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import data, errors
+from synthetic_helpers import assert_same_global_batches
 from video_helpers import make_config, make_video
 
 NAMES = ['left', 'right', 'still']
@@ -85,8 +86,9 @@ def test_tfds_split_strings_and_sharding(tfds_dir):
   assert ds.num_examples('train') == 3
   parts = [data.get_dataset(tfds_config(tfds_dir), process_index=p, process_count=2)
            for p in range(2)]
-  keys = [set(p.readers['train'].keys) for p in parts]
-  assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 6
+  keys = [set(p.readers['validation'].keys) for p in parts]
+  assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 3
+  assert all(len(p.readers['train'].keys) == 6 for p in parts)    # all: see pipeline.
 
 
 def test_tfds_errors(tfds_dir):
@@ -114,3 +116,9 @@ def test_tfds_check_splits(tfds_dir):
   message = str(e.value)
   assert message.startswith("The 'test' split has no data (config.dataset.name='tfds'):")
   assert "no split 'holdout'" in message and "it has ['test', 'train']" in message
+
+
+def test_global_batches_do_not_depend_on_the_process_count(tfds_dir):
+  """6 training videos of 8-13 frames: global batch 4 over 6 steps (4 epochs), the same
+  read by 1, 2 or 4 processes."""
+  assert_same_global_batches(tfds_config(tfds_dir, num_workers=0), 4, 6)

@@ -10,6 +10,7 @@ import pytest
 from vivit_jax import data, errors
 from vivit_jax.data import example_proto, tfrecord
 from video_helpers import frame_numbers, make_config, make_video
+from synthetic_helpers import assert_same_global_batches
 
 JPEG_TOLERANCE = 2.0   # mean |error| in pixel levels of JPEG q90 4:4:4 on these frames.
 
@@ -84,7 +85,8 @@ def test_tfrecord_dataset(shard_dir):
   ds = data.get_dataset(c, process_index=0, process_count=1)
   assert ds.label_names == ['cat', 'dog', 'eel']
   assert ds.num_examples('train') == 12 and ds.num_examples('validation') == 4
-  batch = next(ds.train_batches(0, 12))
+  batches = ds.train_batches(0, 12)
+  batch = next(batches)
   assert batch['video'].shape == (12, 4, 16, 16, 3)
   pixels = (batch['video'] * 0.5 + 0.5) * 255
   np.testing.assert_allclose(np.diff(pixels[..., 0].mean(axis=(2, 3)), axis=1), 30, atol=3)
@@ -94,6 +96,11 @@ def test_tfrecord_dataset(shard_dir):
   assert ds.stats()['data_failures_train'] >= 3
   reasons = ' '.join(ds.failures.bad_keys.values())
   assert 'not a SequenceExample' in reasons and 'label 7' in reasons
+  for _ in range(8):   # the corrupt frame fails once a clip's frames include it.
+    if 'bad frame' in reasons:
+      break
+    next(batches)
+    reasons = ' '.join(ds.failures.bad_keys.values())
   assert 'bad frame' in reasons
   # Deterministic with threads, from any step.
   c.dataset.num_workers = 0
@@ -109,8 +116,9 @@ def test_tfrecord_sharding_and_missing_split(shard_dir, tmp_path):
   c = make_config(shard_dir)
   c.dataset.name = 'tfrecord'
   parts = [data.get_dataset(c, process_index=p, process_count=3) for p in range(3)]
-  keys = [set(p.readers['train'].keys) for p in parts]
-  assert [len(k) for k in keys] == [4, 4, 4] and len(set.union(*keys)) == 12
+  keys = [set(p.readers['validation'].keys) for p in parts]
+  assert [len(k) for k in keys] == [2, 1, 1] and len(set.union(*keys)) == 4
+  assert all(len(p.readers['train'].keys) == 12 for p in parts)    # all: see pipeline.
   c.dataset.data_dir = str(tmp_path)
   with pytest.raises(errors.DataFailureError, match="'train' split has no data.*splits "
                      r"with shards: \[\]"):
@@ -166,3 +174,11 @@ def test_reading_shards_does_not_import_tensorflow(tmp_path):
           'assert frames.shape == (2, 8, 8, 3) and label == 1, (frames.shape, label)\n'
           'assert "tensorflow" not in sys.modules\n')
   subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
+def test_global_batches_do_not_depend_on_the_process_count(shard_dir):
+  """Shards with 3 bad records of 12: global batch 8 over 6 steps (4 epochs), the same
+  read by 1, 2 or 4 processes (bad records replaced by the same redraws)."""
+  c = make_config(shard_dir, num_workers=0)
+  c.dataset.name = 'tfrecord'
+  assert_same_global_batches(c, 8, 6)

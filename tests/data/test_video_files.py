@@ -5,7 +5,6 @@ Videos are tiny (16 frames of 32x32) and generated in tmp_path; frame t of a vid
 has red = 15 t, so decoded frame positions can be read back from the pixels.
 """
 import concurrent.futures
-import os
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from vivit_jax import data, errors
 from vivit_jax.data import video_files
 
+from synthetic_helpers import assert_same_global_batches
 from video_helpers import (CLASSES, SIZE, frame_numbers, make_config, make_video,
                            write_bad_files)
 
@@ -251,3 +251,29 @@ def test_process_sharding(video_dir):
   b0, b1 = (next(s.train_batches(0, 4)) for s in shards)
   assert not np.array_equal(b0['video'], b1['video'])
   assert [len(list(s.eval_batches('validation', 2))) for s in shards] == [2, 2]
+
+
+def test_global_batches_do_not_depend_on_the_process_count(video_dir):
+  """A class folder with 4 bad files: global batch 8 over 4 steps, the same read by 1,
+  2 or 4 processes (bad files replaced by the same redraws)."""
+  assert_same_global_batches(make_config(video_dir, num_workers=0), 8, 4)
+
+
+def test_a_known_bad_file_is_not_decoded_again(video_dir, monkeypatch):
+  ds = data.get_dataset(make_config(video_dir, num_workers=0), process_index=0,
+                        process_count=1)
+  n = ds.num_examples('train')
+  first = [ds.train_batch(s, 4) for s in range(-(-n // 4))]      # one epoch.
+  bad = set(ds.failures.bad_keys)
+  assert len(bad) == 4
+  decoded = []
+  real = video_files.decode_video
+  monkeypatch.setattr(video_files, 'decode_video',
+                      lambda path, choose: decoded.append(path) or real(path, choose))
+  again = data.get_dataset(make_config(video_dir, num_workers=0), process_index=0,
+                           process_count=1)
+  again.failures.bad_keys.update(ds.failures.bad_keys)
+  second = [again.train_batch(s, 4) for s in range(len(first))]
+  assert decoded and not bad & set(decoded)
+  for a, b in zip(first, second):      # the slots are filled as when they were decoded.
+    np.testing.assert_array_equal(a['video'], b['video'])

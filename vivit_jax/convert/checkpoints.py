@@ -67,9 +67,27 @@ def _read_step(step_dir: str) -> int:
 
 def load_params(step_dir: str, abstract_params: Any = None):
   """Params saved in a step directory (see `resolve_checkpoint`), restored into
-  `abstract_params`' shapes/shardings (host default device if None)."""
+  `abstract_params`' shapes/shardings; arrays without a sharding (or all, if
+  `abstract_params` is None: the saved shapes) go to this process's first device,
+  whatever topology or mesh wrote them."""
   ckptr = ocp.StandardCheckpointer()
-  target = None if abstract_params is None else abstract(abstract_params)
-  params = ckptr.restore(os.path.join(step_dir, 'params'), target)
+  path = os.path.join(step_dir, 'params')
+  if abstract_params is None:
+    metadata = ckptr.metadata(path)
+    abstract_params = getattr(metadata, 'item_metadata', metadata)
+  params = ckptr.restore(path, _placed(abstract_params))
   ckptr.close()
   return params
+
+
+def _placed(tree):
+  """ShapeDtypeStructs of `tree` (arrays, structs or orbax metadata), each with its own
+  sharding or else on jax.local_devices()[0]: a restore target (orbax refuses a
+  checkpoint written by another topology without one)."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  def place(x):
+    sharding = getattr(x, 'sharding', None)
+    if not isinstance(sharding, jax.sharding.Sharding):    # none, or orbax metadata.
+      sharding = device
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+  return jax.tree.map(place, tree)

@@ -22,8 +22,11 @@ class VideoDataset(Protocol):
   def train_batches(self, start_step: int, batch_size: int) -> Iterator[dict]:
     """Process-local training batches for steps start_step, start_step + 1, ... forever.
 
-    The batch of step s depends only on (config seed, s, process_index), never on how
-    many times the process started, so a run resumed at step s sees the same data.
+    The global batch of step s (the batch_size * process_count rows of all processes
+    together: which examples, their order, their augmentation draws) depends only on
+    (config seed, s), never on the process or device count or on how many times the
+    run started; process p yields rows [p * batch_size, (p + 1) * batch_size) of it. So
+    a run resumed at step s, on any topology, sees the same data.
     Yields {'video': float32[b, T, H, W, 3] normalised ((x / 255 - mean_rgb) / std_rgb),
     'label': int32[b]}, b = batch_size (process-local), T = config.dataset.num_frames,
     H = W = config.dataset.crop_size.
@@ -48,6 +51,16 @@ def shard_range(num_examples: int, process_index: int, process_count: int):
   base, extra = divmod(num_examples, process_count)
   start = process_index * base + min(process_index, extra)
   return start, start + base + (process_index < extra)
+
+
+def reader_range(split: str, num_examples: int, process_index: int,
+                 process_count: int):
+  """(start, stop): the examples of `split` a process's reader holds: all of 'train'
+  (the global batch of a step may pick any example; each process decodes only its
+  rows), its `shard_range` of an evaluation split."""
+  if split == 'train':
+    return 0, num_examples
+  return shard_range(num_examples, process_index, process_count)
 
 
 def max_shard_size(num_examples: int, process_count: int) -> int:

@@ -5,8 +5,11 @@ and `read(i, choose)`, which returns only the frames `choose(video_len)` asks fo
 (decoded from a file, or indexed from arrays in memory). `ClipDataset` turns readers
 into the `VideoDataset` contract (dataset.py), with one code path for all sources:
 
-- Training order and augmentation depend only on (trainer seed, step, process_index,
-  row in the batch), so resumed runs see the same batches; examples are read by
+- Training order and augmentation depend only on (trainer seed, step, row of the
+  global batch): every process holds the whole training split, the examples of an epoch
+  are one permutation of all of them, and process p of P decodes rows [p*b, (p+1)*b) of
+  the global batch of P*b rows (`global_rows`). So 1 process or N, any device count, and
+  resumed runs (on any topology) see the same global batches; examples are read by
   `dataset.num_workers` threads (`dataset.worker_type='thread'`: PyAV, PIL and numpy
   release the GIL) or worker processes (`'process'`: protobuf parsing and the per-frame
   Python work of TFRecord/TFDS hold it), with `dataset.prefetch_batches` batches in
@@ -19,7 +22,8 @@ into the `VideoDataset` contract (dataset.py), with one code path for all source
   with its own draws (`train_order`); test views: `eval_views`.
 - Bad examples (corrupt, truncated, empty, audio-only, missing) raise `DecodeError`;
   they are logged once with their path, counted (`stats()`), and replaced in training
-  by a deterministic redraw, masked out in evaluation. More than
+  by a deterministic redraw, masked out in evaluation; a training example known to be
+  bad is not decoded again (its redraw is the same, so batches do not change). More than
   `dataset.max_failure_fraction` failed reads of a split stops with `DataFailureError`.
 """
 from __future__ import annotations
@@ -50,7 +54,8 @@ Chooser = Callable[[int], np.ndarray]   # video_len -> int frame indices (any sh
 
 
 class Reader(Protocol):
-  """This process's n examples of one split.
+  """The n examples of one split this process can read: all of them for 'train', its
+  shard (`dataset.reader_range`) for evaluation splits.
 
   keys: n strings naming the examples in logs (paths, shard:offset);
   total: examples in the split over all processes.
@@ -114,30 +119,43 @@ def clip_options(config) -> ClipOptions:
 
 
 @functools.lru_cache(maxsize=8)
-def _permutation(seed: int, process_index: int, epoch: int, n: int) -> np.ndarray:
-  return np.random.default_rng([seed, _ORDER, process_index, epoch]).permutation(n)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  return np.random.default_rng([seed, _ORDER, epoch]).permutation(n)
 
 
-def train_order(seed: int, process_index: int, step: int, batch_size: int,
-                n: int, repeats: int = 1) -> np.ndarray:
-  """int64[batch_size]: local example indices of training step `step`; the examples
-  of epoch e are a permutation (seeded by seed, process_index, e) of the n local ones.
-  With `repeats` = k > 1 (repeated augmentation) a step takes the next ceil(batch_size
-  / k) examples of that sequence and puts each in k consecutive rows (the last one fewer
-  times if k does not divide batch_size)."""
+def train_order(seed: int, step: int, batch_size: int, n: int,
+                repeats: int = 1) -> np.ndarray:
+  """int64[batch_size]: example indices of the global batch of training step `step`;
+  the examples of epoch e are a permutation (seeded by seed, e) of all n training
+  examples, so the order does not depend on the process count. With `repeats` = k > 1
+  (repeated augmentation) a step takes the next ceil(batch_size / k) examples of that
+  sequence and puts each in k consecutive rows (the last one fewer times if k does not
+  divide batch_size)."""
   if n == 0:
-    raise ValueError(f'Process {process_index} has no training examples.')
+    raise ValueError('The training split has no examples.')
   if repeats > 1:
     distinct = -(-batch_size // repeats)
-    order = train_order(seed, process_index, step, distinct, n)
+    order = train_order(seed, step, distinct, n)
     return np.repeat(order, repeats)[:batch_size]
   position = step * batch_size + np.arange(batch_size)
   epoch, within = position // n, position % n
   index = np.empty(batch_size, np.int64)
   for e in np.unique(epoch):
     here = epoch == e
-    index[here] = _permutation(seed, process_index, int(e), n)[within[here]]
+    index[here] = _permutation(seed, int(e), n)[within[here]]
   return index
+
+
+def global_rows(batch_size: int, process_index: int) -> range:
+  """Rows of the global batch that process `process_index` reads when each process
+  reads `batch_size` rows: [p * batch_size, (p + 1) * batch_size) (the rows a 1-D
+  data mesh of the devices in process order gives it, see train/parallel.py)."""
+  return range(process_index * batch_size, (process_index + 1) * batch_size)
+
+
+def augment_rng(seed: int, step: int, row: int) -> np.random.Generator:
+  """The random stream of the augmentation draws of global row `row` of step `step`."""
+  return np.random.default_rng([seed, _AUGMENT, step, row])
 
 
 class _Failures:
@@ -164,6 +182,7 @@ class _Failures:
   def fail(self, split: str, key: str, error, split_size: int):
     if self.events is not None:
       self.events.append((split, key, str(error), split_size))
+      self.bad_keys[key] = str(error)    # this worker skips it from now on.
       return
     with self._lock:
       self.reads[split] += 1
@@ -284,39 +303,49 @@ class ClipDataset:
   # Training.
 
   def train_batches(self, start_step: int, batch_size: int) -> Iterator[dict]:
-    """Batches of steps start_step, start_step + 1, ... forever (see dataset.py)."""
-    n = len(self._reader('train').keys)
-
-    def tasks(step):
-      order = train_order(self.seed, self.process_index, step, batch_size, n,
-                          self.options.repeated_augmentation)
-      return [('_train_example', (step, row, int(i))) for row, i in enumerate(order)]
-
-    for results in self._run(tasks, _count_from(start_step)):
+    """Process-local batches of `batch_size` rows of steps start_step, start_step + 1,
+    ... forever: rows `global_rows(batch_size, process_index)` of the global batch of
+    batch_size * process_count rows (see dataset.py)."""
+    for results in self._run(functools.partial(self._train_tasks, batch_size),
+                             _count_from(start_step)):
       clips, labels = zip(*results)
       yield {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
 
   def train_batch(self, step: int, batch_size: int) -> dict:
     """The process-local batch of training step `step`, decoded in this thread (the
     same arrays `train_batches` yields for that step)."""
-    n = len(self._reader('train').keys)
-    order = train_order(self.seed, self.process_index, step, batch_size, n,
-                        self.options.repeated_augmentation)
-    clips, labels = zip(*[self._train_example(step, row, int(i))
-                          for row, i in enumerate(order)])
+    results = [getattr(self, method)(*args)
+               for method, args in self._train_tasks(batch_size, step)]
+    clips, labels = zip(*results)
     return {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
 
+  def _train_tasks(self, batch_size: int, step: int) -> list:
+    """('_train_example', (step, global row, example)) of this process's rows."""
+    reader = self._reader('train')
+    if len(reader.keys) != reader.total:
+      raise ValueError(f'The train reader holds {len(reader.keys)} of {reader.total} '
+                       'examples: a source must give every process the whole train split.')
+    order = train_order(self.seed, step, batch_size * self.process_count, reader.total,
+                        self.options.repeated_augmentation)
+    rows = global_rows(batch_size, self.process_index)
+    return [('_train_example', (step, row, int(order[row]))) for row in rows]
+
   def _train_example(self, step: int, row: int, index: int):
-    """(float32[T, S, S, 3] normalised clip, label) of one row of a training batch;
-    a bad example is replaced by a redraw seeded by (seed, step, row, attempt)."""
+    """(float32[T, S, S, 3] normalised clip, label) of global row `row` of step `step`;
+    a bad example is replaced by a redraw seeded by (seed, step, row, attempt). An
+    example that failed before is not decoded again (it would fail the same way; a
+    worker process remembers the failures it saw)."""
     reader = self._reader('train')
     n = len(reader.keys)
     for attempt in range(_MAX_REDRAWS):
       if attempt:
-        redraw = np.random.default_rng(
-            [self.seed, _REPLACE, self.process_index, step, row, attempt])
+        redraw = np.random.default_rng([self.seed, _REPLACE, step, row, attempt])
         index = int(redraw.integers(n))
-      rng = np.random.default_rng([self.seed, _AUGMENT, self.process_index, step, row])
+      known = self.failures.bad_keys.get(reader.keys[index])
+      if known is not None:   # counted as a failed read, as if decoded again.
+        self.failures.fail('train', reader.keys[index], known, reader.total)
+        continue
+      rng = augment_rng(self.seed, step, row)
       try:
         clip, label = self.train_clip(reader, index, rng)
       except DecodeError as e:

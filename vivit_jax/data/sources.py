@@ -3,7 +3,9 @@ how it tells whether a split has data.
 
 Entries are callables or 'module:function' strings, imported on first use (so a TFDS
 source's TensorFlow is only imported when asked for). A builder is
-`build(config, *, process_index, process_count) -> VideoDataset`; a split check is
+`build(config, *, process_index, process_count) -> VideoDataset` (a `ClipDataset` whose
+readers hold `dataset.reader_range` of each split: all of 'train', so the global batch
+of a step is the same on any number of processes); a split check is
 `missing_split(dataset_config, split) -> None | str`: None when the split has data, else
 one line saying what was looked at and which splits exist. Sources without a split check
 (synthetic, registered ones that pass none) have every split.

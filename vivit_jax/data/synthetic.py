@@ -381,7 +381,8 @@ def build_dataset(config, *, process_index: int, process_count: int):
   (validation and test each), video_frames / video_size (generated length and side,
   see `video_shape`), random_flip (must stay False), and the ClipOptions fields; and
   config.trainer.seed (order of examples and augmentation draws). Each process
-  generates only its shard; arrays are cached per process.
+  generates the training split and its shard of the evaluation splits; arrays are
+  cached per process.
   """
   d = config.dataset
   options = pipeline.clip_options(config)
@@ -398,7 +399,7 @@ def build_dataset(config, *, process_index: int, process_count: int):
   seed = int(d.get('seed', 0))
   readers = {}
   for split, total in split_sizes(d).items():
-    start, stop = dataset_lib.shard_range(total, process_index, process_count)
+    start, stop = dataset_lib.reader_range(split, total, process_index, process_count)
     readers[split] = SyntheticReader(split, total, start, stop, video_frames=video_frames,
                                      video_size=video_size, seed=seed, clip_frames=span)
   return pipeline.ClipDataset(readers, LABEL_NAMES, options,

@@ -111,7 +111,8 @@ def build_dataset(config, *, process_index: int, process_count: int):
     records = tfrecord.record_table(
         files, [(i.skip, i.take if i.take >= 0 else i.examples_in_shard - i.skip)
                 for i in instructions])
-    start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
+    start, stop = dataset_lib.reader_range(split, len(records), process_index,
+                                           process_count)
     readers[split] = tfrecord.TFRecordReader(files, records[start:stop], len(records),
                                              decode)
   return pipeline.ClipDataset(

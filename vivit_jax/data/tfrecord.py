@@ -251,7 +251,8 @@ def build_dataset(config, *, process_index: int, process_count: int):
         raise checks.missing_split_error(d, split, missing_split(d, split))
       continue
     records = record_table(files)
-    start, stop = dataset_lib.shard_range(len(records), process_index, process_count)
+    start, stop = dataset_lib.reader_range(split, len(records), process_index,
+                                           process_count)
     readers[split] = TFRecordReader(
         files, records[start:stop], len(records),
         functools.partial(decode_record, label_names=label_names))

@@ -283,7 +283,8 @@ def label_indices(labels: Sequence[str], label_names: Sequence[str]) -> np.ndarr
 
 
 class VideoFileReader:
-  """`pipeline.Reader` over this process's rows of a video index."""
+  """`pipeline.Reader` over the rows of a video index this process reads (see
+  `dataset.reader_range`)."""
 
   def __init__(self, paths: Sequence[str], labels: np.ndarray, total: int):
     self.keys = list(paths)
@@ -345,7 +346,8 @@ def build_dataset(config, *, process_index: int, process_count: int):
     _check_fraction(split, dropped, len(keep), options.max_failure_fraction,
                     'missing files or unknown labels')
     paths = [p for p, k in zip(index.paths, keep) if k]
-    start, stop = dataset_lib.shard_range(len(paths), process_index, process_count)
+    start, stop = dataset_lib.reader_range(split, len(paths), process_index,
+                                           process_count)
     readers[split] = VideoFileReader(paths[start:stop], labels[keep][start:stop],
                                      len(paths))
   return pipeline.ClipDataset(

@@ -56,10 +56,9 @@ def _temporal_control(config) -> Optional[str]:
   return mode or None
 
 
-def label_spec(config, dataset=None) -> labels.LabelSpec:
-  """The run's LabelSpec (data/labels.py): the dataset's, which knows the class names,
-  else the one `config.dataset` describes."""
-  return getattr(dataset, 'label_spec', None) or labels.label_spec(config.dataset)
+def label_spec(config) -> labels.LabelSpec:
+  """The run's LabelSpec (data/labels.py), as `config.dataset` describes it."""
+  return labels.label_spec(config.dataset)
 
 
 def view_aggregation(config) -> str:
@@ -92,6 +91,7 @@ def check_trainer_config(config) -> None:
   _temporal_control(config)
   view_aggregation(config)
   steps.check(config)
+  parallel.check_mesh_config(config)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
@@ -103,14 +103,23 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
   """
   validate(config, for_training=for_training)
   parallel.check_batch_sizes(config)   # needs the devices: after JAX's backend starts.
-  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
-
   dataset = data.get_dataset(config)
   num_classes = int(config.dataset.num_classes)
   ds_classes = getattr(dataset, 'num_classes', None)
   if ds_classes is not None and ds_classes != num_classes:
     raise ConfigError(f'config.dataset.num_classes={num_classes} is invalid: the '
                       f'dataset {config.dataset.get("name")!r} has {ds_classes} classes.')
+  s = model_and_steps(config)
+  s.dataset = dataset
+  return s
+
+
+def model_and_steps(config: ml_collections.ConfigDict):
+  """The part of `setup` that needs no data: a namespace of num_classes, model, tx,
+  lr_fn, par, abstract_state, init_state(rng), root_rng (see `setup`); for compile-only
+  studies (e.g. experiments/fsdp_memory.py). Assumes a validated config."""
+  tx, lr_fn = optim.create_optimizer(config, config.trainer.num_train_steps)
+  num_classes = int(config.dataset.num_classes)
   model = models.create_model(config.model, num_classes)
   d = config.dataset
   dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
@@ -121,7 +130,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
 
   root_rng = jax.random.PRNGKey(config.trainer.seed)
   mode = _temporal_control(config)
-  spec = label_spec(config, dataset)
+  spec = label_spec(config)
   train_step = functools.partial(
       steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
       num_classes=num_classes, label_spec=spec,
@@ -138,6 +147,6 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
                                 label_spec=spec)
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
-      dataset=dataset, num_classes=num_classes, label_spec=spec, model=model, tx=tx, lr_fn=lr_fn, par=par,
+      num_classes=num_classes, label_spec=spec, model=model, tx=tx, lr_fn=lr_fn, par=par,
       abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
       root_rng=root_rng)

@@ -87,7 +87,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = ckpts.restore(start, par.with_sharding(s.abstract_state))
   else:
     start = 0
-    state = _init_from(config, jax.jit(s.init_state)(jax.random.fold_in(s.root_rng, 0)))
+    init = jax.jit(s.init_state, out_shardings=par.shardings(s.abstract_state))
+    state = _init_from(config, init(jax.random.fold_in(s.root_rng, 0)))   # in place.
   state = par.put_state(state)
   logging.info('Training %s for %d steps (batch %d on %d devices, %s).',
                config.get('experiment_name') or config.model.get('name'), num_steps,
