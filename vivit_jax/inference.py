@@ -109,4 +109,8 @@ class Predictor:
 
   def __call__(self, path: str) -> np.ndarray:
     """float32[K]: the view-averaged class probabilities of the video at `path`."""
-    return np.asarray(self._probs(self._params, test_views(path, self.config)))
+    return self.from_views(test_views(path, self.config))
+
+  def from_views(self, views: np.ndarray) -> np.ndarray:
+    """float32[K]: the aggregated class probabilities of views float32[V, T, S, S, 3]."""
+    return np.asarray(self._probs(self._params, views))

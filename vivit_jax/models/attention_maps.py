@@ -391,3 +391,17 @@ def to_pixels(tokens: np.ndarray, footprint, frames: int, height: int,
     out = np.take(out / np.expand_dims(counts, tuple(i for i in range(out.ndim)
                                                      if i != axis)), index, axis=axis)
   return out
+
+
+def heat_overlay(frames: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+  """uint8[..., H, W, 3]: frames uint8[..., H, W, 3] under heat float[..., H, W] (scaled
+  from its minimum to its maximum over all frames: rollout keeps a uniform floor from the
+  residual identities) in a black-red-yellow-white ramp, blended with `alpha` times the
+  scaled heat (so cold pixels show the frame)."""
+  h = np.asarray(heat, np.float64)
+  h = (h - h.min()) / max(float(h.max() - h.min()), 1e-30)
+  colour = np.stack([np.clip(3 * h, 0, 1), np.clip(3 * h - 1, 0, 1),
+                     np.clip(3 * h - 2, 0, 1)], axis=-1) * 255
+  weight = alpha * h[..., None]
+  out = (1 - weight) * np.asarray(frames, np.float64) + weight * colour
+  return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,138 @@
+"""`python -m vivit_jax.visualize` and attention rollout on the synthetic task: a briefly
+trained model's rollout puts more mass per pixel on the moving (target) shape than on
+the background, a fresh one clearly less; the CLI writes the PNG grid, the GIF (one frame
+per video frame) and the NPZ; factorised models get their temporal plot."""
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from train_helpers import final_params, synthetic_config
+from vivit_jax import inference, models
+from vivit_jax.data import augment, pipeline, synthetic, video_files
+from vivit_jax.models import attention_maps as am
+from vivit_jax.train import trainer
+from vivit_jax import visualize
+
+FRAMES, CROP = 8, 32
+
+
+def small_model1():
+  """Model 1 on 8 x 32 x 32 clips, tubelets 4 x 4 x 4 (2 x 8 x 8 tokens), width 32."""
+  c = synthetic_config(1, '')
+  d, t, m = c.dataset, c.trainer, c.model
+  d.num_frames, d.crop_size = FRAMES, CROP
+  m.temporal_patch_size = 4
+  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 32, 2, 4, 64
+  d.num_train_examples, d.num_eval_examples = 2048, 64
+  d.num_test_clips = d.num_test_crops = 1
+  t.batch_size, t.eval_batch_size, t.num_train_steps = 16, 64, 500
+  t.log_every = t.checkpoint_every = t.eval_every = 500
+  t.cpu_devices = 1
+  c.schedule.warmup_steps = 20
+  return c
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A workdir of `small_model1` after 500 steps (about 15-25 s on 2 CPU cores)."""
+  workdir = str(tmp_path_factory.mktemp('visualize') / 'run')
+  config = small_model1()
+  start = time.time()
+  trainer.train_and_evaluate(config, workdir)
+  print(f'trained 500 steps in {time.time() - start:.1f} s')
+  return config, workdir
+
+
+def shape_to_background(config, params, n=32):
+  """Mean over clips of (rollout mass per target-shape pixel) / (per background pixel)."""
+  model = models.create_model(config.model, 10)
+  videos, _ = synthetic.generate(n, num_frames=FRAMES, size=CROP, seed=123)
+  masks = synthetic.target_masks(n, num_frames=FRAMES, size=CROP, seed=123)
+  o = pipeline.clip_options(config)
+  clips = augment.normalize(videos, o.mean_rgb, o.std_rgb)
+  _, maps = am.attention_maps(model, params, clips)
+  r = am.rollout(config.model, maps, clips.shape)
+  heat = am.to_pixels(r.tokens, r.footprint, FRAMES, CROP, CROP)
+  return np.mean([heat[i][masks[i]].mean() / heat[i][~masks[i]].mean()
+                  for i in range(n) if masks[i].any()])
+
+
+def test_target_masks_cover_the_target_shape():
+  videos, _ = synthetic.generate(8, num_frames=4, size=32, seed=5, offset=60)
+  masks = synthetic.target_masks(8, num_frames=4, size=32, seed=5, offset=60)
+  assert masks.shape == (8, 4, 32, 32) and 0.005 < masks.mean() < 0.3
+  for v, m in zip(videos, masks):   # the shape's colour is not the background's.
+    if m.any():
+      gap = np.abs(v[m].mean(0).astype(float) - v[~m].mean(0)).max()
+      assert gap > 15
+
+
+def test_rollout_of_a_trained_model_finds_the_moving_shape(trained):
+  config, workdir = trained
+  _, params = final_params(workdir)
+  model = models.create_model(config.model, 10)
+  fresh = model.init(jax.random.key(0), np.zeros((1, FRAMES, CROP, CROP, 3)))['params']
+  trained_ratio = shape_to_background(config, params)
+  fresh_ratio = shape_to_background(config, fresh)
+  print(f'shape/background mass per pixel: trained {trained_ratio:.2f}, '
+        f'fresh {fresh_ratio:.2f}')
+  assert trained_ratio > 1.6
+  assert fresh_ratio < 1.35 and trained_ratio > fresh_ratio + 0.5
+
+
+def write_videos(root, n=2):
+  videos, _ = synthetic.generate(n, num_frames=12, size=40, seed=7)
+  paths = []
+  for i, v in enumerate(videos):
+    paths.append(str(root / f'clip{i}.mp4'))
+    video_files.write_video(paths[-1], v)
+  return paths
+
+
+def test_cli_writes_png_gif_and_npz(trained, tmp_path):
+  _, workdir = trained
+  videos = write_videos(tmp_path)
+  out = tmp_path / 'maps'
+  cmd = [sys.executable, '-m', 'vivit_jax.visualize', f'--workdir={workdir}',
+         f'--out={out}', *videos, str(tmp_path / 'missing.mp4')]
+  result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'ERROR' in result.stderr and 'missing.mp4' in result.stderr
+  for name in ('clip0', 'clip1'):
+    png, gif = out / f'{name}_attention.png', out / f'{name}_attention.gif'
+    assert png.stat().st_size > 1000 and gif.stat().st_size > 1000
+    with Image.open(png) as image:
+      assert image.size[0] > 100 and image.size[1] > 100
+    with Image.open(gif) as image:
+      assert image.n_frames == FRAMES
+    arrays = np.load(out / f'{name}_attention.npz')
+    assert arrays['heat'].shape == (FRAMES, CROP, CROP)
+    np.testing.assert_allclose(arrays['heat'].sum(), 1.0, atol=1e-6)
+    assert not (out / f'{name}_temporal.png').exists()   # Model 1: no factorisation.
+  assert 'clip0.mp4: ' in result.stdout and '_attention.gif' in result.stdout
+
+
+@pytest.mark.parametrize('model', [2, 4])
+def test_factorised_models_get_a_temporal_plot(tmp_path, model):
+  config = synthetic_config(model, 'tiny')
+  config.dataset.num_test_clips = 2   # two views; the middle one is explained.
+  net = models.create_model(config.model, 10)
+  d = config.dataset
+  params = net.init(jax.random.key(0), np.zeros((1, d.num_frames, d.crop_size,
+                                                 d.crop_size, 3)))['params']
+  predictor = inference.Predictor(config, net, params)
+  (video,) = write_videos(tmp_path, 1)
+  files = visualize.visualize_file(video, str(tmp_path), config, net, params,
+                                   synthetic.LABEL_NAMES, predictor)
+  names = sorted(os.path.basename(f) for f in files)
+  assert names == ['clip0_attention.gif', 'clip0_attention.npz', 'clip0_attention.png',
+                   'clip0_temporal.png']
+  arrays = np.load(tmp_path / 'clip0_attention.npz')
+  np.testing.assert_allclose(arrays['temporal'].sum(), 1.0, atol=1e-6)
+  np.testing.assert_allclose(arrays['spatial'].sum((1, 2)), 1.0, atol=1e-6)
