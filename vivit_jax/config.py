@@ -178,6 +178,9 @@ def default_config() -> ml_collections.ConfigDict:
   # mmaction2) or 'logits' (softmax of the mean logits: Scenic's ViViT).
   c.trainer.view_aggregation = 'softmax'
   c.trainer.temporal_control = 'none'       # 'shuffle' / 'single_frame': space-only controls.
+  # Validation clips drawn with labels and attention rollout to TensorBoard at each
+  # evaluation (train/evaluate.py AttentionSummaries); 0 = off (an extra compile + pass).
+  c.trainer.summary_clips = 0
 
   c.init_from = init_from_config()
   return c

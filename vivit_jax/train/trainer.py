@@ -92,6 +92,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.get('experiment_name') or config.model.get('name'), num_steps,
                t.batch_size, jax.device_count(), par.name)
 
+  summaries = None
+  if int(t.get('summary_clips', 0) or 0) > 0:
+    if jax.process_count() == 1:
+      summaries = eval_lib.AttentionSummaries(config, s.model, t.summary_clips,
+                                              getattr(s.dataset, 'label_names', None))
+    else:
+      logging.warning('trainer.summary_clips is ignored with %d processes.',
+                      jax.process_count())
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=None,
                                            every_steps=t.log_every)
   eval_bs = t.get('eval_batch_size', t.batch_size) // jax.process_count()   # local.
@@ -170,6 +178,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           last_val = eval_lib.run_eval(par, state, s.dataset, 'validation', eval_bs,
                                        s.num_classes)
         writer.write_scalars(step, {f'validation_{k}': v for k, v in last_val.items()})
+        if summaries is not None:
+          writer.write_images(step, {'validation_attention': summaries(
+              par.get_state(state).params, s.dataset)})
         ckpts.maybe_save_best(par.get_state(state), last_val)
         timer[:] = [time.time(), step]
     if start >= num_steps:
