@@ -39,8 +39,8 @@ from PIL import Image, ImageDraw
 from vivit_jax import cli
 from vivit_jax.data import pipeline
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import (Predictor, label_names, load_config, load_model,
-                                 test_views)
+from vivit_jax.inference import (Predictor, clip_config, label_names, load_config,
+                                 load_model, test_views)
 from vivit_jax.models import attention_maps as am
 
 
@@ -52,6 +52,9 @@ def _define_flags():
       'written by `python -m vivit_jax.convert`.')
   flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
                       'default: the workdir/checkpoint config.json.')
+  flags.DEFINE_integer('num_frames', None, 'Frames per clip (default: the config\'s); '
+                       'another size resizes the position embeddings.')
+  flags.DEFINE_integer('crop_size', None, 'Crop side in pixels (default: the config\'s).')
   flags.DEFINE_string('out', None, 'Directory for the PNG/GIF/NPZ files (created).')
   flags.DEFINE_integer('view', None, 'Test view to explain (default: the middle one).')
   flags.DEFINE_integer('gif_ms', 250, 'Milliseconds per GIF frame.')
@@ -182,7 +185,9 @@ def main(argv):
   if not FLAGS.out:
     raise app.UsageError('Pass --out=DIR for the pictures.')
   config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
+  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
+                                       FLAGS.num_frames, FLAGS.crop_size)
+  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predictor = Predictor(config, model, params)

@@ -136,3 +136,21 @@ def test_factorised_models_get_a_temporal_plot(tmp_path, model):
   arrays = np.load(tmp_path / 'clip0_attention.npz')
   np.testing.assert_allclose(arrays['temporal'].sum(), 1.0, atol=1e-6)
   np.testing.assert_allclose(arrays['spatial'].sum((1, 2)), 1.0, atol=1e-6)
+
+
+def test_load_model_at_another_clip_size(trained, tmp_path):
+  config, workdir = trained
+  _, params, _ = inference.load_model(config, workdir, None)
+  _, same, _ = inference.load_model(config, workdir, None, FRAMES, CROP)
+  jax.tree.map(np.testing.assert_array_equal, same, params)
+  model, small, _ = inference.load_model(config, workdir, None, 4, 24)
+  small_config = inference.clip_config(config, 4, 24)
+  (video,) = write_videos(tmp_path, 1)
+  predictor = inference.Predictor(small_config, model, small)
+  probs = predictor(video)
+  np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
+  files = visualize.visualize_file(video, str(tmp_path), small_config, model, small,
+                                   synthetic.LABEL_NAMES, predictor)
+  with Image.open(files[1]) as gif:
+    assert gif.n_frames == 4
+  assert np.load(files[-1])['heat'].shape == (4, 24, 24)
