@@ -12,41 +12,47 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train_helpers import final_params, synthetic_config
+from train_helpers import REPO, final_params, synthetic_config
 from vivit_jax import inference, models
 from vivit_jax.data import augment, pipeline, synthetic, video_files
 from vivit_jax.models import attention_maps as am
-from vivit_jax.train import trainer
 from vivit_jax import visualize
 
 FRAMES, CROP = 8, 32
 
 
-def small_model1():
-  """Model 1 on 8 x 32 x 32 clips, tubelets 4 x 4 x 4 (2 x 8 x 8 tokens), width 32."""
-  c = synthetic_config(1, '')
-  d, t, m = c.dataset, c.trainer, c.model
-  d.num_frames, d.crop_size = FRAMES, CROP
-  m.temporal_patch_size = 4
-  m.hidden_size, m.num_layers, m.num_heads, m.mlp_dim = 32, 2, 4, 64
-  d.num_train_examples, d.num_eval_examples = 2048, 64
-  d.num_test_clips = d.num_test_crops = 1
-  t.batch_size, t.eval_batch_size, t.num_train_steps = 16, 64, 500
-  t.log_every = t.checkpoint_every = t.eval_every = 500
-  t.cpu_devices = 1
-  c.schedule.warmup_steps = 20
-  return c
+# Model 1 on 8 x 32 x 32 clips, tubelets 4 x 4 x 4 (2 x 8 x 8 tokens), width 32; 500 steps.
+OVERRIDES = {
+    'dataset.num_frames': FRAMES, 'dataset.crop_size': CROP,
+    'model.temporal_patch_size': 4, 'model.hidden_size': 32, 'model.num_layers': 2,
+    'model.num_heads': 4, 'model.mlp_dim': 64,
+    'dataset.num_train_examples': 2048, 'dataset.num_eval_examples': 64,
+    'dataset.num_test_clips': 1, 'dataset.num_test_crops': 1,
+    'trainer.batch_size': 16, 'trainer.eval_batch_size': 64,
+    'trainer.num_train_steps': 500, 'trainer.log_every': 500,
+    'trainer.checkpoint_every': 500, 'trainer.eval_every': 500,
+    'trainer.cpu_devices': 1, 'trainer.test_at_end': False,
+    'schedule.warmup_steps': 20,
+}
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-  """A workdir of `small_model1` after 500 steps (about 15-25 s on 2 CPU cores)."""
+  """(config, workdir) of `OVERRIDES` trained by the CLI (about 15-50 s on 2 busy CPU
+  cores). One CPU device in a subprocess: 500 steps over the tests' 8 forced devices
+  risk XLA:CPU's 40 s collective timeout on a loaded machine."""
   workdir = str(tmp_path_factory.mktemp('visualize') / 'run')
-  config = small_model1()
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=' '.join(
+      f for f in os.environ.get('XLA_FLAGS', '').split()
+      if 'xla_force_host_platform_device_count' not in f))
+  cmd = [sys.executable, '-m', 'vivit_jax.main',
+         f'--config={REPO}/configs/synthetic/vivit_model1.py', f'--workdir={workdir}',
+         *(f'--config.{k}={v}' for k, v in OVERRIDES.items())]
   start = time.time()
-  trainer.train_and_evaluate(config, workdir)
-  print(f'trained 500 steps in {time.time() - start:.1f} s')
-  return config, workdir
+  result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  print(f'trained 500 steps in {time.time() - start:.1f} s (process included)')
+  return inference.load_config(None, workdir, None), workdir
 
 
 def shape_to_background(config, params, n=32):

@@ -168,3 +168,35 @@ def test_to_pixels_spreads_mass_per_footprint():
   assert pixels.shape == (1, 4, 8, 8)
   np.testing.assert_allclose(pixels[0, 2:, 4:, :4], 6 / 32)   # token (1, 1, 0).
   np.testing.assert_allclose(pixels.sum(), tokens.sum())
+
+
+def test_divided_timesformer_rollout_equals_the_full_matrix_product():
+  config = tiny('timesformer')
+  config.model.num_layers = 2
+  model, params, video = random_model(config)
+  _, maps = am.attention_maps(model, params, video)
+  r = am.rollout(config.model, maps, video.shape)
+  b, (t, h, w) = video.shape[0], r.tokens.shape[1:]
+  s, n = h * w, 1 + t * h * w
+  layers = []
+  for i in range(2):
+    block = f'encoderblock_{i}/'
+    time = np.zeros((b, n, n))
+    time[:, 0, 0] = 1.0   # CLS waits during temporal attention.
+    time[:, 1:, 1:] = time_matrix(maps[block + 'MultiHeadDotProductAttention_time'][0],
+                                  b, t, s)
+    am_ = np.asarray(maps[block + 'MultiHeadDotProductAttention_0'][0],
+                     np.float64).mean(1).reshape(b, t, 1 + s, 1 + s)
+    space = np.zeros((b, n, n))
+    for f in range(t):
+      rows = slice(1 + f * s, 1 + (f + 1) * s)
+      space[:, 0, 0] += am_[:, f, 0, 0] / t     # CLS: the mean of its per-frame outputs.
+      space[:, 0, rows] = am_[:, f, 0, 1:] / t
+      space[:, rows, 0] = am_[:, f, 1:, 0]
+      space[:, rows, rows] = am_[:, f, 1:, 1:]
+    layers += [time, space]
+  readout = np.zeros((b, n))
+  readout[:, 0] = 1.0
+  v = full_rollout(layers, readout)[:, 1:]
+  np.testing.assert_allclose(r.tokens.reshape(b, -1), v / v.sum(1, keepdims=True),
+                             atol=1e-12)
