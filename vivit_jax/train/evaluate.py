@@ -108,7 +108,9 @@ class AttentionSummaries:
     self._maps = jax.jit(lambda p, v: am.attention_maps(model, p, v))
 
   def __call__(self, params, dataset) -> np.ndarray:
-    batch = next(iter(dataset.eval_batches('validation', self.num_clips)))
+    batches = iter(dataset.eval_batches('validation', self.num_clips))
+    batch = next(batches)
+    getattr(batches, 'close', lambda: None)()   # stop its readers now.
     video = batch['video']
     clips = video[:, video.shape[1] // 2]   # [N, T, S, S, 3]: the middle view.
     logits, maps = jax.device_get(self._maps(params, clips))
