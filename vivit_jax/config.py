@@ -191,6 +191,9 @@ def default_config() -> ml_collections.ConfigDict:
   # Frozen params (zero updates; train/optim.py): None, 'backbone' (linear probing: only
   # the class projection `output_projection` trains) or regexes of the paths to freeze.
   c.trainer.freeze = placeholder(object)
+  # Validation clips drawn with labels and attention rollout to TensorBoard at each
+  # evaluation (train/evaluate.py AttentionSummaries); 0 = off (an extra compile + pass).
+  c.trainer.summary_clips = 0
 
   c.init_from = init_from_config()
   return c

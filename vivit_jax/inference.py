@@ -20,6 +20,7 @@ import numpy as np
 from vivit_jax import config as vc
 from vivit_jax import models
 from vivit_jax.convert.common import config_from_json
+from vivit_jax.convert.resize import clip_config, resize_params
 from vivit_jax.data import augment, pipeline, sampling, video_files
 from vivit_jax.errors import ConfigError, DecodeError
 from vivit_jax.train import checkpoint as ckpt_lib
@@ -45,16 +46,27 @@ def load_config(config_path: Optional[str], workdir: Optional[str],
                           '--workdir / --checkpoint directory holding config.json.')
 
 
-def load_model(config, workdir: Optional[str], checkpoint: Optional[str]):
+def load_model(config, workdir: Optional[str], checkpoint: Optional[str],
+               num_frames: Optional[int] = None, crop_size: Optional[int] = None):
   """(model, params, step directory) of the checkpoint, restored into the config's
-  model shapes (a config that does not match the checkpoint fails here)."""
+  model shapes (a config that does not match the checkpoint fails here).
+
+  `num_frames` / `crop_size` (None: the config's) run it on clips of another size: the
+  position embeddings and relative position tables are resized
+  (convert/resize.py); cut the views with `clip_config(config, num_frames, crop_size)`.
+  At the config's own size nothing is resized (the same params, bit for bit).
+  """
   vc.validate_config(config)
   d = config.dataset
   model = models.create_model(config.model, d.num_classes)
   dummy = jnp.zeros((1, d.num_frames, d.crop_size, d.crop_size, 3), jnp.float32)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy))['params']
   step_dir, _ = ckpt_lib.resolve_checkpoint(workdir or checkpoint or '.', checkpoint)
-  return model, ckpt_lib.load_params(step_dir, abstract), step_dir
+  params = ckpt_lib.load_params(step_dir, abstract)
+  new = clip_config(config, num_frames, crop_size)
+  if (new.dataset.num_frames, new.dataset.crop_size) != (d.num_frames, d.crop_size):
+    params = resize_params(config, params, new)
+  return model, params, step_dir
 
 
 def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list[str]:
@@ -118,4 +130,8 @@ class Predictor:
   def __call__(self, path: str) -> np.ndarray:
     """float32[K]: the view-averaged class probabilities of the video at `path` (per
     group's block for label groups; per class, independent, for multi-label)."""
-    return np.asarray(self._probs(self._params, test_views(path, self.config)))
+    return self.from_views(test_views(path, self.config))
+
+  def from_views(self, views: np.ndarray) -> np.ndarray:
+    """float32[K]: the aggregated class probabilities of views float32[V, T, S, S, 3]."""
+    return np.asarray(self._probs(self._params, views))

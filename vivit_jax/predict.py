@@ -33,7 +33,8 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import Predictor, label_names, load_config, load_model
+from vivit_jax.inference import (Predictor, clip_config, label_names, load_config,
+                                 load_model)
 
 
 def _define_flags():
@@ -45,6 +46,9 @@ def _define_flags():
       'written by `python -m vivit_jax.convert`.')
   flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
                       'default: the workdir/checkpoint config.json.')
+  flags.DEFINE_integer('num_frames', None, 'Frames per clip (default: the config\'s); '
+                       'another size resizes the position embeddings.')
+  flags.DEFINE_integer('crop_size', None, 'Crop side in pixels (default: the config\'s).')
   flags.DEFINE_integer('top_k', 5, 'Classes printed per video.')
   flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
 
@@ -115,7 +119,9 @@ def main(argv):
     raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
                          'checkpoint directory holds config.json).')
   config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
+  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
+                                       FLAGS.num_frames, FLAGS.crop_size)
+  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predict = Predictor(config, model, params)

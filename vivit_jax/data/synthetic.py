@@ -108,6 +108,26 @@ def generate(num_examples: int, *, num_frames: int, size: int, seed: int,
   return videos, labels
 
 
+def target_masks(num_examples: int, *, num_frames: int, size: int, seed: int,
+                 clip_frames: int | None = None, offset: int = 0) -> np.ndarray:
+  """bool[N, T, H, W]: the pixels of the target shape (the one whose change is the
+  label) in the videos `generate` returns for the same arguments (False while the
+  target is out of view). Distractors are not in the mask."""
+  clip_frames = num_frames if clip_frames is None else min(clip_frames, num_frames)
+  masks = np.zeros((num_examples, num_frames, size, size), bool)
+  for chunk in range(offset // _CHUNK, (offset + num_examples - 1) // _CHUNK + 1):
+    p = _sample_params(np.random.default_rng([seed, chunk]), _CHUNK, num_frames, size,
+                       clip_frames)
+    full = np.zeros((_CHUNK, num_frames, size, size), bool)
+    for k in range(_SLOTS):
+      example, frame, y, x = _shape_pixels(p, k, size)
+      on = p['target'][example] == k
+      full[example[on], frame[on], y[on], x[on]] = True
+    lo, hi = max(offset, chunk * _CHUNK), min(offset + num_examples, (chunk + 1) * _CHUNK)
+    masks[lo - offset:hi - offset] = full[lo - chunk * _CHUNK:hi - chunk * _CHUNK]
+  return masks
+
+
 def _generate_chunk(rng, num_frames, size, clip_frames, start, stop):
   """Examples [start, stop) of one chunk of _CHUNK (the whole chunk is drawn, so any
   sub-range gives the same examples)."""
@@ -186,7 +206,7 @@ def _sample_params(rng, n, num_frames, size, clip_frames):
                 **_background_texture(rng, n, size))
   params = {k: v.astype(np.float32) for k, v in params.items()}
   noise_mask = np.array(_NOISE_MASKS, np.uint8)[rng.integers(0, len(_NOISE_MASKS), n)]
-  return dict(params, label=label, visible=visible, noise_mask=noise_mask)
+  return dict(params, label=label, visible=visible, noise_mask=noise_mask, target=target)
 
 
 def _size_trajectory(rng, shape, size, t_len, steps):

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 
 from vivit_jax.models.embeddings import AddPositionEmbedding
 from vivit_jax.ops import dense as dense_ops
-from vivit_jax.ops.attention import canonical_attention_impl, dot_product_attention
+from vivit_jax.ops.attention import (attend_with_probs, attention_probs,
+                                     canonical_attention_impl, dot_product_attention)
 from vivit_jax.ops.gelu import gelu
 from vivit_jax.ops.layer_norm import layer_norm_rows
 
@@ -32,6 +33,11 @@ REMAT_POLICIES = {
         jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     'everything_saveable': jax.checkpoint_policies.everything_saveable,   # = no remat.
 }
+
+
+# The variable collection attention weights are sown into when it is mutable (see
+# MultiHeadAttention); the default forward pass never builds them.
+ATTENTION_WEIGHTS = 'attention_weights'
 
 
 # The numerics/memory options every family shares, with their defaults (config.model
@@ -170,9 +176,25 @@ class MultiHeadAttention(nn.Module):
   x: [B, ..., D] -> [B, ..., D]. The token layout of the leading axes is the business of
   `layout` (default: `joint_layout` over x: [B, L, D]); see vivit.py for the factorised
   dot-product layout (Model 4), which splits the heads between space and time.
+
+  Attention weights on request: when the `ATTENTION_WEIGHTS` collection is mutable
+  (`apply(..., mutable=[ATTENTION_WEIGHTS])`, see models/attention_maps.py), every call
+  of the layout's `attend` takes the explicit path (`ops.attention.attention_probs`) and
+  sows its softmax probabilities float32[B', heads', Lq, Lk] as `weights`, one entry per
+  call in call order (B' and heads' are the layout's: e.g. (B*T, heads) for a spatial
+  layout, two calls over half the heads each for Model 4). Otherwise nothing changes:
+  the configured kernel runs and no weights are built (also in `init`, where every
+  collection is mutable).
   """
   cfg: TransformerConfig
   layout: LayoutFn = joint_layout
+
+  def _attend_and_record(self, query, key, value, *, bias=None, mask=None,
+                         dropout_rate=0.0, dropout_rng=None):
+    probs = attention_probs(query, key, bias=bias, mask=mask)
+    self.sow(ATTENTION_WEIGHTS, 'weights', probs)
+    return attend_with_probs(probs, value, dropout_rate=dropout_rate,
+                             dropout_rng=dropout_rng)
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
@@ -187,10 +209,15 @@ class MultiHeadAttention(nn.Module):
     rng = None
     if cfg.attention_dropout_rate > 0.0 and not deterministic:
       rng = self.make_rng('dropout')
-    attend = functools.partial(
-        dot_product_attention, impl=cfg.attention_impl,
-        dropout_rate=cfg.attention_dropout_rate, dropout_rng=rng,
-        deterministic=deterministic)
+    dropout_rate = 0.0 if deterministic else cfg.attention_dropout_rate
+    if self.is_mutable_collection(ATTENTION_WEIGHTS) and not self.is_initializing():
+      attend = functools.partial(self._attend_and_record, dropout_rate=dropout_rate,
+                                 dropout_rng=rng)
+    else:
+      attend = functools.partial(
+          dot_product_attention, impl=cfg.attention_impl,
+          dropout_rate=cfg.attention_dropout_rate, dropout_rng=rng,
+          deterministic=deterministic)
     out = self.layout(q, k, v, attend)
     return dense(features=cfg.hidden_size, axis=(-2, -1), name='out')(out)
 

@@ -149,6 +149,21 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
                                    implementation='cudnn')
     return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
                                         implementation='xla')
+  probs = attention_probs(query, key, bias=bias, mask=mask)
+  return attend_with_probs(probs, value, dropout_rate=dropout_rate if use_dropout else 0.0,
+                           dropout_rng=dropout_rng)
+
+
+def attention_probs(query, key, *, bias=None, mask=None):
+  """The attention weights of the explicit path: float32[B, H, Lq, Lk], rows summing
+  to 1: softmax(q k^T / sqrt(Dh) + bias) over the keys `mask` allows.
+
+  query: [B, Lq, H, Dh]; key: [B, Lk, H, Dh]; bias/mask as `dot_product_attention`
+  (a `DecomposedBias` is made dense). Materialises the [B, H, Lq, Lk] logits: the fast
+  kernels never do; use it only where the weights themselves are wanted.
+  """
+  if isinstance(bias, DecomposedBias):
+    bias = bias.dense()
   scale = query.shape[-1] ** -0.5
   logits = jnp.einsum('bqhd,bkhd->bhqk', query, key,
                       preferred_element_type=jnp.float32) * scale
@@ -156,8 +171,14 @@ def dot_product_attention(query, key, value, *, bias=None, mask=None, impl: str 
     logits = logits + jnp.asarray(bias, jnp.float32)
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1)
-  if use_dropout:
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def attend_with_probs(probs, value, *, dropout_rate: float = 0.0, dropout_rng=None):
+  """probs: float32[B, H, Lq, Lk] (from `attention_probs`), value: [B, Lk, H, Dh] ->
+  [B, Lq, H, Dh] in value's dtype; `dropout_rate > 0` drops probabilities (needs
+  `dropout_rng`)."""
+  if dropout_rate > 0.0:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
     probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
   return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(value.dtype), value)

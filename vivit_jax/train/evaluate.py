@@ -5,7 +5,8 @@ prediction (`steps.eval_step`; `trainer.view_aggregation`: the mean of the views
 softmaxes, or the softmax of their mean logits), then the metrics of the label kind
 (train/metrics.py: top-1/top-5, per-class accuracy and confusion matrices; per group and
 action accuracy for label groups; mean average precision for multi-label) over the
-unpadded examples.
+unpadded examples. `AttentionSummaries` draws a few validation clips with their labels
+and attention rollout for TensorBoard (config.trainer.summary_clips).
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from typing import Optional
 import jax
 import numpy as np
 from absl import logging
+from PIL import Image, ImageDraw
 
+from vivit_jax.data import pipeline
 from vivit_jax.data.labels import LabelSpec
+from vivit_jax.models import attention_maps as am
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import metrics, objectives, parallel, steps
 from vivit_jax.train import setup as setup_lib
@@ -49,6 +53,58 @@ def confusion_image(cm, cell: int = 8) -> np.ndarray:
   img = np.kron(norm, np.ones((cell, cell)))
   img = (255 * (1.0 - img)).astype(np.uint8)     # white = 0, black = all of the row.
   return np.repeat(img[None, :, :, None], 3, axis=-1)
+
+
+class AttentionSummaries:
+  """TensorBoard pictures of the first `num_clips` validation clips (their middle view):
+  one image per clip, a text band (true and predicted label, the prediction's
+  probability), the frames, and under them the attention rollout
+  (models/attention_maps.py) over each frame. The weights come from one extra forward
+  pass of those clips on the explicit attention path (jitted once per run).
+
+  `__call__(params, dataset) -> uint8[N, H, W, 3]`; params: host or fully addressable
+  arrays (one process).
+  """
+
+  def __init__(self, config, model, num_clips: int, label_names=None):
+    self.config, self.num_clips = config, int(num_clips)
+    self.names = list(label_names or [])
+    self._maps = jax.jit(lambda p, v: am.attention_maps(model, p, v))
+
+  def __call__(self, params, dataset) -> np.ndarray:
+    batches = iter(dataset.eval_batches('validation', self.num_clips))
+    batch = next(batches)
+    getattr(batches, 'close', lambda: None)()   # stop its readers now.
+    video = batch['video']
+    clips = video[:, video.shape[1] // 2]   # [N, T, S, S, 3]: the middle view.
+    logits, maps = jax.device_get(self._maps(params, clips))
+    r = am.rollout(self.config.model, maps, clips.shape)
+    heat = am.to_pixels(r.tokens, r.footprint, *clips.shape[1:4])
+    o = pipeline.clip_options(self.config)
+    pixels = clips * np.asarray(o.std_rgb, np.float32) + np.asarray(o.mean_rgb, np.float32)
+    frames = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+    logits = np.asarray(logits, np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return np.stack([self._image(f, am.heat_overlay(f, h), int(label), p)
+                     for f, h, label, p in zip(frames, heat, batch['label'], probs)])
+
+  def _name(self, k: int) -> str:
+    return self.names[k] if k < len(self.names) else f'class_{k}'
+
+  def _image(self, frames, overlay, label: int, probs) -> np.ndarray:
+    t, s = frames.shape[:2]
+    scale = max(1, -(-64 // s))
+    rows = np.concatenate([np.concatenate(list(frames), axis=1),
+                           np.concatenate(list(overlay), axis=1)], axis=0)
+    rows = np.repeat(np.repeat(rows, scale, axis=0), scale, axis=1)
+    k = int(np.argmax(probs))
+    canvas = Image.new('RGB', (rows.shape[1], rows.shape[0] + 14), 'white')
+    canvas.paste(Image.fromarray(rows), (0, 14))
+    ImageDraw.Draw(canvas).text(
+        (2, 1), f'true: {self._name(label)}  predicted: {self._name(k)} ({probs[k]:.2f})',
+        fill='black')
+    return np.asarray(canvas)
 
 
 def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:

@@ -88,6 +88,10 @@ def check_trainer_config(config) -> None:
   if alpha < 0:
     raise ConfigError(f'config.trainer.mixup_alpha={alpha!r} is invalid: expected >= 0 '
                       '(0 = no mixup).')
+  clips = t.get('summary_clips', 0)
+  if not isinstance(clips, int) or isinstance(clips, bool) or clips < 0:
+    raise ConfigError(f'config.trainer.summary_clips={clips!r} is invalid: expected an '
+                      'integer >= 0 (0 = off).')
   _temporal_control(config)
   view_aggregation(config)
   steps.check(config)

@@ -94,6 +94,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                config.get('experiment_name') or config.model.get('name'), num_steps,
                t.batch_size, jax.device_count(), par.name)
 
+  summaries = None
+  if int(t.get('summary_clips', 0) or 0) > 0:
+    if jax.process_count() > 1:
+      logging.warning('trainer.summary_clips is ignored with %d processes.',
+                      jax.process_count())
+    elif s.label_spec.grouped or s.label_spec.multi_label:
+      logging.warning('trainer.summary_clips draws single-label clips only; ignored for '
+                      'label groups and multi-label data.')
+    else:
+      summaries = eval_lib.AttentionSummaries(config, s.model, t.summary_clips,
+                                              getattr(s.dataset, 'label_names', None))
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=None,
                                            every_steps=t.log_every)
   eval_bs = t.get('eval_batch_size', t.batch_size) // jax.process_count()   # local.
@@ -173,6 +184,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        s.num_classes, label_spec=s.label_spec)
         writer.write_scalars(step, {f'validation_{k}': v
                                     for k, v in metrics_lib.scalars(last_val).items()})
+        if summaries is not None:
+          writer.write_images(step, {'validation_attention': summaries(
+              par.get_state(state).params, s.dataset)})
         ckpts.maybe_save_best(par.get_state(state), last_val)
         timer[:] = [time.time(), step]
     if start >= num_steps:
