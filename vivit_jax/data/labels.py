@@ -73,6 +73,16 @@ class LabelSpec:
   def batch_dtype(self):
     return np.float32 if self.multi_label else np.int32
 
+  def stack(self, labels: Sequence) -> np.ndarray:
+    """A batch's `label` from per-example labels (as `parse` returns them): int32[B],
+    int32[B, G] or float32[B, K]."""
+    return np.asarray(labels, self.batch_dtype()).reshape(
+        (len(labels),) + np.shape(self.empty()))
+
+  def empty_batch(self, batch_size: int) -> np.ndarray:
+    """A batch's `label` of `batch_size` padded rows (`empty()` each)."""
+    return np.zeros((batch_size,) + np.shape(self.empty()), self.batch_dtype())
+
   def parse(self, values: Sequence, where: str = '') -> Union[int, np.ndarray]:
     """One example's label from raw per-group values (each an int, an integer string or
     a class name of that group; multi-label: one value, a sequence of classes or a
