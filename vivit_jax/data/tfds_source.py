@@ -6,8 +6,9 @@ downloaded: prepare the dataset there first), config.dataset.splits maps our spl
 to TFDS split strings (e.g. validation -> 'test' or 'train[90%:]'), and
 config.dataset.video_key / label_key name the `Video` and `ClassLabel` features.
 Label names come from the ClassLabel feature. With label groups
-(config.dataset.label_groups) label_key is a dict {group: ClassLabel feature} (a
-string label_key: the features named as the groups); multi-label data
+(config.dataset.label_groups) label_key maps each group to its ClassLabel feature:
+'verb:verb_label,noun:noun_label' (or a dict where the config allows one); without a
+mapping the features are named as the groups (e.g. 'verb', 'noun'); multi-label data
 (config.dataset.multi_label) reads a `Sequence(ClassLabel)` feature (every class of the
 clip). Each ClassLabel must have its group's number of classes.
 
@@ -86,15 +87,19 @@ def dataset_labels(dataset_config, info) -> tuple[LabelSpec, dict[str, str]]:
   key = d.get('label_key', 'label') or 'label'
   spec = labels_lib.label_spec(d)
   if spec.grouped:
-    keys = ({str(g): str(k) for g, k in key.items()} if hasattr(key, 'items') else
-            {g: g for g in spec.group_names})
+    if hasattr(key, 'items'):
+      keys = {str(g): str(k) for g, k in key.items()}
+    elif ':' in key:
+      keys = dict(pair.split(':', 1) for pair in key.split(','))
+    else:
+      keys = {g: g for g in spec.group_names}
     if sorted(keys) != sorted(spec.group_names):
       raise ConfigError(f'config.dataset.label_key={dict(keys)!r} is invalid: expected '
                         f'a TFDS feature for each label group {spec.group_names}.')
     return spec, {g: keys[g] for g in spec.group_names}
   if hasattr(key, 'items'):
     raise ConfigError(f'config.dataset.label_key={dict(key)!r} is invalid: expected one '
-                      'feature name (a dict needs config.dataset.label_groups).')
+                      'feature name (a mapping needs config.dataset.label_groups).')
   if not spec.multi_label and key in info.features:   # plain: K = the feature's classes.
     spec = LabelSpec((('label', len(class_names(info.features[key]))),))
   return spec, {spec.group_names[0]: key}
