@@ -320,3 +320,34 @@ def test_tfds_label_groups_and_multi_label(tfds_dir):
   batch = ds.train_batch(0, 6)
   np.testing.assert_array_equal(_verb_noun_from_pixels(batch), batch['label'])
   ds.close()
+
+
+# The synthetic label kinds written out (export) and read back from each source.
+
+@pytest.mark.parametrize('kind', ['verb_noun', 'multi_label'])
+def test_export_synthetic_label_kinds(tmp_path, kind):
+  from vivit_jax.data import export
+  c = make_config(tmp_path)
+  d = c.dataset
+  d.name, d.num_frames, d.crop_size, d.stride, d.num_classes = 'synthetic', 4, 8, 1, 10
+  d.num_train_examples, d.num_eval_examples = 6, 5
+  d.synthetic_labels = kind
+  if kind == 'verb_noun':
+    d.label_groups, d.num_classes = (('verb', 10), ('noun', 4)), 14
+  else:
+    d.multi_label = True
+  export.export(c, str(tmp_path), workers=2, splits=('train', 'validation'))
+  header = (tmp_path / 'videos' / 'validation.csv').read_text().splitlines()[0]
+  assert header == ('path,verb,noun' if kind == 'verb_noun' else 'path,labels')
+  loaded = {}
+  for name, data_dir in (('synthetic', ''), ('video_files', tmp_path / 'videos'),
+                         ('tfrecord', tmp_path / 'shards')):
+    d.name, d.data_dir = name, str(data_dir)
+    ds = _get(c)
+    loaded[name] = (_labels_in_order(ds, 'validation')[0], ds.label_names)
+    ds.close()
+  labels, names = loaded['synthetic']
+  assert labels.shape == ((5, 2) if kind == 'verb_noun' else (5, 10))
+  for name in ('video_files', 'tfrecord'):
+    np.testing.assert_array_equal(loaded[name][0], labels)
+    assert loaded[name][1] == names

@@ -434,6 +434,13 @@ def check_labels(dataset_config) -> labels_lib.LabelSpec:
   return want
 
 
+def parse_row(spec: labels_lib.LabelSpec, row, where: str = ''):
+  """One example's label as `spec.parse` makes it from its row of `generate`'s
+  labels (an int, (verb, noun) or the two motions of a multi-label clip)."""
+  row = np.asarray(row).tolist()
+  return spec.parse([row] if spec.multi_label else np.atleast_1d(row).tolist(), where)
+
+
 @functools.lru_cache(maxsize=6)
 def _generate_cached(num_examples, num_frames, size, seed, clip_frames, offset, kind):
   videos, labels = generate(num_examples, num_frames=num_frames, size=size, seed=seed,
@@ -468,9 +475,7 @@ class SyntheticReader:
 
   def read(self, index: int, choose: pipeline.Chooser):
     video = self.videos[index]
-    row = self.labels[index].tolist()     # an int, (verb, noun) or the two motions.
-    label = self.spec.parse([row] if self.spec.multi_label else np.atleast_1d(row),
-                            self.keys[index])
+    label = parse_row(self.spec, self.labels[index], self.keys[index])
     return video[np.asarray(choose(video.shape[0]))], label
 
 
