@@ -27,6 +27,7 @@ import os
 import time
 from typing import Optional, Sequence
 
+import ml_collections
 import numpy as np
 from absl import flags, logging
 
@@ -150,7 +151,6 @@ def cli_labels(groups: Optional[Sequence[str]], multi_label: bool,
   is a ConfigError naming it."""
   if not groups and not multi_label:
     return None
-  import ml_collections
   pairs = []
   for item in groups or ():
     name, _, size = item.rpartition(':')
