@@ -204,7 +204,7 @@ def record_label(context, spec: LabelSpec, where: str = ''):
   indices, missing = values(LABEL_KEY)
   names, _ = values(LABEL_STRING_KEY)
   if indices is None and names is None:
-    raise DecodeError(f'{where}: no label under {missing!r}.')
+    raise DecodeError(f"{f'{where}: ' if where else ''}no label under {missing!r}.")
   try:
     return spec.parse(indices if indices is not None else names, where)
   except DecodeError:
