@@ -1,7 +1,8 @@
 r"""ViViT Model 1 on the synthetic task as multi-label classification.
 
-Two shapes change at once with two different motions; the label is the set of both
-(`dataset.synthetic_labels='multi_label'`, data/synthetic.py), 10 classes.
+Two shapes change at once (changes of two kinds, in one time direction); the label is
+the set of both motions (`dataset.synthetic_labels='multi_label'`, data/synthetic.py),
+10 classes.
   python -m vivit_jax.main --config=configs/synthetic/vivit_multi_label.py --workdir=/tmp/ml
 Args ('tiny', 'shuffle', 'single_frame'): see vivit_jax.recipes.synthetic_recipe.
 """

@@ -69,7 +69,10 @@ def test_multi_label_is_the_two_changing_shapes_motions():
   assert ((motions >= 0).sum(1) == 2).all()
   assert [sorted(m[m >= 0].tolist()) for m in motions] == [sorted(l) for l in
                                                            labels.tolist()]
-  assert len(set(map(tuple, np.sort(labels, 1).tolist()))) > 30   # many pairs.
+  # Two kinds of change (pairs), in one time direction: 10 x 2 label sets.
+  assert (labels[:, 0] // 2 != labels[:, 1] // 2).all()
+  assert (labels[:, 0] % 2 == labels[:, 1] % 2).all()
+  assert len(set(map(tuple, np.sort(labels, 1).tolist()))) > 15
 
 
 def test_noun_from_the_pixels():

@@ -44,10 +44,16 @@ see `check_labels`):
                      ('noun', 4)), num_classes=14; 40 actions. Colour, not shape, is
                      the noun because the shapes are only a few pixels wide at 32x32:
                      an ellipse and a rectangle that small look alike.
-  'multi_label'      two shapes change at once, with two different motions (each of an
-                     odd class runs backwards on its own), plus a still or jittering
-                     distractor half the time; the label is the set of the two motions
-                     (multi_label=True, num_classes=10).
+  'multi_label'      two shapes change at once with changes of two different kinds
+                     (pairs above) in one time direction: two forward changes, or the
+                     whole video played backwards ({move_left, grow} or {move_right,
+                     shrink}, ...), plus a still or jittering distractor half the time;
+                     the label is the set of the two motions (multi_label=True,
+                     num_classes=10; 20 label sets). Why one direction: with each
+                     shape's direction drawn on its own (45 sets), Model 1 learned which
+                     kinds of change a clip shows but not the directions of fading,
+                     growing and appearing (their APs stayed near 0.5, moves' 0.96;
+                     mAP 0.70 after 2000 steps against 0.79 with one direction).
 'class' draws exactly what it did before the variants existed.
 
 Deterministic: example i of `generate(..., seed=s)` depends only on (s, i, the sizes).
@@ -186,10 +192,12 @@ def _sample_params(rng, n, num_frames, size, clip_frames, kind='class'):
   rank = (np.arange(s)[None, :] - target[:, None]) % s         # 0 = target.
   walks = rng.random((n, s)) < 0.5
   # The motion class of each slot, -1 for a shape that does not change: the target's,
-  # and with 'multi_label' a second, different motion on the next slot.
+  # and with 'multi_label' on the next slot a change of another kind (pair), in the
+  # same time direction (the whole video is played backwards for odd classes).
   slot_class = np.where(is_target, label[:, None], -1)
   if kind == 'multi_label':
-    second = ((label + rng.integers(1, NUM_CLASSES, n)) % NUM_CLASSES).astype(np.int32)
+    other_pair = (group + rng.integers(1, NUM_CLASSES // 2, n)) % (NUM_CLASSES // 2)
+    second = (2 * other_pair + label % 2).astype(np.int32)
     slot_class = np.where(rank == 1, second[:, None], slot_class)
   changing = slot_class >= 0
   walk_std = _WALK_STD * size * (walks & ~changing)[..., None]
@@ -224,12 +232,8 @@ def _sample_params(rng, n, num_frames, size, clip_frames, kind='class'):
   first_visible = _event_frames(rng, n, t_len, clip_frames)[:, None, None]
   visible &= ~changes(4) | (t >= first_visible)                      # appear.
 
-  # Odd classes: the same trajectories played backwards (the whole video; with
-  # 'multi_label' each changing shape of an odd class).
-  if kind == 'multi_label':
-    backwards = changing & (slot_class % 2 == 1)
-  else:
-    backwards = np.broadcast_to((label % 2 == 1)[:, None], (n, s))
+  # Odd classes: the same trajectories played backwards (the whole video).
+  backwards = np.broadcast_to((label % 2 == 1)[:, None], (n, s))
   for a in (cx, cy, alpha, log_a, visible):
     a[backwards] = a[backwards][:, ::-1]
 
