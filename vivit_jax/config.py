@@ -104,6 +104,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.num_train_examples = 4096        # synthetic only.
   c.dataset.num_eval_examples = 512          # synthetic only (validation and test each).
   c.dataset.seed = 0                         # synthetic generation seed.
+  c.dataset.synthetic_labels = 'class'       # synthetic: 'class', 'verb_noun' or
+                                             # 'multi_label' (data/synthetic.py).
   # Decoded sources ('video_files', 'tfrecord', 'tfds'; see vivit_jax/data/).
   c.dataset.data_dir = ''                    # index/class folders, shards, TFDS data_dir.
   c.dataset.splits = ml_collections.ConfigDict(  # split -> file stem/folder/glob/TFDS split.

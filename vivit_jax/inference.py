@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,10 +72,15 @@ def load_model(config, workdir: Optional[str], checkpoint: Optional[str],
 def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list[str]:
   """The K class names in label order (see the module docstring); with label groups,
   'group:name' (default 'group:index')."""
-  value = config.dataset.get('label_names')
-  # Per-group names (a {group: names} mapping) are the data source's to resolve: the
-  # flat list comes from the workdir's files below.
-  names = None if isinstance(value, Mapping) else video_files.load_label_names(value)
+  spec = setup_lib.label_spec(config)
+  if spec.grouped:       # a {group: names} mapping, or K names split into the groups.
+    candidates = [config.dataset.get('label_names')] + [
+        os.path.join(d, 'label_names.json') for d in dirs if d]
+    for value in candidates:
+      if value and (not isinstance(value, str) or os.path.isfile(value)):
+        return spec.with_names(video_files.load_group_names(value, spec)).flat_names()
+    return spec.flat_names()
+  names = video_files.load_label_names(config.dataset.get('label_names'))
   for d in dirs:
     if names or not d:
       continue
@@ -86,9 +91,6 @@ def label_names(config, num_classes: int, dirs: Sequence[Optional[str]]) -> list
       with open(os.path.join(d, 'eval_results.json')) as f:
         names = json.load(f).get('label_names') or None
   if not names or len(names) != num_classes:
-    spec = setup_lib.label_spec(config)
-    if spec.grouped:
-      return spec.flat_names()
     return [f'class_{i}' for i in range(num_classes)]
   return list(names)
 

@@ -6,10 +6,12 @@ sharding, temporal sampling, augmentation, parallel reads and bad-input handling
 the same code for all of them. `config.dataset.name` picks the source's builder from
 `DATASETS` (sources.py; add one with `register_dataset`).
 
-Modules: dataset.py (the contract, process sharding), sources.py (the table of
-sources), checks.py (`validate` of config.dataset, `check_splits`), pipeline.py (the
-dataset class), sampling.py (temporal clip indices), augment.py (crops, resizing,
-flips, colour jitter, RandAugment, normalisation); sources: synthetic.py (the embedded
+Modules: dataset.py (the contract, process sharding), labels.py (the label kinds:
+plain, label groups, multi-label; `LabelSpec.parse` reads every source's labels),
+sources.py (the table of sources), checks.py (`validate` of config.dataset,
+`check_splits`), pipeline.py (the dataset class), sampling.py (temporal clip indices),
+augment.py (crops, resizing, flips, colour jitter, RandAugment, normalisation);
+sources: synthetic.py (the embedded
 motion dataset, generated in memory), video_files.py (PyAV), tfrecord.py
 (SequenceExample shards), tfds_source.py (TFDS); tools: prepare.py (video files ->
 shards), export.py (the synthetic set as mp4 files and shards).

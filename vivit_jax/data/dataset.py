@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol
 
+from vivit_jax.data.labels import LabelSpec
+
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -10,11 +12,17 @@ class VideoDataset(Protocol):
   """What `get_dataset(config)` returns (contract).
 
   Attributes:
-    num_classes: number of labels K.
-    label_names: K names, in label order.
+    num_classes: number of labels K (the model's logits, all label groups together).
+    label_names: K names, in label order (with label groups: 'group:name', each
+      group's block in group order; `label_spec.flat_names()`).
+    label_spec: the label kind (data/labels.py `LabelSpec`, with the class names):
+      plain (one class), label groups (one class per group) or multi-label. It fixes
+      `label` below: int32[b] plain, int32[b, G] one class per group (group order),
+      float32[b, K] multi-hot for multi-label; padded rows hold `label_spec.empty()`.
   """
   num_classes: int
   label_names: list[str]
+  label_spec: LabelSpec
 
   def num_examples(self, split: str) -> int:
     """Examples in `split` ('train' | 'validation' | 'test') over all processes."""
@@ -28,14 +36,15 @@ class VideoDataset(Protocol):
     run started; process p yields rows [p * batch_size, (p + 1) * batch_size) of it. So
     a run resumed at step s, on any topology, sees the same data.
     Yields {'video': float32[b, T, H, W, 3] normalised ((x / 255 - mean_rgb) / std_rgb),
-    'label': int32[b]}, b = batch_size (process-local), T = config.dataset.num_frames,
+    'label': int32[b] (or int32[b, G] / float32[b, K], see `label_spec`)}, b = batch_size (process-local), T = config.dataset.num_frames,
     H = W = config.dataset.crop_size.
     """
 
   def eval_batches(self, split: str, batch_size: int) -> Iterator[dict]:
     """One deterministic pass over this process's shard of `split`, multi-view.
 
-    Yields {'video': float32[b, V, T, H, W, 3], 'label': int32[b], 'mask': float32[b]},
+    Yields {'video': float32[b, V, T, H, W, 3], 'label': int32[b] (or int32[b, G] /
+    float32[b, K], see `label_spec`), 'mask': float32[b]},
     V = num_test_clips * num_test_crops (clip-major: view = clip * crops + crop). The
     last batch is padded to b with mask 0; every process yields the same number of
     batches (a process with a smaller shard pads more).

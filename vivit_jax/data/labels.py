@@ -73,14 +73,24 @@ class LabelSpec:
   def batch_dtype(self):
     return np.float32 if self.multi_label else np.int32
 
+  def stack(self, labels: Sequence) -> np.ndarray:
+    """A batch's `label` from per-example labels (as `parse` returns them): int32[B],
+    int32[B, G] or float32[B, K]."""
+    return np.asarray(labels, self.batch_dtype()).reshape(
+        (len(labels),) + np.shape(self.empty()))
+
+  def empty_batch(self, batch_size: int) -> np.ndarray:
+    """A batch's `label` of `batch_size` padded rows (`empty()` each)."""
+    return np.zeros((batch_size,) + np.shape(self.empty()), self.batch_dtype())
+
   def parse(self, values: Sequence, where: str = '') -> Union[int, np.ndarray]:
     """One example's label from raw per-group values (each an int, an integer string or
     a class name of that group; multi-label: one value, a sequence of classes or a
     ';'-separated string). Raises DecodeError naming `where` and the bad value."""
     names = self._names
     if len(values) != len(self.groups):
-      raise DecodeError(f'{where}: label {list(values)!r} has {len(values)} value(s): '
-                        f'expected one per label group {self.group_names}.')
+      raise DecodeError(f'{_prefix(where)}label {list(values)!r} has {len(values)} '
+                        f'value(s): expected one per label group {self.group_names}.')
     if self.multi_label:
       (raw,), (_, size) = values, self.groups[0]
       items = (raw.split(LABEL_LIST_SEPARATOR) if isinstance(raw, str) else
@@ -88,11 +98,10 @@ class LabelSpec:
       out = np.zeros(size, np.float32)
       for item in items:
         if str(item).strip():
-          out[_class_index(item, self.groups[0][0], size, names.get(self.groups[0][0]),
-                           where)] = 1.0
+          out[_class_index(item, '', size, names.get(self.groups[0][0]), where)] = 1.0
       return out
-    indices = [_class_index(raw, group, size, names.get(group), where)
-               for raw, (group, size) in zip(values, self.groups)]
+    indices = [_class_index(raw, group if self.grouped else '', size, names.get(group),
+                            where) for raw, (group, size) in zip(values, self.groups)]
     return np.asarray(indices, np.int32) if self.grouped else indices[0]
 
   @functools.cached_property
@@ -115,14 +124,20 @@ class LabelSpec:
 
 
 def _class_index(raw, group: str, size: int, lookup: Optional[dict], where: str) -> int:
-  """A class index in [0, size) from an int, an integer string or a name in `lookup`."""
+  """A class index in [0, size) from an int, an integer string or a name in `lookup`;
+  `group` names the label group in the error ('' for a single group)."""
   text = str(raw).strip()
   if lookup and text in lookup:
     return lookup[text]
   if text.lstrip('-').isdigit() and 0 <= int(text) < size:
     return int(text)
-  raise DecodeError(f'{where}: {group} label {text!r} is not a class: expected one of '
+  what = f'{group} label' if group else 'label'
+  raise DecodeError(f'{_prefix(where)}{what} {text!r} is not a class: expected one of '
                     f'its label names or an integer in [0, {size}).')
+
+
+def _prefix(where: str) -> str:
+  return f'{where}: ' if where else ''
 
 
 def label_spec(dataset_config) -> LabelSpec:

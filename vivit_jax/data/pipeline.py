@@ -43,6 +43,7 @@ from absl import logging
 from vivit_jax.data import augment
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import sampling
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.data.checks import RANDAUGMENT_OP_SETS, WORKER_TYPES
 from vivit_jax.errors import ConfigError, DataFailureError, DecodeError, config_error
 
@@ -63,10 +64,12 @@ class Reader(Protocol):
   keys: Sequence[str]
   total: int
 
-  def read(self, index: int, choose: Chooser) -> tuple[np.ndarray, int]:
+  def read(self, index: int, choose: Chooser) -> tuple[np.ndarray, object]:
     """(uint8[*choose(L).shape, H, W, 3], label): frames choose(L) of example `index`,
-    a video of L frames (frame indices < L), and its label in [0, K). Raises
-    DecodeError for a bad example (unreadable, or a label outside the label names)."""
+    a video of L frames (frame indices < L), and its label as the dataset's
+    `LabelSpec.parse` returns it (int in [0, K), int32[G] or float32[K] multi-hot).
+    Raises DecodeError for a bad example (unreadable, or a label outside the label
+    names)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,9 +247,13 @@ def trainer_seed(config) -> int:
 
 
 class ClipDataset:
-  """`VideoDataset` (see dataset.py) over per-split `Reader`s."""
+  """`VideoDataset` (see dataset.py) over per-split `Reader`s.
 
-  def __init__(self, readers: dict[str, Reader], label_names: Sequence[str],
+  `labels`: the dataset's LabelSpec (labels.py; `label_spec` attribute), or for plain
+  classification just its K label names. Batches stack the readers' labels with it
+  (`LabelSpec.stack`); `label_names` is its flat list of K names."""
+
+  def __init__(self, readers: dict[str, Reader], labels: LabelSpec | Sequence[str],
                options: ClipOptions, *, seed: int, process_index: int,
                process_count: int, index_stats: Optional[dict] = None):
     if options.num_test_crops not in (1, 3):
@@ -259,8 +266,12 @@ class ClipDataset:
       raise config_error('dataset.randaugment_ops', options.randaugment_ops,
                          f'one of {RANDAUGMENT_OP_SETS}')
     self.readers = readers
-    self.label_names = list(label_names)
-    self.num_classes = len(self.label_names)
+    if not isinstance(labels, LabelSpec):
+      names = [str(n) for n in labels]
+      labels = LabelSpec((('label', len(names)),)).with_names({'label': names})
+    self.label_spec = labels
+    self.label_names = labels.flat_names()
+    self.num_classes = labels.num_classes
     self.options = options
     self.seed = seed
     self.process_index = process_index
@@ -309,7 +320,7 @@ class ClipDataset:
     for results in self._run(functools.partial(self._train_tasks, batch_size),
                              _count_from(start_step)):
       clips, labels = zip(*results)
-      yield {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
+      yield {'video': np.stack(clips), 'label': self.label_spec.stack(labels)}
 
   def train_batch(self, step: int, batch_size: int) -> dict:
     """The process-local batch of training step `step`, decoded in this thread (the
@@ -317,7 +328,7 @@ class ClipDataset:
     results = [getattr(self, method)(*args)
                for method, args in self._train_tasks(batch_size, step)]
     clips, labels = zip(*results)
-    return {'video': np.stack(clips), 'label': np.asarray(labels, np.int32)}
+    return {'video': np.stack(clips), 'label': self.label_spec.stack(labels)}
 
   def _train_tasks(self, batch_size: int, step: int) -> list:
     """('_train_example', (step, global row, example)) of this process's rows."""
@@ -417,7 +428,8 @@ class ClipDataset:
 
   def eval_batches(self, split: str, batch_size: int) -> Iterator[dict]:
     """One pass over this process's shard of `split` (see dataset.py); examples that
-    fail to decode get mask 0 and label 0 (and are counted in `stats()`)."""
+    fail to decode get mask 0 and the empty label (`LabelSpec.empty`: 0, zeros[G] or
+    zeros[K]; counted in `stats()`)."""
     reader = self._reader(split)
     n = len(reader.keys)
     num_batches = -(-dataset_lib.max_shard_size(reader.total, self.process_count)
@@ -431,7 +443,7 @@ class ClipDataset:
 
     for b, results in enumerate(self._run(tasks, range(num_batches))):
       video = np.zeros(shape, np.float32)
-      label = np.zeros(batch_size, np.int32)
+      label = self.label_spec.empty_batch(batch_size)
       mask = np.zeros(batch_size, np.float32)
       for row, result in enumerate(results):
         if result is not None:

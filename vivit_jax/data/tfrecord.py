@@ -6,13 +6,23 @@ One example per video:
                 video/filename     bytes   source file (optional, for logs)
   feature_list  image/encoded      bytes   one JPEG per frame
 
+Label groups (config.dataset.label_groups, e.g. Epic-Kitchens verb/noun) use one key
+per group with MediaSequence's prefix convention (`<prefix>/<key>`, the format Scenic's
+and DMVR's readers parse): `verb/clip/label/index` (and `verb/clip/label/string`),
+`noun/clip/label/index`, ... Multi-label data (config.dataset.multi_label) has several
+int64 values under `clip/label/index` (DMVR's `is_multi_label`; names under
+`clip/label/string`). A label is read from its index; an index that is not a class
+falls back to the name; a missing or wrong label fails the record (DecodeError), which
+the pipeline skips and counts.
+
 config.dataset.name = 'tfrecord'; the shards of split s are the files in
 config.dataset.data_dir matching `<splits[s]>*.tfrecord*` or `<splits[s]>-*` (or the
 glob splits[s] itself). Records are read with random access (an offset index built by
 reading the record headers), so the shared pipeline can fetch any example of any step;
 only the JPEGs of the frames a clip needs are decoded (PIL). Label names:
 config.dataset.label_names, else data_dir/label_names.json (written by `prepare`),
-else '0' ... 'K-1'. `python -m vivit_jax.data.prepare` writes such shards.
+else '0' ... 'K-1' (with label groups: a dict {group: names}, or integer indices).
+`python -m vivit_jax.data.prepare` writes such shards.
 """
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ import io
 import json
 import os
 import struct
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from absl import logging
@@ -31,7 +41,9 @@ from PIL import Image
 from vivit_jax.data import checks
 from vivit_jax.data import dataset as dataset_lib
 from vivit_jax.data import example_proto
+from vivit_jax.data import labels as labels_lib
 from vivit_jax.data import pipeline, video_files
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.data.video_files import LABEL_NAMES_FILE, split_names
 from vivit_jax.errors import DecodeError
 
@@ -39,6 +51,12 @@ FRAMES_KEY = 'image/encoded'
 LABEL_KEY = 'clip/label/index'
 LABEL_STRING_KEY = 'clip/label/string'
 FILENAME_KEY = 'video/filename'
+
+
+def group_key(key: str, group: Optional[str] = None) -> str:
+  """The context key of label group `group` (MediaSequence prefix: 'verb/' + key);
+  `key` itself for plain and multi-label data (group None)."""
+  return f'{group}/{key}' if group else key
 
 
 # Writing.
@@ -52,13 +70,30 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
   return out.getvalue()
 
 
-def encode_example(video: np.ndarray, label: int, label_name: Optional[str] = None,
+LabelValue = Union[int, Sequence[int], Mapping[str, int]]
+LabelName = Union[str, Sequence[str], Mapping[str, str]]
+
+
+def encode_example(video: np.ndarray, label: LabelValue,
+                   label_name: Optional[LabelName] = None,
                    filename: Optional[str] = None, quality: int = 90) -> bytes:
-  """A serialized SequenceExample of uint8[T, H, W, 3] frames (JPEG) and a label."""
+  """A serialized SequenceExample of uint8[T, H, W, 3] frames (JPEG) and a label:
+  an int (plain), a sequence of ints (multi-label: every value under
+  clip/label/index) or a dict {group: int} (label groups: <group>/clip/label/index);
+  `label_name` (optional) has the same form with names."""
   ex = example_proto.SequenceExample()
-  ex.context.feature[LABEL_KEY].int64_list.value.append(int(label))
+  context = ex.context.feature
+  by_group = label.items() if isinstance(label, Mapping) else [(None, label)]
+  for group, value in by_group:
+    values = np.atleast_1d(np.asarray(value, np.int64)).tolist()
+    context[group_key(LABEL_KEY, group)].int64_list.value.extend(values)
   if label_name is not None:
-    ex.context.feature[LABEL_STRING_KEY].bytes_list.value.append(label_name.encode())
+    names = (label_name.items() if isinstance(label_name, Mapping) else
+             [(None, label_name)])
+    for group, value in names:
+      values = [value] if isinstance(value, str) else list(value)
+      context[group_key(LABEL_STRING_KEY, group)].bytes_list.value.extend(
+          v.encode() for v in values)
   if filename is not None:
     ex.context.feature[FILENAME_KEY].bytes_list.value.append(filename.encode())
   frames = ex.feature_lists.feature_list[FRAMES_KEY]
@@ -129,25 +164,74 @@ def decode_jpegs(encoded: Sequence[bytes], indices: np.ndarray) -> np.ndarray:
       indices.shape + first.shape)
 
 
-def label_index(label: int, name: Optional[str], label_names: Sequence[str]) -> int:
-  """The label in [0, K): the index if valid, else the name's position; raises
-  DecodeError for a label outside label_names."""
-  if 0 <= label < len(label_names):
-    return label
-  if name is not None and name in label_names:
-    return list(label_names).index(name)
-  raise DecodeError(f'label {label} ({name!r}) is not one of the '
-                    f'{len(label_names)} label names.')
+def example_label(spec: LabelSpec, label) -> tuple[LabelValue, Optional[LabelName]]:
+  """(label, label_name) for `encode_example` from a label as `spec.parse` returns it
+  (int, int32[G] or float32[K] multi-hot), names from spec's names (None without)."""
+  names = dict(spec.names)
+  if spec.multi_label:
+    indices = np.flatnonzero(np.asarray(label)).tolist()
+    group_names = names.get(spec.group_names[0])
+    return indices, [group_names[i] for i in indices] if group_names else None
+  if spec.grouped:
+    values = dict(zip(spec.group_names, np.asarray(label).tolist()))
+    if not names:
+      return values, None
+    return values, {g: names[g][i] for g, i in values.items() if g in names}
+  group_names = names.get(spec.group_names[0])
+  return int(label), group_names[int(label)] if group_names else None
+
+
+def record_label(context, spec: LabelSpec, where: str = ''):
+  """A record's label as `spec.parse` makes it, from the context features (see the
+  module docstring): indices, or names where an index is missing or not a class.
+  Raises DecodeError naming the key or the bad value."""
+  groups = spec.group_names if spec.grouped else [None]
+
+  def values(key):
+    out = []
+    for group in groups:
+      k = group_key(key, group)
+      feature = context[k] if k in context else None
+      if feature is None:
+        return None, k
+      found = (list(feature.int64_list.value) if key == LABEL_KEY else
+               [v.decode() for v in feature.bytes_list.value])
+      if not spec.multi_label and not found:
+        return None, k
+      out.append(found if spec.multi_label else found[0])
+    return out, None
+
+  indices, missing = values(LABEL_KEY)
+  names, _ = values(LABEL_STRING_KEY)
+  if indices is None and names is None:
+    raise DecodeError(f"{f'{where}: ' if where else ''}no label under {missing!r}.")
+  try:
+    return spec.parse(indices if indices is not None else names, where)
+  except DecodeError:
+    if indices is None or names is None:
+      raise
+  return spec.parse(names, where)
+
+
+def plain_spec(label_names: Sequence[str]) -> LabelSpec:
+  """The LabelSpec of plain classification over `label_names`."""
+  names = [str(n) for n in label_names]
+  return LabelSpec((('label', len(names)),)).with_names({'label': names})
 
 
 def decode_record(record: bytes, choose: pipeline.Chooser,
-                  label_names: Sequence[str]) -> tuple[np.ndarray, int]:
-  """(uint8[*choose(L).shape, H, W, 3], label) of a serialized SequenceExample."""
+                  label_names: Union[LabelSpec, Sequence[str]]):
+  """(uint8[*choose(L).shape, H, W, 3], label) of a serialized SequenceExample; the
+  label as `LabelSpec.parse` makes it (`label_names`: the LabelSpec, or the K names of
+  plain classification)."""
+  spec = label_names if isinstance(label_names, LabelSpec) else plain_spec(label_names)
   try:
-    encoded, label, name = parse_example(record)
+    ex = example_proto.SequenceExample.FromString(record)
   except Exception as e:   # protobuf's DecodeError and friends.
     raise DecodeError(f'not a SequenceExample: {type(e).__name__}: {e}') from e
-  label = label_index(label, name, label_names)
+  label = record_label(ex.context.feature, spec)
+  encoded = [f.bytes_list.value[0]
+             for f in ex.feature_lists.feature_list[FRAMES_KEY].feature]
   if not encoded:
     raise DecodeError(f'no frames under {FRAMES_KEY!r}.')
   try:
@@ -236,12 +320,26 @@ def load_label_names(d, data_dir: str) -> list[str]:
   return names if names is not None else [str(i) for i in range(int(d.num_classes))]
 
 
+def dataset_labels(d, data_dir: str) -> LabelSpec:
+  """The LabelSpec (with names) of config.dataset `d`: plain over `load_label_names`;
+  label groups and multi-label with names from config.dataset.label_names or
+  data_dir/label_names.json (video_files.load_group_names), else integer indices."""
+  spec = labels_lib.label_spec(d)
+  if not (spec.grouped or spec.multi_label):
+    return plain_spec(load_label_names(d, data_dir))
+  value, source = d.get('label_names', None), 'config.dataset.label_names'
+  path = os.path.join(data_dir, LABEL_NAMES_FILE)
+  if not value and os.path.isfile(path):
+    value, source = path, path
+  return spec.with_names(video_files.load_group_names(value, spec, source))
+
+
 def build_dataset(config, *, process_index: int, process_count: int):
   """The `tfrecord` dataset of config.dataset (see the module docstring)."""
   d = config.dataset
   data_dir = pipeline.required_field(d, 'data_dir', 'the folder of the TFRecord shards')
   options = pipeline.clip_options(config)
-  label_names = load_label_names(d, data_dir)
+  spec = dataset_labels(d, data_dir)
   names = split_names(d)
   readers = {}
   for split in dataset_lib.SPLITS:
@@ -255,15 +353,19 @@ def build_dataset(config, *, process_index: int, process_count: int):
                                            process_count)
     readers[split] = TFRecordReader(
         files, records[start:stop], len(records),
-        functools.partial(decode_record, label_names=label_names))
+        functools.partial(decode_record, label_names=spec))
   return pipeline.ClipDataset(
-      readers, label_names, options, seed=pipeline.trainer_seed(config),
+      readers, spec, options, seed=pipeline.trainer_seed(config),
       process_index=process_index, process_count=process_count)
 
 
-def write_label_names(out_dir: str, label_names: Sequence[str]) -> str:
-  """Writes out_dir/label_names.json (the file the tfrecord source reads)."""
+def write_label_names(out_dir: str,
+                      label_names: Union[Sequence[str], Mapping[str, Sequence[str]]]) -> str:
+  """Writes out_dir/label_names.json (the file the tfrecord and video_files sources
+  read): a list of the K names, or with label groups {group: names} in group order."""
   path = os.path.join(out_dir, LABEL_NAMES_FILE)
+  value = ({g: list(v) for g, v in label_names.items()}
+           if isinstance(label_names, Mapping) else list(label_names))
   with open(path, 'w') as f:
-    json.dump(list(label_names), f, indent=1)
+    json.dump(value, f, indent=1)
   return path

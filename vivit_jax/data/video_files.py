@@ -13,6 +13,17 @@ data_dir/label_names.json if there, else the training
 class folders (sorted, empty ones included), else the sorted names of the training
 index. Rows naming a missing file or a label not in label_names are dropped, logged
 and counted (`index_skipped_<split>`).
+
+Label groups and multi-label (config.dataset.label_groups / multi_label, labels.py)
+need index files. With groups a row has a column per group, `path,verb,noun`: a header
+row (first cell `path`) names the groups' columns (any order; other columns are
+ignored), without one the columns follow label_groups. Multi-label: one column with a
+';'-separated class list, `a.mp4,3;17;42` (an empty one is a clip of no class). Class
+names: config.dataset.label_names as a dict {group: list or .txt/.json file}, or the K
+names (list or file) in label order, or data_dir/label_names.json (either form); else
+labels are integer indices. Every label goes through `LabelSpec.parse`: a row with a
+wrong or missing label (not a class, a group's column missing) is dropped, logged with
+its path and the bad value, and counted like a missing file.
 """
 from __future__ import annotations
 
@@ -30,8 +41,10 @@ from absl import logging
 
 from vivit_jax.data import checks
 from vivit_jax.data import dataset as dataset_lib
+from vivit_jax.data import labels as labels_lib
 from vivit_jax.data import pipeline
-from vivit_jax.errors import DataFailureError, DecodeError
+from vivit_jax.data.labels import LabelSpec
+from vivit_jax.errors import ConfigError, DataFailureError, DecodeError, config_error
 
 INDEX_EXTENSIONS = ('.csv', '.tsv', '.txt')
 LABEL_NAMES_FILE = 'label_names.json'     # optional, in data_dir: names in label order.
@@ -166,11 +179,38 @@ def write_video(path: str, video: np.ndarray, fps: int = 25, codec: str = 'libx2
 
 @dataclasses.dataclass
 class Index:
-  """One split's rows: paths (absolute) and raw labels (names or integer strings);
-  `classes`: the class folders of a folder tree (sorted, empty ones included)."""
+  """One split's rows: paths (absolute) and each row's label columns (raw strings:
+  names, integer strings or ';'-separated lists); `columns`: the label columns' names
+  from a header row (None without one); `classes`: the class folders of a folder tree
+  (sorted, empty ones included)."""
   paths: list[str]
-  labels: list[str]
+  values: list[tuple[str, ...]]
   classes: Optional[list[str]] = None
+  columns: Optional[tuple[str, ...]] = None
+  location: str = ''
+
+  @property
+  def labels(self) -> list[str]:
+    """Each row's first label column (the label of plain classification)."""
+    return [v[0] for v in self.values]
+
+  def label_values(self, spec: LabelSpec) -> list[list[str]]:
+    """Each row's raw values for `spec.parse`: the first label column, or with label
+    groups each group's column (named by the header, else in group order; a row that
+    lacks one gives fewer values, which `parse` refuses). DataFailureError if the
+    header has no column for a group."""
+    if not spec.grouped:
+      return [[v[0]] for v in self.values]
+    if self.columns is None:
+      return [list(v[:len(spec.groups)]) for v in self.values]
+    missing = [g for g in spec.group_names if g not in self.columns]
+    if missing:
+      raise DataFailureError(
+          f'{self.location}: the header {["path", *self.columns]} has no column for '
+          f'label group(s) {missing}: expected the columns of config.dataset.label_groups '
+          f'{spec.group_names} (or no header, with the columns in that order).')
+    at = [self.columns.index(g) for g in spec.group_names]
+    return [[v[i] for i in at if i < len(v)] for v in self.values]
 
 
 def read_index(location: str) -> Index:
@@ -184,14 +224,14 @@ def read_index(location: str) -> Index:
       for file in sorted(os.listdir(folder)):
         if not file.startswith('.'):
           paths.append(os.path.join(folder, file))
-          labels.append(name)
-    return Index(paths, labels, classes)
+          labels.append((name,))
+    return Index(paths, labels, classes, location=location)
   if not os.path.isfile(location):
     raise DataFailureError(f'Video index {location!r} does not exist: expected a '
                            f'{"/".join(INDEX_EXTENSIONS)} file or a folder of class '
                            'folders.')
   root = os.path.dirname(os.path.abspath(location))
-  paths, labels = [], []
+  paths, labels, columns = [], [], None
   with open(location, newline='') as f:
     if location.endswith('.txt'):
       rows = [line.split() for line in f]
@@ -202,13 +242,14 @@ def read_index(location: str) -> Index:
       if not row or not row[0] or row[0].startswith('#'):
         continue
       if number == 0 and row[0].lower() == 'path':
+        columns = tuple(row[1:])
         continue
       if len(row) < 2:
         raise DataFailureError(f'{location}:{number + 1}: {row!r} is invalid: expected '
-                               '`path,label`.')
+                               '`path,label` (or a column per label group).')
       paths.append(row[0] if os.path.isabs(row[0]) else os.path.join(root, row[0]))
-      labels.append(row[1])
-  return Index(paths, labels)
+      labels.append(tuple(row[1:]))
+  return Index(paths, labels, columns=columns, location=location)
 
 
 def split_candidates(data_dir: str, name: str) -> list[str]:
@@ -269,30 +310,93 @@ def load_label_names(value) -> Optional[list[str]]:
   return [str(n) for n in value]
 
 
-def label_indices(labels: Sequence[str], label_names: Sequence[str]) -> np.ndarray:
-  """int32[n]: each label's index in label_names (a name, or an integer index);
-  -1 for unknown labels."""
-  lookup = {name: i for i, name in enumerate(label_names)}
-  out = np.full(len(labels), -1, np.int32)
-  for row, label in enumerate(labels):
-    if label in lookup:
-      out[row] = lookup[label]
-    elif label.lstrip('-').isdigit() and 0 <= int(label) < len(label_names):
-      out[row] = int(label)
-  return out
+def load_group_names(value, spec: LabelSpec,
+                     source: str = 'config.dataset.label_names') -> dict[str, list[str]]:
+  """{group: class names in label order} for `spec` from a label_names value: a dict
+  {group: list, or .txt/.json file} (or a .json file holding that object), or the K
+  names (list, .txt or .json file) split into the groups' blocks; {} for None. Names
+  of an unknown group or of the wrong count are a ConfigError naming `source`."""
+  if value is None or value == '':
+    return {}
+  if isinstance(value, str) and value.endswith('.json'):
+    with open(value) as f:
+      loaded = json.load(f)
+    value = loaded if isinstance(loaded, dict) else value
+  if hasattr(value, 'items'):
+    names = {str(group): load_label_names(v) for group, v in value.items()}
+  else:
+    flat = load_label_names(value)
+    if len(flat) != spec.num_classes:
+      raise ConfigError(f'{source} has {len(flat)} names: expected {spec.num_classes} '
+                        '(config.dataset.num_classes) in label order, or a dict '
+                        '{group: names} for label groups.')
+    names = {g: flat[s] for g, s in zip(spec.group_names, spec.slices())}
+  sizes = dict(spec.groups)
+  for group, group_names in names.items():
+    if group not in sizes:
+      raise ConfigError(f'{source} names label group {group!r}: expected groups of '
+                        f'config.dataset.label_groups {spec.group_names}.')
+    if len(group_names) != sizes[group]:
+      raise ConfigError(f'{source} has {len(group_names)} names for label group '
+                        f'{group!r}: expected {sizes[group]}.')
+  return names
+
+
+def plain_label_names(dataset_config, data_dir: str, indexes: dict) -> list[str]:
+  """The K label names of plain classification: config.dataset.label_names, else
+  data_dir/label_names.json, else the training class folders, else '0'.. if the
+  training index labels are all integers, else its sorted label names."""
+  d = dataset_config
+  label_names = load_label_names(d.get('label_names', None))
+  names_file = os.path.join(data_dir, LABEL_NAMES_FILE)
+  if label_names is None and os.path.isfile(names_file):
+    label_names = load_label_names(names_file)
+  if label_names is None:
+    raw = indexes['train'].labels
+    if indexes['train'].classes is not None:
+      label_names = indexes['train'].classes
+    elif raw and all(l.isdigit() for l in raw):
+      label_names = [str(i) for i in range(int(d.num_classes))]
+    else:
+      label_names = sorted(set(raw))
+  return label_names
+
+
+def dataset_labels(dataset_config, data_dir: str, indexes: dict) -> LabelSpec:
+  """The LabelSpec (with names) of a video_files dataset. Label groups and multi-label
+  need CSV/TSV indexes (ConfigError for class folders); their names come from
+  config.dataset.label_names or data_dir/label_names.json (`load_group_names`), else
+  labels are integer indices."""
+  d = dataset_config
+  spec = labels_lib.label_spec(d)
+  if not (spec.grouped or spec.multi_label):
+    names = plain_label_names(d, data_dir, indexes)
+    return LabelSpec((('label', len(names)),)).with_names({'label': names})
+  folders = [i.location for i in indexes.values() if i.classes is not None]
+  if folders:
+    field, value = (('dataset.label_groups', d.label_groups) if spec.grouped else
+                    ('dataset.multi_label', True))
+    raise config_error(field, value, f'a plain label for class folders ({folders[0]} '
+                       'holds one class per video): give a CSV/TSV index per split, '
+                       '`path,<group>,...` or `path,labels` with "3;17" lists')
+  names_file = os.path.join(data_dir, LABEL_NAMES_FILE)
+  value, source = d.get('label_names', None), 'config.dataset.label_names'
+  if not value and os.path.isfile(names_file):
+    value, source = names_file, names_file
+  return spec.with_names(load_group_names(value, spec, source))
 
 
 class VideoFileReader:
   """`pipeline.Reader` over the rows of a video index this process reads (see
-  `dataset.reader_range`)."""
+  `dataset.reader_range`); `labels`: each row's label as `LabelSpec.parse` made it."""
 
-  def __init__(self, paths: Sequence[str], labels: np.ndarray, total: int):
+  def __init__(self, paths: Sequence[str], labels: Sequence, total: int):
     self.keys = list(paths)
-    self.labels = np.asarray(labels, np.int32)
+    self.labels = list(labels)
     self.total = total
 
   def read(self, index: int, choose: pipeline.Chooser):
-    return decode_video(self.keys[index], choose), int(self.labels[index])
+    return decode_video(self.keys[index], choose), self.labels[index]
 
 
 def _check_fraction(split, dropped, listed, max_fraction, what):
@@ -318,38 +422,30 @@ def build_dataset(config, *, process_index: int, process_count: int):
         raise checks.missing_split_error(d, split, missing_split(d, split))
       logging.info('No %s split in %s.', split, data_dir)
   indexes = {split: read_index(loc) for split, loc in locations.items()}
-  label_names = load_label_names(d.get('label_names', None))
-  names_file = os.path.join(data_dir, LABEL_NAMES_FILE)
-  if label_names is None and os.path.isfile(names_file):
-    label_names = load_label_names(names_file)
-  if label_names is None:
-    raw = indexes['train'].labels
-    if indexes['train'].classes is not None:
-      label_names = indexes['train'].classes
-    elif raw and all(l.isdigit() for l in raw):
-      label_names = [str(i) for i in range(int(d.num_classes))]
-    else:
-      label_names = sorted(set(raw))
+  spec = dataset_labels(d, data_dir, indexes)
   readers, stats = {}, {}
   for split, index in indexes.items():
-    labels = label_indices(index.labels, label_names)
     exists = np.array([os.path.isfile(p) for p in index.paths], bool)
-    for path, label, ok in zip(index.paths, index.labels, exists):
+    for path, ok in zip(index.paths, exists):
       if not ok:
         logging.warning('Skipping %s row %s: the file does not exist.', split, path)
-    for path, label, code in zip(index.paths, index.labels, labels):
-      if code < 0:
-        logging.warning('Skipping %s row %s: unknown label %r.', split, path, label)
-    keep = exists & (labels >= 0)
+    labels = []
+    for path, raw in zip(index.paths, index.label_values(spec)):
+      try:
+        labels.append(spec.parse(raw, path))
+      except DecodeError as e:       # names the path and the bad value.
+        labels.append(None)
+        logging.warning('Skipping %s row %s', split, e)
+    keep = exists & np.array([label is not None for label in labels], bool)
     dropped = int((~keep).sum())
     stats[f'index_skipped_{split}'] = dropped
     _check_fraction(split, dropped, len(keep), options.max_failure_fraction,
-                    'missing files or unknown labels')
+                    'missing files or bad labels')
     paths = [p for p, k in zip(index.paths, keep) if k]
+    labels = [label for label, k in zip(labels, keep) if k]
     start, stop = dataset_lib.reader_range(split, len(paths), process_index,
                                            process_count)
-    readers[split] = VideoFileReader(paths[start:stop], labels[keep][start:stop],
-                                     len(paths))
+    readers[split] = VideoFileReader(paths[start:stop], labels[start:stop], len(paths))
   return pipeline.ClipDataset(
-      readers, label_names, options, seed=pipeline.trainer_seed(config),
+      readers, spec, options, seed=pipeline.trainer_seed(config),
       process_index=process_index, process_count=process_count, index_stats=stats)

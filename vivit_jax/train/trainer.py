@@ -49,11 +49,18 @@ def _write_config(config, workdir):
 
 
 def _write_label_names(dataset, workdir):
-  """DIR/label_names.json: the dataset's class names in label order (for predict)."""
+  """DIR/label_names.json: the dataset's class names in label order (for predict); with
+  label groups {group: names}, as `data.video_files.load_group_names` reads them."""
   names = getattr(dataset, 'label_names', None)
-  if names is not None and jax.process_index() == 0:
-    with open(os.path.join(workdir, 'label_names.json'), 'w') as f:
-      json.dump([str(n) for n in names], f, indent=1)
+  spec = getattr(dataset, 'label_spec', None)
+  if names is None or jax.process_index() != 0:
+    return
+  names = [str(n) for n in names]
+  if spec is not None and spec.grouped:
+    names = {g: [n.split(':', 1)[-1] for n in names[s]]
+             for g, s in zip(spec.group_names, spec.slices())}
+  with open(os.path.join(workdir, 'label_names.json'), 'w') as f:
+    json.dump(names, f, indent=1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
