@@ -180,3 +180,21 @@ def test_a_workdir_in_use_refuses_training_and_allows_eval(runs, tmp_path):
 def _write_lock(workdir, host, pid):
   with open(os.path.join(workdir, '.lock'), 'w') as f:
     json.dump({'host': host, 'pid': pid, 'started': '2026-01-01T00:00:00+00:00'}, f)
+
+
+def test_multi_view_eval_on_two_processes_equals_one(runs, tmp_path):
+  """`--mode=eval` with 2 clips x 3 crops per video on 2 processes (each evaluates its
+  shard of the test split) writes the results of one process with two devices."""
+  dirs, _ = runs
+  views = ['--mode=eval', '--config.dataset.num_test_clips=2',
+           '--config.dataset.num_test_crops=3']
+  workdirs = {n: shutil.copytree(dirs['two'], str(tmp_path / n)) for n in ('one', 'two')}
+  for w in workdirs.values():
+    os.remove(os.path.join(w, 'eval_results.json'))
+  finish(start(workdirs['one'], 1, *views) + start(workdirs['two'], 2, *views))
+  one, two = [json.load(open(os.path.join(workdirs[n], 'eval_results.json')))
+              for n in ('one', 'two')]
+  assert one['num_views'] == two['num_views'] == 6 and one['num_examples'] == 32
+  for key in ('top1', 'top5', 'num_examples', 'step', 'confusion_matrix'):
+    assert one[key] == two[key], key
+  assert abs(one['loss'] - two['loss']) <= 1e-6
