@@ -46,7 +46,8 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.data import video_files
 from vivit_jax.errors import ConfigError, DecodeError
-from vivit_jax.inference import label_names, load_config, load_model, test_views
+from vivit_jax.inference import (clip_config, label_names, load_config, load_model,
+                                 test_views)
 from vivit_jax.models import features as features_lib
 
 
@@ -62,6 +63,9 @@ def _define_flags():
                       'folder of class folders.')
   flags.DEFINE_string('out', None, 'Output .npz file.')
   flags.DEFINE_bool('tokens', False, "Also store the final encoder's token sequence.")
+  flags.DEFINE_integer('num_frames', None, "Frames per clip (default: the config's); "
+                       'position embeddings are resized to it.')
+  flags.DEFINE_integer('crop_size', None, "Crop side in pixels (default: the config's).")
   flags.DEFINE_integer('save_every', 16, 'Write OUT.partial.npz every this many videos.')
   flags.DEFINE_integer('max_videos', None, 'Stop after this many new videos (the partial '
                        'file keeps them; rerun to continue).')
@@ -184,10 +188,13 @@ def main(argv):
     raise ConfigError(f'--save_every={FLAGS.save_every} is invalid: expected >= 1.')
   index = video_files.read_index(FLAGS.index)
   config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
+  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
+                                       FLAGS.num_frames, FLAGS.crop_size)
+  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
   num_views = (int(config.dataset.get('num_test_clips', 1)) *
                int(config.dataset.get('num_test_crops', 1)))
-  fingerprint = f'checkpoint={step_dir} tokens={FLAGS.tokens}'
+  fingerprint = (f'checkpoint={step_dir} tokens={FLAGS.tokens} '
+                 f'clip={config.dataset.num_frames}x{config.dataset.crop_size}')
   partial = partial_path(FLAGS.out)
   progress = Progress.load(partial, fingerprint)
   extract = Extractor(config, model, params, FLAGS.tokens)

@@ -22,6 +22,7 @@ from vivit_jax import models
 from vivit_jax.convert.common import config_from_json
 from vivit_jax.convert.resize import clip_config, resize_params
 from vivit_jax.data import augment, pipeline, sampling, video_files
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import ConfigError, DecodeError
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import setup as setup_lib
@@ -137,3 +138,57 @@ class Predictor:
   def from_views(self, views: np.ndarray) -> np.ndarray:
     """float32[K]: the aggregated class probabilities of views float32[V, T, S, S, 3]."""
     return np.asarray(self._probs(self._params, views))
+
+
+# ---------------------------------------------------------------------------------
+# Describing predictions.
+
+def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
+  """[{'index', 'label', 'prob'}] of the k most probable classes, most probable first."""
+  order = np.argsort(-probs, kind='stable')[:k]
+  return [{'index': int(i), 'label': names[i], 'prob': float(probs[i])} for i in order]
+
+
+def top_actions(probs: np.ndarray, names: Sequence[str], spec: LabelSpec,
+                k: int) -> list[dict]:
+  """[{'labels': {group: name}, 'indices': {group: index}, 'prob'}] of the k most
+  probable combinations of the groups' classes (the product of their probabilities, as
+  action accuracy ranks them), most probable first."""
+  joint = np.ones(())
+  for s in spec.slices():
+    joint = np.multiply.outer(joint, probs[s])
+  sizes = [size for _, size in spec.groups]
+  out = []
+  for flat in np.argsort(-joint.ravel(), kind='stable')[:k]:
+    idx = np.unravel_index(flat, sizes)
+    out.append({'labels': {g: _short(names[s.start + i]) for (g, _), s, i in
+                           zip(spec.groups, spec.slices(), idx)},
+                'indices': {g: int(i) for (g, _), i in zip(spec.groups, idx)},
+                'prob': float(joint.ravel()[flat])})
+  return out
+
+
+def _short(name: str) -> str:
+  """'verb:open' -> 'open'."""
+  return name.split(':', 1)[1] if ':' in name else name
+
+
+def describe(probs: np.ndarray, names: Sequence[str], spec: LabelSpec, k: int) -> dict:
+  """The printed prediction of one video: {'top': top_k} (plain; multi-label, whose
+  probabilities are independent per class), or {'groups': {group: top_k},
+  'actions': top_actions} for label groups."""
+  if not spec.grouped:
+    return {'top': top_k(probs, names, k)}
+  groups = {g: [dict(r, label=_short(r['label']))
+                for r in top_k(probs[s], names[s], k)]
+            for (g, _), s in zip(spec.groups, spec.slices())}
+  return {'groups': groups, 'actions': top_actions(probs, names, spec, k)}
+
+
+def headline(probs: np.ndarray, names: Sequence[str], spec: LabelSpec) -> str:
+  """One line naming the prediction: 'name (p)', or per group 'verb=open (p) noun=cup (q)'."""
+  d = describe(probs, names, spec, 1)
+  if 'groups' in d:
+    return ' '.join(f"{g}={rows[0]['label']} ({rows[0]['prob']:.2f})"
+                    for g, rows in d['groups'].items())
+  return f"{d['top'][0]['label']} ({d['top'][0]['prob']:.2f})"

@@ -27,6 +27,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vivit_jax import cli, train
+from vivit_jax.convert import resize
 from vivit_jax.errors import ConfigError
 from vivit_jax.train import evaluate, lock, trainer
 
@@ -36,6 +37,12 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, log
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'What to do.')
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, "--mode=eval: 'latest' (default), 'best', or a checkpoint path.")
+_NUM_FRAMES = flags.DEFINE_integer(
+    'num_frames', None, "--mode=eval: test on clips of this many frames (default: the "
+    "config's); the checkpoint's position embeddings are resized.")
+_CROP_SIZE = flags.DEFINE_integer(
+    'crop_size', None, "--mode=eval: test on crops of this side in pixels (default: the "
+    "config's).")
 _JAX_DISTRIBUTED = flags.DEFINE_bool(
     'jax_distributed', None,
     'Call jax.distributed.initialize() (multi-host), which detects SLURM, Open MPI, '
@@ -148,6 +155,13 @@ def main(argv):
   _quiet_orbax()
   config, workdir = _CONFIG.value, _WORKDIR.value
   train.validate(config, for_training=_MODE.value == 'train')   # before any compute.
+  sizes = {'num_frames': _NUM_FRAMES.value, 'crop_size': _CROP_SIZE.value}
+  for flag, value in sizes.items():
+    if value is not None and _MODE.value != 'eval':
+      raise ConfigError(f'--{flag}={value} is invalid with --mode={_MODE.value}: it sets '
+                        'the test clip size of --mode=eval (training uses '
+                        f'--config.dataset.{flag}).')
+  resize.clip_config(config, **sizes)   # a size the model cannot take: refused here.
   explicit = distributed_args(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   # Before JAX's backend starts (its CPU device count is fixed then).
   os.environ['XLA_FLAGS'] = xla_flags_for_cpu_devices(
@@ -168,7 +182,8 @@ def main(argv):
       if finished and config.trainer.get('test_at_end', True):
         evaluate.evaluate(config, workdir)   # multi-view test of the final checkpoint.
   else:   # reads the workdir only: allowed while a training run holds it.
-    evaluate.evaluate(config, workdir, checkpoint=_CHECKPOINT.value)
+    evaluate.evaluate(config, workdir, checkpoint=_CHECKPOINT.value,
+                      num_frames=_NUM_FRAMES.value, crop_size=_CROP_SIZE.value)
 
 
 if __name__ == '__main__':

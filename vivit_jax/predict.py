@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
 
-import numpy as np
 from absl import app, flags
 
 from vivit_jax import cli
-from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import (Predictor, clip_config, label_names, load_config,
-                                 load_model)
+from vivit_jax.inference import (Predictor, clip_config, describe, label_names,
+                                 load_config, load_model)
 
 
 def _define_flags():
@@ -51,48 +48,6 @@ def _define_flags():
   flags.DEFINE_integer('crop_size', None, 'Crop side in pixels (default: the config\'s).')
   flags.DEFINE_integer('top_k', 5, 'Classes printed per video.')
   flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
-
-
-def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
-  """[{'index', 'label', 'prob'}] of the k most probable classes, most probable first."""
-  order = np.argsort(-probs, kind='stable')[:k]
-  return [{'index': int(i), 'label': names[i], 'prob': float(probs[i])} for i in order]
-
-
-def top_actions(probs: np.ndarray, names: Sequence[str], spec: LabelSpec,
-                k: int) -> list[dict]:
-  """[{'labels': {group: name}, 'indices': {group: index}, 'prob'}] of the k most
-  probable combinations of the groups' classes (the product of their probabilities, as
-  action accuracy ranks them), most probable first."""
-  joint = np.ones(())
-  for s in spec.slices():
-    joint = np.multiply.outer(joint, probs[s])
-  sizes = [size for _, size in spec.groups]
-  out = []
-  for flat in np.argsort(-joint.ravel(), kind='stable')[:k]:
-    idx = np.unravel_index(flat, sizes)
-    out.append({'labels': {g: _short(names[s.start + i]) for (g, _), s, i in
-                           zip(spec.groups, spec.slices(), idx)},
-                'indices': {g: int(i) for (g, _), i in zip(spec.groups, idx)},
-                'prob': float(joint.ravel()[flat])})
-  return out
-
-
-def _short(name: str) -> str:
-  """'verb:open' -> 'open'."""
-  return name.split(':', 1)[1] if ':' in name else name
-
-
-def describe(probs: np.ndarray, names: Sequence[str], spec: LabelSpec, k: int) -> dict:
-  """The printed prediction of one video: {'top': top_k} (plain; multi-label, whose
-  probabilities are independent per class), or {'groups': {group: top_k},
-  'actions': top_actions} for label groups."""
-  if not spec.grouped:
-    return {'top': top_k(probs, names, k)}
-  groups = {g: [dict(r, label=_short(r['label']))
-                for r in top_k(probs[s], names[s], k)]
-            for (g, _), s in zip(spec.groups, spec.slices())}
-  return {'groups': groups, 'actions': top_actions(probs, names, spec, k)}
 
 
 def _print(result: dict) -> None:

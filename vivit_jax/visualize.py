@@ -39,9 +39,10 @@ from PIL import Image, ImageDraw
 from vivit_jax import cli
 from vivit_jax.data import pipeline
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import (Predictor, clip_config, label_names, load_config,
-                                 load_model, test_views)
+from vivit_jax.inference import (Predictor, clip_config, headline, label_names,
+                                 load_config, load_model, test_views)
 from vivit_jax.models import attention_maps as am
+from vivit_jax.train import setup as setup_lib
 
 
 def _define_flags():
@@ -150,7 +151,8 @@ def visualize_file(path: str, out: str, config, model, params, names, predictor,
     raise ValueError(f'--view={view} is invalid: expected 0..{len(views) - 1}.')
   e = explain(config, model, params, views, view, predictor)
   k = int(np.argmax(e['probs']))
-  title = f'{os.path.basename(path)}: {names[k]} ({e["probs"][k]:.2f})'
+  prediction = headline(e['probs'], names, setup_lib.label_spec(config))
+  title = f'{os.path.basename(path)}: {prediction}'
   stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
   overlay = am.heat_overlay(e['frames'], e['heat'])
   overlays, titles = [overlay], ['frame', 'rollout']
@@ -170,7 +172,7 @@ def visualize_file(path: str, out: str, config, model, params, names, predictor,
   if r.spatial is not None:
     arrays.update(spatial=r.spatial[0], temporal=r.temporal[0])
   np.savez(files[-1], **arrays)
-  print(f'{path}: {names[k]} ({e["probs"][k]:.4f}) -> {", ".join(files)}', flush=True)
+  print(f'{path}: {prediction} -> {", ".join(files)}', flush=True)
   return files
 
 

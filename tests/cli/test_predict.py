@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vivit_jax import config as vc
-from vivit_jax import inference, models, predict
+from vivit_jax import inference, models
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.convert.common import config_to_json
 from vivit_jax.data import video_files
@@ -117,7 +117,7 @@ def test_cli_text_with_checkpoint_and_config(run, tmp_path):
 def test_label_groups_print_each_groups_top_and_the_top_actions():
   spec = LabelSpec((('verb', 2), ('noun', 3)))
   names = ['verb:open', 'verb:close', 'noun:cup', 'noun:pan', 'noun:tap']
-  out = predict.describe(np.array([0.3, 0.7, 0.1, 0.6, 0.3]), names, spec, 3)
+  out = inference.describe(np.array([0.3, 0.7, 0.1, 0.6, 0.3]), names, spec, 3)
   assert [r['label'] for r in out['groups']['verb']] == ['close', 'open']
   assert [r['label'] for r in out['groups']['noun']] == ['pan', 'tap', 'cup']
   # Actions by the product of the two probabilities: 0.42, 0.21, 0.18.
@@ -125,5 +125,5 @@ def test_label_groups_print_each_groups_top_and_the_top_actions():
       ('close', 'pan'), ('close', 'tap'), ('open', 'pan')]
   np.testing.assert_allclose([a['prob'] for a in out['actions']], [0.42, 0.21, 0.18])
   assert out['actions'][0]['indices'] == {'verb': 1, 'noun': 1}
-  plain = predict.describe(np.array([0.1, 0.9]), ['a', 'b'], LabelSpec((('label', 2),)), 1)
+  plain = inference.describe(np.array([0.1, 0.9]), ['a', 'b'], LabelSpec((('label', 2),)), 1)
   assert plain == {'top': [{'index': 1, 'label': 'b', 'prob': 0.9}]}

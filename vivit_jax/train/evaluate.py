@@ -19,6 +19,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw
 
+from vivit_jax.convert import resize
 from vivit_jax.data import pipeline
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.models import attention_maps as am
@@ -107,20 +108,36 @@ class AttentionSummaries:
     return np.asarray(canvas)
 
 
-def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
+def evaluate(config, workdir: str, checkpoint: Optional[str] = None,
+             num_frames: Optional[int] = None, crop_size: Optional[int] = None) -> dict:
   """Evaluates a checkpoint on the 'test' split with multi-view testing.
 
   checkpoint: None/'latest' (newest in `workdir`), 'best', or a path (step directory,
-  checkpoints/ directory or workdir). Writes `workdir/eval_results.json` (top1, top5,
-  num_examples, num_views, step, per_class_accuracy, confusion_matrix, ...) and
-  TensorBoard scalars plus a confusion-matrix image. Returns the results dict.
+  checkpoints/ directory or workdir). num_frames / crop_size: test on clips of another
+  size than the config's (None: its own); the checkpoint's position embeddings and
+  relative-position tables are resized (convert/resize.py). Writes
+  `workdir/eval_results.json` (top1, top5, num_examples, num_views, step, num_frames,
+  crop_size, per_class_accuracy, confusion_matrix, ...) and TensorBoard scalars plus a
+  confusion-matrix image. Returns the results dict.
   """
   from clu import metric_writers   # imports TensorFlow.
 
+  trained = config
+  config = resize.clip_config(config, num_frames, crop_size)
   setup = setup_lib.setup(config, workdir, for_training=False)
   step_dir, step = ckpt_lib.resolve_checkpoint(workdir, checkpoint)
   logging.info('Evaluating %s (step %d) on the test split.', step_dir, step)
-  params = ckpt_lib.load_params(step_dir, setup.par.with_sharding(setup.abstract_state.params))
+  if config.dataset.num_frames == trained.dataset.num_frames and (
+      config.dataset.crop_size == trained.dataset.crop_size):
+    params = ckpt_lib.load_params(step_dir,
+                                  setup.par.with_sharding(setup.abstract_state.params))
+  else:   # restored at the trained size, then resized on the host.
+    logging.info('Testing at %d frames x %d px (trained at %d x %d).',
+                 config.dataset.num_frames, config.dataset.crop_size,
+                 trained.dataset.num_frames, trained.dataset.crop_size)
+    own = setup_lib.model_and_steps(trained).abstract_state.params
+    params = resize.resize_params(trained, jax.device_get(ckpt_lib.load_params(
+        step_dir, own)), config)
   state = setup.par.put_state(steps.TrainState(step=np.int32(step), params=params,
                                                opt_state=()))
   d = config.dataset
@@ -130,6 +147,7 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
   results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
                      setup.num_classes, confusion=True, label_spec=setup.label_spec)
   results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,
+                 num_frames=int(d.num_frames), crop_size=int(d.crop_size),
                  label_names=list(getattr(setup.dataset, 'label_names', None) or []))
   logging.info('Test: top1=%.4f top5=%.4f over %d examples x %d views (step %d).',
                results['top1'], results['top5'], results['num_examples'], num_views, step)
