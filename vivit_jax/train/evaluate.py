@@ -19,7 +19,7 @@ from absl import logging
 
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.train import checkpoint as ckpt_lib
-from vivit_jax.train import metrics, objectives, parallel, steps
+from vivit_jax.train import metrics, objectives, parallel, pretraining, steps
 from vivit_jax.train import setup as setup_lib
 
 
@@ -34,9 +34,13 @@ def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size
 
 
 def run_eval(par, state, dataset, split: str, batch_size: int, num_classes: int,
-             confusion: bool = False, label_spec: Optional[LabelSpec] = None) -> dict:
-  """Metrics (metrics.evaluation_metrics) of one multi-view pass over `split`."""
+             confusion: bool = False, label_spec: Optional[LabelSpec] = None,
+             task: str = 'classification') -> dict:
+  """Metrics (metrics.evaluation_metrics) of one multi-view pass over `split`; for
+  task 'masked_pretraining' the mean reconstruction loss (pretraining.eval_metrics)."""
   out = predict_split(par, state, dataset, split, batch_size)
+  if task == 'masked_pretraining':
+    return pretraining.eval_metrics(out)
   spec = label_spec or objectives.plain(num_classes)
   return metrics.evaluation_metrics(out['probs'], out['label'], out['mask'], spec,
                                     confusion=confusion)
@@ -72,11 +76,14 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
   eval_bs = (config.trainer.get('eval_batch_size', config.trainer.batch_size)
              // jax.process_count())     # process-local.
   results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
-                     setup.num_classes, confusion=True, label_spec=setup.label_spec)
+                     setup.num_classes, confusion=True, label_spec=setup.label_spec,
+                     task=setup.task)
   results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,
                  label_names=list(getattr(setup.dataset, 'label_names', None) or []))
-  logging.info('Test: top1=%.4f top5=%.4f over %d examples x %d views (step %d).',
-               results['top1'], results['top5'], results['num_examples'], num_views, step)
+  summary = (f"top1={results['top1']:.4f} top5={results['top5']:.4f}" if 'top1' in results
+             else f"reconstruction_loss={results['reconstruction_loss']:.4f}")
+  logging.info('Test: %s over %d examples x %d views (step %d).', summary,
+               results['num_examples'], num_views, step)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2)

@@ -1,0 +1,114 @@
+"""Masked pretraining (`config.task='masked_pretraining'`, models/videomae.py) through the
+same trainer: its train step, eval step and metrics.
+
+The dataset, checkpoints, resume, parallel wrappers and logging are the classification
+run's; labels are read but ignored. The train step minimises `videomae.reconstruction_loss`
+(MSE on the masked tubelets) with masks from the 'masking' rng stream, drawn per step from
+`fold_in(base_rng, step)` like dropout (so a resumed run draws the same masks). Evaluation
+reports the mean reconstruction loss over a split's clips (`reconstruction_loss`, and
+`num_examples`), with the same masks at every evaluation (from a fixed rng), so validation
+losses of different steps compare. No top-1, so no 'best' checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vivit_jax.config import is_pretraining
+from vivit_jax.errors import config_error
+from vivit_jax.models import videomae
+from vivit_jax.train.steps import TrainState
+
+# Classification-only trainer options: refused rather than silently ignored.
+_CLASSIFICATION_ONLY = ('mixup_alpha', 'cutmix_alpha', 'label_smoothing')
+
+
+def check(config) -> None:
+  """Raises ConfigError for trainer fields a masked-pretraining run cannot use."""
+  if not is_pretraining(config):
+    return
+  for field in _CLASSIFICATION_ONLY:
+    value = config.trainer.get(field, 0.0) or 0.0
+    if value:
+      raise config_error(f'trainer.{field}', value,
+                         "0 with config.task='masked_pretraining' (there are no labels)")
+  mode = config.trainer.get('temporal_control', None)
+  if mode not in (None, '', 'none'):
+    raise config_error('trainer.temporal_control', mode,
+                       "'none' with config.task='masked_pretraining'")
+
+
+def _loss_fn(params, video, rng, apply_fn):
+  drop_rng, mask_rng = jax.random.split(rng)
+  out = apply_fn({'params': params}, video, train=True,
+                 rngs={'dropout': drop_rng, 'masking': mask_rng})
+  return videomae.reconstruction_loss(out)
+
+
+def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
+               lr_fn: Callable, grad_accum_steps: int = 1,
+               axis_name: Optional[str] = None):
+  """One optimiser update on the reconstruction loss of `batch['video']` ([B, T, H, W, C];
+  other keys ignored). Pure: rngs derive from `base_rng` and the step. With
+  `grad_accum_steps` A > 1, micro-batch i (rows i::A) gets its own masks and the
+  gradients are averaged. Returns (new_state, {'loss', 'grad_norm', 'lr'}: float32[])."""
+  rng = jax.random.fold_in(base_rng, state.step)
+  if axis_name is not None:   # under pmap: each device's examples get their own masks.
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+  grad_fn = jax.value_and_grad(functools.partial(_loss_fn, apply_fn=apply_fn))
+  video, a = batch['video'], grad_accum_steps
+  if a == 1:
+    loss, grads = grad_fn(state.params, video, rng)
+  else:
+    micro = jnp.swapaxes(video.reshape((video.shape[0] // a, a) + video.shape[1:]), 0, 1)
+
+    def body(carry, xs):
+      i, v = xs
+      return jax.tree.map(jnp.add, carry, grad_fn(state.params, v,
+                                                   jax.random.fold_in(rng, i))), None
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+    (loss, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(a), micro))
+    loss, grads = jax.tree.map(lambda x: x / a, (loss, grads))
+  if axis_name is not None:
+    loss, grads = jax.lax.pmean((loss, grads), axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+             'lr': jnp.asarray(lr_fn(state.step), jnp.float32)}
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, batch, *, apply_fn: Callable, base_rng):
+  """Per-clip reconstruction loss float32[B] (the mean over a clip's V views for
+  batch['video'] [B, V, T, H, W, C]), masks from `base_rng` (the same at every call)."""
+  video = batch['video']
+  if video.ndim == 5:
+    video = video[:, None]
+  b, v = video.shape[:2]
+  out = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
+                 train=False, rngs={'masking': base_rng})
+  return videomae.per_example_loss(out).reshape(b, v).mean(axis=1)
+
+
+def steps(config, model, tx, lr_fn, root_rng):
+  """(train_step, eval_step) of a masked-pretraining run, for `parallel.make_parallel`."""
+  train = functools.partial(train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+                            grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1)
+                                                 or 1))
+  evaluate = functools.partial(eval_step, apply_fn=model.apply,
+                               base_rng=jax.random.fold_in(root_rng, 2))
+  return train, evaluate
+
+
+def eval_metrics(out) -> dict:
+  """{'reconstruction_loss', 'num_examples'} from `evaluate.predict_split`'s output, whose
+  'probs' are the eval step's per-clip losses [N] (padding rows have mask 0)."""
+  mask = np.asarray(out['mask']) > 0
+  losses = np.asarray(out['probs'], np.float64)[mask]
+  return {'reconstruction_loss': float(losses.mean()) if losses.size else float('nan'),
+          'num_examples': int(mask.sum())}
