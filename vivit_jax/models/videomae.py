@@ -85,13 +85,16 @@ def num_masked(n: int, ratio: float) -> int:
   return min(max(int(round(ratio * n)), 1), n - 1)
 
 
-def mask_tokens(rng, batch: int, grid: Sequence[int], ratio: float, masking: str = 'tube'):
+def mask_tokens(rng, batch: int, grid: Sequence[int], ratio: float, masking: str = 'tube',
+                example_ids=None):
   """Random masks, a different one per clip, deterministic in `rng`.
 
   grid: (n_t, n_h, n_w). Returns (visible_ids int32[B, V], masked_ids int32[B, M]), each
   row ascending, together a permutation of range(N). 'tube': M = n_t * num_masked(S,
   ratio), the same S positions masked at every temporal index; 'random': M =
-  num_masked(N, ratio) anywhere.
+  num_masked(N, ratio) anywhere. Row b's mask is a function of (rng, example_ids[b])
+  only (default example_ids: arange(B)), so a clip keeps its mask whichever device or
+  micro-batch it lands in.
   """
   n_t, n_h, n_w = grid
   s = n_h * n_w
@@ -101,7 +104,11 @@ def mask_tokens(rng, batch: int, grid: Sequence[int], ratio: float, masking: str
     n, m, repeats = n_t * s, num_masked(n_t * s, ratio), 1
   else:
     raise ValueError(f'masking {masking!r} is invalid: expected one of {MASKINGS}.')
-  order = jnp.argsort(jax.random.uniform(rng, (batch, n)), axis=-1).astype(jnp.int32)
+  if example_ids is None:
+    example_ids = jnp.arange(batch)
+  noise = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(rng, i), (n,)))(
+      example_ids)
+  order = jnp.argsort(noise, axis=-1).astype(jnp.int32)
   masked, visible = jnp.sort(order[:, :m], -1), jnp.sort(order[:, m:], -1)
   if repeats > 1:   # the spatial ids at every temporal index: t * S + s.
     offsets = jnp.arange(repeats, dtype=jnp.int32)[None, :, None] * s
@@ -201,7 +208,9 @@ class VideoMAE(nn.Module):
   encoder_only: bool = False
 
   @nn.compact
-  def __call__(self, video, *, train: bool = False):
+  def __call__(self, video, *, train: bool = False, example_ids=None):
+    """video: float32[B, T, H, W, C] -> the outputs of the module docstring.
+    example_ids: int[B] that key each clip's mask (`mask_tokens`; default arange(B))."""
     cfg, dcfg = self.cfg, self.decoder_cfg
     tubelet = (self.temporal_patch_size, *self.patch_size)
     tokens = embeddings.embed_tokens(video, 'tubelet', cfg.hidden_size, self.patch_size,
@@ -211,7 +220,8 @@ class VideoMAE(nn.Module):
     num_tokens = x.shape[1]
     # Without a 'masking' rng (init, a plain apply) the masks of key 0.
     rng = self.make_rng('masking') if self.has_rng('masking') else jax.random.key(0)
-    visible_ids, masked_ids = mask_tokens(rng, batch, grid, self.mask_ratio, self.masking)
+    visible_ids, masked_ids = mask_tokens(rng, batch, grid, self.mask_ratio, self.masking,
+                                          example_ids)
     x = Encoder(cfg, name='Transformer')(x, train=train, keep=visible_ids)
     if self.encoder_only:
       return x

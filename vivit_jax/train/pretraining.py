@@ -4,7 +4,8 @@ same trainer: its train step, eval step and metrics.
 The dataset, checkpoints, resume, parallel wrappers and logging are the classification
 run's; labels are read but ignored. The train step minimises `videomae.reconstruction_loss`
 (MSE on the masked tubelets) with masks from the 'masking' rng stream, drawn per step from
-`fold_in(base_rng, step)` like dropout (so a resumed run draws the same masks). Evaluation
+`fold_in(base_rng, step)` and each clip's row in the global batch (so a resumed run, pmap
+and gradient accumulation draw the same masks). Evaluation
 reports the mean reconstruction loss over a split's clips (`reconstruction_loss`, and
 `num_examples`), with the same masks at every evaluation (from a fixed rng), so validation
 losses of different steps compare. No top-1, so no 'best' checkpoint.
@@ -43,9 +44,9 @@ def check(config) -> None:
                        "'none' with config.task='masked_pretraining'")
 
 
-def _loss_fn(params, video, rng, apply_fn):
-  drop_rng, mask_rng = jax.random.split(rng)
-  out = apply_fn({'params': params}, video, train=True,
+def _loss_fn(params, video, example_ids, rngs, apply_fn):
+  drop_rng, mask_rng = rngs
+  out = apply_fn({'params': params}, video, train=True, example_ids=example_ids,
                  rngs={'dropout': drop_rng, 'masking': mask_rng})
   return videomae.reconstruction_loss(out)
 
@@ -54,25 +55,35 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
                lr_fn: Callable, grad_accum_steps: int = 1,
                axis_name: Optional[str] = None):
   """One optimiser update on the reconstruction loss of `batch['video']` ([B, T, H, W, C];
-  other keys ignored). Pure: rngs derive from `base_rng` and the step. With
-  `grad_accum_steps` A > 1, micro-batch i (rows i::A) gets its own masks and the
-  gradients are averaged. Returns (new_state, {'loss', 'grad_norm', 'lr'}: float32[])."""
-  rng = jax.random.fold_in(base_rng, state.step)
-  if axis_name is not None:   # under pmap: each device's examples get their own masks.
-    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-  grad_fn = jax.value_and_grad(functools.partial(_loss_fn, apply_fn=apply_fn))
+  other keys ignored). Pure: rngs derive from `base_rng` and the step.
+
+  Each clip's mask is keyed by the step and its row in the global batch, so `jax.jit`
+  and `jax.pmap` (rows offset by the device index) and gradient accumulation (micro-batch
+  i = rows i::A, gradients averaged) all draw the same masks and reach the same update.
+  Dropout (off in MAE recipes) gets other draws per device / micro-batch, as in steps.py.
+  Returns (new_state, {'loss', 'grad_norm', 'lr'}: float32[]).
+  """
+  drop_rng, mask_rng = jax.random.split(jax.random.fold_in(base_rng, state.step))
   video, a = batch['video'], grad_accum_steps
+  example_ids = jnp.arange(video.shape[0])
+  if axis_name is not None:   # this device's rows of the global batch.
+    index = jax.lax.axis_index(axis_name)
+    example_ids = example_ids + index * video.shape[0]
+    drop_rng = jax.random.fold_in(drop_rng, index)
+  grad_fn = jax.value_and_grad(functools.partial(_loss_fn, apply_fn=apply_fn))
   if a == 1:
-    loss, grads = grad_fn(state.params, video, rng)
+    loss, grads = grad_fn(state.params, video, example_ids, (drop_rng, mask_rng))
   else:
-    micro = jnp.swapaxes(video.reshape((video.shape[0] // a, a) + video.shape[1:]), 0, 1)
+    def split(x):   # [B, ...] -> [A, B/A, ...], micro-batch i = rows i::A.
+      return jnp.swapaxes(x.reshape((x.shape[0] // a, a) + x.shape[1:]), 0, 1)
 
     def body(carry, xs):
-      i, v = xs
-      return jax.tree.map(jnp.add, carry, grad_fn(state.params, v,
-                                                   jax.random.fold_in(rng, i))), None
+      i, v, ids = xs
+      out = grad_fn(state.params, v, ids, (jax.random.fold_in(drop_rng, i), mask_rng))
+      return jax.tree.map(jnp.add, carry, out), None
     zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-    (loss, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(a), micro))
+    (loss, grads), _ = jax.lax.scan(body, zeros,
+                                    (jnp.arange(a), split(video), split(example_ids)))
     loss, grads = jax.tree.map(lambda x: x / a, (loss, grads))
   if axis_name is not None:
     loss, grads = jax.lax.pmean((loss, grads), axis_name)
@@ -85,7 +96,8 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
 
 def eval_step(params, batch, *, apply_fn: Callable, base_rng):
   """Per-clip reconstruction loss float32[B] (the mean over a clip's V views for
-  batch['video'] [B, V, T, H, W, C]), masks from `base_rng` (the same at every call)."""
+  batch['video'] [B, V, T, H, W, C]), masks from `base_rng` and the row (the same at
+  every call; under pmap every device's rows start at 0, so its masks differ from jit's)."""
   video = batch['video']
   if video.ndim == 5:
     video = video[:, None]

@@ -1,0 +1,79 @@
+"""Masked pretraining through the trainer (train/pretraining.py), in process: metrics,
+jit == pmap == gradient accumulation, exact resume, and what it refuses."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from train_helpers import REPO, final_params
+from vivit_jax import config as vc
+from vivit_jax.train import setup as setup_lib
+from vivit_jax.train import trainer
+
+
+def pretrain_config(**trainer_overrides):
+  config = vc.load_config(os.path.join(REPO, 'configs/synthetic/videomae.py'), 'tiny')
+  config.trainer.async_checkpointing = False
+  config.trainer.update({**dict(num_train_steps=6, checkpoint_every=3, eval_every=6,
+                                log_every=3), **trainer_overrides})
+  return config
+
+
+def assert_close(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6), a, b)
+
+
+def test_pretraining_writes_reconstruction_metrics_and_no_best_checkpoint(tmp_path):
+  out = trainer.train_and_evaluate(pretrain_config(), str(tmp_path / 'jit'))
+  assert out['step'] == 6 and np.isfinite(out['train']['train_loss'])
+  assert {'train_loss', 'train_grad_norm', 'train_lr'} <= set(out['train'])
+  assert 'train_accuracy' not in out['train']
+  val = out['validation']
+  assert val['num_examples'] == 64 and 0 < val['reconstruction_loss'] < 10
+  assert 'top1' not in val
+  ckpts = os.listdir(tmp_path / 'jit' / 'checkpoints')
+  assert '6' in ckpts and not os.listdir(tmp_path / 'jit' / 'checkpoints' / 'best')
+  _, params = final_params(str(tmp_path / 'jit'))
+  assert set(params) == {'embedding', 'Transformer', 'decoder_embed', 'mask_token',
+                         'Decoder', 'decoder_pred'}
+
+
+def sgd(config):
+  # SGD, not AdamW: Adam turns the float noise of a zero gradient (the attention key
+  # bias: softmax ignores it) into full-size steps of either sign.
+  config.optimizer.name, config.schedule.base_lr = 'sgd', 0.05
+  return config
+
+
+def test_pmap_and_gradient_accumulation_match_jit(tmp_path):
+  """The same masks (keyed by global row) on 8 pmap devices and in 2 micro-batches."""
+  trainer.train_and_evaluate(sgd(pretrain_config()), str(tmp_path / 'jit'))
+  _, params = final_params(str(tmp_path / 'jit'))
+  trainer.train_and_evaluate(sgd(pretrain_config(parallelism='pmap')), str(tmp_path / 'pmap'))
+  assert_close(final_params(str(tmp_path / 'pmap'))[1], params)
+  trainer.train_and_evaluate(sgd(pretrain_config(grad_accum_steps=2)), str(tmp_path / 'accum'))
+  assert_close(final_params(str(tmp_path / 'accum'))[1], params)
+
+
+def test_resumed_pretraining_equals_an_uninterrupted_run(tmp_path):
+  def config(steps):
+    c = pretrain_config(num_train_steps=steps, eval_every=100)
+    c.schedule.name = 'constant'        # the same lr whatever num_train_steps is.
+    return c
+  trainer.train_and_evaluate(config(6), str(tmp_path / 'straight'))
+  trainer.train_and_evaluate(config(3), str(tmp_path / 'resumed'))
+  out = trainer.train_and_evaluate(config(6), str(tmp_path / 'resumed'))
+  assert out['step'] == 6 and out['history'][0][0] == 6    # it trained steps 4-6 only.
+  jax.tree.map(np.testing.assert_array_equal, final_params(str(tmp_path / 'resumed'))[1],
+               final_params(str(tmp_path / 'straight'))[1])
+
+
+@pytest.mark.parametrize('field, value', [('mixup_alpha', 0.2), ('cutmix_alpha', 1.0),
+                                          ('label_smoothing', 0.1),
+                                          ('temporal_control', 'shuffle')])
+def test_classification_options_are_refused(field, value):
+  config = pretrain_config()
+  config.trainer[field] = value
+  with pytest.raises(vc.ConfigError, match=rf'config\.trainer\.{field}=.*masked_pretraining'):
+    setup_lib.validate(config)
