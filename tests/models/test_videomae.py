@@ -224,3 +224,17 @@ def test_task_and_model_must_agree():
   classifier.task = 'masked_pretraining'
   with pytest.raises(vc.ConfigError, match=r"config\.task='masked_pretraining'"):
     vc.validate_config(classifier)
+
+
+@pytest.mark.parametrize('path, arg', [
+    *[(p, None) for p in sorted((CONFIGS / 'pretrain').glob('*.py'))],
+    *[(CONFIGS / 'synthetic/videomae.py', a) for a in (None, 'tiny', 'random', 'tiny,random')]],
+    ids=str)
+def test_every_pretraining_config_validates(path, arg):
+  from vivit_jax.train import setup   # the whole check a run makes (trainer, optimiser).
+  config = vc.load_config(path, arg)
+  setup.validate(config)
+  if config.model.name == 'videomae':
+    assert config.task == 'masked_pretraining'
+    assert config.model.masking == ('random' if 'random' in (arg or '') or 'mae_st' in
+                                    str(path) else 'tube')
