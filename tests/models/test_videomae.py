@@ -231,9 +231,12 @@ def test_task_and_model_must_agree():
     *[(CONFIGS / 'synthetic/videomae.py', a) for a in (None, 'tiny', 'random', 'tiny,random')]],
     ids=str)
 def test_every_pretraining_config_validates(path, arg):
-  from vivit_jax.train import setup   # the whole check a run makes (trainer, optimiser).
+  from vivit_jax.train import optim, setup
   config = vc.load_config(path, arg)
-  setup.validate(config)
+  # What a run checks before any compute, but the data splits (no Kinetics shards here).
+  vc.validate_config(config)
+  setup.check_trainer_config(config)
+  optim.create_optimizer(config, config.trainer.num_train_steps)
   if config.model.name == 'videomae':
     assert config.task == 'masked_pretraining'
     assert config.model.masking == ('random' if 'random' in (arg or '') or 'mae_st' in
