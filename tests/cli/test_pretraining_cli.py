@@ -33,6 +33,9 @@ def test_pretrain_then_fine_tune_from_its_workdir(tmp_path):
     results = json.load(f)
   assert results['num_examples'] == 64 and np.isfinite(results['reconstruction_loss'])
   assert 'top1' not in results
+  events = b''.join(open(os.path.join(pre, f), 'rb').read() for f in os.listdir(pre)
+                    if f.startswith('events.out.tfevents'))
+  assert b'test_reconstruction' in events and b'validation_reconstruction_loss' in events
 
   ft = str(tmp_path / 'finetune')
   out = main(ft, 'configs/synthetic/vivit_model1.py:tiny', f'--config.init_from.path={pre}',

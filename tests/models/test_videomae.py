@@ -105,7 +105,7 @@ def test_tubelet_pixels_are_what_the_tubelet_embedding_multiplies():
 def hand_target(video, token, grid, tubelet, norm):
   """Tubelet `token` of one clip [T, H, W, C] sliced out by hand (numpy), normalised per
   channel over its pixels with the unbiased std when `norm`."""
-  (n_t, n_h, n_w), (t, ph, pw) = grid, tubelet
+  (_, n_h, n_w), (t, ph, pw) = grid, tubelet
   it, rest = divmod(token, n_h * n_w)
   ih, iw = divmod(rest, n_w)
   x = np.asarray(video)[it * t:(it + 1) * t, ih * ph:(ih + 1) * ph, iw * pw:(iw + 1) * pw]
@@ -241,3 +241,17 @@ def test_every_pretraining_config_validates(path, arg):
     assert config.task == 'masked_pretraining'
     assert config.model.masking == ('random' if 'random' in (arg or '') or 'mae_st' in
                                     str(path) else 'tube')
+
+
+@pytest.mark.parametrize('norm', [True, False])
+def test_perfect_predictions_reconstruct_the_input(norm):
+  model = models.create_model(tiny_config(norm_pix_loss=norm).model, 10)
+  video = jax.random.normal(jax.random.key(0), (2, 4, 8, 8, 3)) + 0.5
+  _, out = run(model, video)
+  masked, recon = videomae.reconstruct(video, dict(out, pred=out['target']), (2, 4, 4), norm)
+  np.testing.assert_allclose(recon, video, atol=1e-4)
+  pixel_mask = np.asarray(videomae.tubelet_video(
+      jnp.repeat(out['mask'][..., None], 96, -1), (2, 2, 2), (2, 4, 4)))
+  assert pixel_mask.mean() == 0.75         # 3 of the 4 positions, at both time indices.
+  assert not np.asarray(masked)[pixel_mask].any()
+  np.testing.assert_array_equal(np.asarray(masked)[~pixel_mask], np.asarray(video)[~pixel_mask])

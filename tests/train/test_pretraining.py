@@ -77,3 +77,19 @@ def test_classification_options_are_refused(field, value):
   config.trainer[field] = value
   with pytest.raises(vc.ConfigError, match=rf'config\.trainer\.{field}=.*masked_pretraining'):
     setup_lib.validate(config)
+
+
+def test_reconstruction_image_rows_are_input_masked_and_output():
+  from vivit_jax import models
+  from vivit_jax.train import pretraining
+  config = pretrain_config()
+  model = models.create_model(config.model, 10)
+  pixels = np.random.default_rng(0).uniform(size=(2, 4, 8, 8, 3)).astype(np.float32)
+  video = (pixels - 0.5) / 0.5                      # the synthetic mean/std.
+  params = model.init(jax.random.key(0), video)['params']
+  image = pretraining.reconstruction_image(model, params, video, (0.5,) * 3, (0.5,) * 3)
+  assert image.shape == (1, 3 * 8, 4 * 8, 3) and image.dtype == np.uint8
+  # Row 1 is the first clip's frames side by side, back in [0, 255].
+  np.testing.assert_array_equal(image[0, :8, 8:16], np.round(pixels[0, 1] * 255))
+  masked = image[0, 8:16].reshape(8, 4, 8, 3)
+  assert (masked == 128).all(axis=-1).mean() == 0.75   # masked tubelets: 0 -> grey.

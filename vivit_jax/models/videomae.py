@@ -171,6 +171,27 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
   return np.where(j % 2 == 0, np.sin(angle), np.cos(angle)).astype(np.float32)
 
 
+def reconstruct(video, out, tubelet: Sequence[int], norm_pix_loss: bool = True):
+  """(masked video, reconstruction), both [B, T, H, W, C], from the model's input `video`
+  and its outputs `out`: the masked tubelets zeroed, or replaced by the predictions (with
+  `norm_pix_loss` un-normalised by each tubelet's own per-channel mean and std, as
+  VideoMAE's visualisation does); the visible tubelets are the input's."""
+  c = video.shape[-1]
+  grid = tuple(s // t for s, t in zip(video.shape[1:4], tubelet))
+  pixels = tubelet_pixels(video.astype(jnp.float32), tubelet)
+  visible = take_tokens(pixels, out['visible_ids'])
+  pred = out['pred']
+  if norm_pix_loss:
+    x = take_tokens(pixels, out['masked_ids']).reshape(pred.shape[:-1] + (-1, c))
+    std = jnp.sqrt(x.var(-2, ddof=1, keepdims=True)) + 1e-6
+    pred = (pred.reshape(x.shape) * std + x.mean(-2, keepdims=True)).reshape(pixels.shape[:1]
+                                                                            + pred.shape[1:])
+  ids = (out['visible_ids'], out['masked_ids'])
+  masked = merge_tokens(visible, jnp.zeros_like(pred), *ids)
+  recon = merge_tokens(visible, pred, *ids)
+  return (tubelet_video(masked, grid, tubelet, c), tubelet_video(recon, grid, tubelet, c))
+
+
 def per_example_loss(out):
   """float32[B]: each clip's mean squared error over its masked tubelets' pixels."""
   err = jnp.square(out['pred'].astype(jnp.float32) - out['target'].astype(jnp.float32))

@@ -61,7 +61,9 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
   checkpoint: None/'latest' (newest in `workdir`), 'best', or a path (step directory,
   checkpoints/ directory or workdir). Writes `workdir/eval_results.json` (top1, top5,
   num_examples, num_views, step, per_class_accuracy, confusion_matrix, ...) and
-  TensorBoard scalars plus a confusion-matrix image. Returns the results dict.
+  TensorBoard scalars plus a confusion-matrix image (masked pretraining: the
+  reconstruction loss, and an input / masked / reconstruction image of a test clip).
+  Returns the results dict.
   """
   from clu import metric_writers   # imports TensorFlow.
 
@@ -92,6 +94,11 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None) -> dict:
                               if k not in ('step', 'num_views')})
   writer.write_images(step, {f'test_{k}': confusion_image(v) for k, v in results.items()
                              if k.endswith('confusion_matrix')})
+  if setup.task == 'masked_pretraining':   # input / masked / reconstruction of a test clip.
+    video = next(iter(setup.dataset.eval_batches('test', eval_bs)))['video']
+    video = video[:, 0] if video.ndim == 6 else video     # the first view.
+    writer.write_images(step, {'test_reconstruction': pretraining.reconstruction_image(
+        setup.model, jax.device_get(params), video, d.mean_rgb, d.std_rgb)})
   writer.flush()
   writer.close()
   return results

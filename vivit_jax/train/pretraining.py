@@ -124,3 +124,20 @@ def eval_metrics(out) -> dict:
   losses = np.asarray(out['probs'], np.float64)[mask]
   return {'reconstruction_loss': float(losses.mean()) if losses.size else float('nan'),
           'num_examples': int(mask.sum())}
+
+
+def reconstruction_image(model, params, video, mean_rgb, std_rgb, rng=None) -> np.ndarray:
+  """uint8[1, 3*H, T*W, C]: for the first clip of `video` [B, T, H, W, C] (normalised as
+  the model sees it), rows input / masked input / reconstruction, frames left to right,
+  pixels back in [0, 1] by the dataset's `mean_rgb`/`std_rgb` (the TensorBoard picture of
+  a pretraining run)."""
+  video = jnp.asarray(video[:1], jnp.float32)
+  out = model.apply({'params': params}, video, train=False,
+                    rngs={'masking': rng if rng is not None else jax.random.key(0)})
+  masked, recon = videomae.reconstruct(video, out,
+                                       (model.temporal_patch_size, *model.patch_size),
+                                       model.norm_pix_loss)
+  rows = np.concatenate([np.asarray(v[0]) for v in (video, masked, recon)], axis=1)
+  rows = rows * np.asarray(std_rgb) + np.asarray(mean_rgb)        # [T, 3H, W, C]
+  image = np.concatenate(list(rows), axis=1)                      # [3H, T*W, C]
+  return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)[None]
