@@ -57,12 +57,14 @@ from absl import logging
 
 from vivit_jax.convert.common import (ConversionError, Flat, base_config, flatten,
                                       unflatten)
+from vivit_jax.models import videomae
 
 ARCHITECTURES = {
     'VivitForVideoClassification': 'vivit', 'VivitModel': 'vivit',
     'TimesformerForVideoClassification': 'timesformer', 'TimesformerModel': 'timesformer',
+    'VideoMAEForPreTraining': 'videomae',
 }
-_PREFIX = {'vivit': 'vivit.', 'timesformer': 'timesformer.'}
+_PREFIX = {'vivit': 'vivit.', 'timesformer': 'timesformer.', 'videomae': 'videomae.'}
 _TANH_GELUS = ('gelu_fast', 'gelu_new', 'gelu_pytorch_tanh')
 _EXACT_GELUS = ('gelu', 'gelu_python')
 
@@ -70,6 +72,7 @@ _EXACT_GELUS = ('gelu', 'gelu_python')
 _DEFAULT_PREPROCESSING = {
     'vivit': (1 / 127.5, -1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     'timesformer': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    'videomae': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 _PROCESSOR_CLASS = {'vivit': 'VivitImageProcessor', 'timesformer': 'VideoMAEImageProcessor'}
 
@@ -78,7 +81,10 @@ _NEW_NAMES = ((r'\blayers\.(\d+)\.', r'encoder.layer.\1.'),
               (r'attention\.([qkv])_proj\.', lambda m: 'attention.attention.' +
                {'q': 'query', 'k': 'key', 'v': 'value'}[m.group(1)] + '.'),
               (r'attention\.o_proj\.', 'attention.output.dense.'),
-              (r'mlp\.fc1\.', 'intermediate.dense.'), (r'mlp\.fc2\.', 'output.dense.'))
+              (r'mlp\.fc1\.', 'intermediate.dense.'), (r'mlp\.fc2\.', 'output.dense.'),
+              # VideoMAE's separate query / value biases (older files): q_bias, v_bias.
+              (r'attention\.attention\.([qv])_bias$', lambda m: 'attention.attention.' +
+               {'q': 'query', 'v': 'value'}[m.group(1)] + '.bias'))
 
 
 # ---------------------------------------------------------------------------------
@@ -174,8 +180,40 @@ _KINDS = {'linear': (_linear_in, _linear_out), 'norm': (_norm_in, _norm_out),
           'param': (_param_in, _param_out)}
 
 
+def _blocks(hf_prefix: str, ours_prefix: str, num_layers: int):
+  """[(hf name, our path, kind)] of `num_layers` ViT-style blocks with separate
+  query/key/value projections (ViViT, VideoMAE encoder and decoder)."""
+  rows = []
+  for i in range(num_layers):
+    hf, ours = f'{hf_prefix}{i}.', f'{ours_prefix}encoderblock_{i}/'
+    attn = ours + 'MultiHeadDotProductAttention_0'
+    rows += [(hf + f'attention.attention.{n}', f'{attn}/{n}', 'heads')
+             for n in ('query', 'key', 'value')]
+    rows += [(hf + 'attention.output.dense', f'{attn}/out', 'proj'),
+             (hf + 'layernorm_before', ours + 'LayerNorm_0', 'norm'),
+             (hf + 'layernorm_after', ours + 'LayerNorm_1', 'norm'),
+             (hf + 'intermediate.dense', ours + 'MlpBlock_0/Dense_0', 'linear'),
+             (hf + 'output.dense', ours + 'MlpBlock_0/Dense_1', 'linear')]
+  return rows
+
+
+def _videomae_table(m: ml_collections.ConfigDict):
+  """VideoMAEForPreTraining (names without the 'videomae.' prefix) -> models/videomae.py.
+  The encoder's fixed sinusoid position table is not a weight (see load_huggingface)."""
+  return ([('embeddings.patch_embeddings.projection', 'embedding', 'conv')]
+          + _blocks('encoder.layer.', 'Transformer/', m.num_layers)
+          + [('layernorm', 'Transformer/encoder_norm', 'norm'),
+             ('encoder_to_decoder', 'decoder_embed', 'linear'),
+             ('mask_token', 'mask_token', 'param')]
+          + _blocks('decoder.decoder_layers.', 'Decoder/', m.decoder_num_layers)
+          + [('decoder.norm', 'Decoder/decoder_norm', 'norm'),
+             ('decoder.head', 'decoder_pred', 'linear')])
+
+
 def _table(family: str, m: ml_collections.ConfigDict, *, pooler: bool, head: bool):
   """[(hf name, our path, kind)] of one model; names without the family prefix."""
+  if family == 'videomae':
+    return _videomae_table(m)
   rows = [('embeddings.patch_embeddings.projection', 'embedding', 'conv'),
           ('embeddings.cls_token', 'cls', 'param')]
   if family == 'vivit':
@@ -335,6 +373,8 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
       m.representation_size = int(hf.get('pooler_output_size') or m.hidden_size)
       if hf.get('pooler_act', 'tanh') != 'tanh':
         raise ConversionError(f"pooler_act={hf['pooler_act']!r}: only 'tanh' is supported.")
+  elif family == 'videomae':
+    m.gelu_approximate = _gelu_approximate(hf.get('hidden_act', 'gelu'))
   else:
     m.gelu_approximate = _gelu_approximate(hf.get('hidden_act', 'gelu'))
     p = _square(hf.get('patch_size', 16), 'patch_size')
@@ -342,12 +382,40 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
     m.patch_size = (p, p)
     m.stochastic_depth = float(hf.get('drop_path_rate', 0.0))
     d.num_frames = int(hf.get('num_frames', 8))
+  if family == 'videomae':
+    _videomae_config(config, hf)
+    return config
   id2label = hf.get('id2label') or {}
   d.num_classes = len(id2label) if id2label else int(hf.get('num_labels', 2))
   names = [id2label.get(str(i), id2label.get(i, '')) for i in range(d.num_classes)]
   if id2label and names != [f'LABEL_{i}' for i in range(d.num_classes)]:
     d.label_names = tuple(names)
   return config
+
+
+def _videomae_config(config: ml_collections.ConfigDict, hf: Mapping[str, Any]) -> None:
+  """VideoMAEForPreTraining's config.json -> task 'masked_pretraining', model 'videomae'
+  (the mask ratio is not in the file: the model's default 0.9 tube masking)."""
+  if hf.get('use_mean_pooling', True):
+    raise ConversionError(
+        'VideoMAEForPreTraining with use_mean_pooling=True has no final encoder LayerNorm '
+        "(transformers' pretraining checkpoints set it False); this project's VideoMAE "
+        'encoder always ends with one.')
+  if not hf.get('qkv_bias', True):
+    raise ConversionError('VideoMAE with qkv_bias=False is not supported.')
+  m, d = config.model, config.dataset
+  config.task = 'masked_pretraining'
+  p = _square(hf.get('patch_size', 16), 'patch_size')
+  m.patch_size, m.temporal_patch_size = (p, p), int(hf.get('tubelet_size', 2))
+  videomae.pretraining_model_config(
+      m, norm_pix_loss=bool(hf.get('norm_pix_loss', True)),
+      decoder_hidden_size=int(hf.get('decoder_hidden_size', 384)),
+      decoder_num_layers=int(hf.get('decoder_num_hidden_layers', 4)),
+      decoder_num_heads=int(hf.get('decoder_num_attention_heads', 6)),
+      decoder_mlp_dim=int(hf.get('decoder_intermediate_size', 1536)))
+  d.num_frames = int(hf.get('num_frames', 16))
+  if int(hf.get('num_channels', 3)) != 3:
+    raise ConversionError(f"num_channels={hf['num_channels']}: only RGB (3) is supported.")
 
 
 def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
@@ -394,6 +462,12 @@ def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
                           f"{family} model built from its config.json: {unused[:8]}.")
   if family == 'vivit' and m.embedding == 'uniform_frame':
     flat['embedding/kernel'] = flat['embedding/kernel'][0]
+  if family == 'videomae':   # the fixed sinusoid table as the learned embedding's value.
+    grid = videomae.token_grid(m, num_frames=config.dataset.num_frames,
+                               crop_size=config.dataset.crop_size)
+    flat['Transformer/posembed_input/pos_embedding'] = videomae.sinusoid_table(
+        int(np.prod(grid)), m.hidden_size)[None]
+    head = True                # (no classifier, and none to add.)
   if not head:
     width = m.representation_size or m.hidden_size
     flat['output_projection/kernel'] = np.zeros((width, config.dataset.num_classes),

@@ -1,0 +1,60 @@
+"""Hugging Face VideoMAEForPreTraining import against the PyTorch original: a small random
+local model (nothing downloaded, every weight re-randomised), the same masks on both
+sides; decoder predictions and the loss agree to 1e-4."""
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+
+from vivit_jax import convert, models  # noqa: E402
+from vivit_jax.convert import ConversionError  # noqa: E402
+from vivit_jax.models import videomae  # noqa: E402
+
+from test_huggingface import randomise  # noqa: E402
+
+TOL = 1e-4
+
+
+def hf_config(**overrides):
+  kw = dict(image_size=8, patch_size=4, num_channels=3, num_frames=4, tubelet_size=2,
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=32, decoder_num_attention_heads=2, decoder_hidden_size=12,
+            decoder_num_hidden_layers=2, decoder_intermediate_size=24,
+            use_mean_pooling=False, norm_pix_loss=True, layer_norm_eps=1e-6)
+  kw.update(overrides)
+  return transformers.VideoMAEConfig(**kw)
+
+
+def saved(tmp_path, **overrides):
+  model = randomise(transformers.VideoMAEForPreTraining(hf_config(**overrides)))
+  model.save_pretrained(str(tmp_path / 'hf'))
+  return model, str(tmp_path / 'hf')
+
+
+@pytest.mark.parametrize('masking', ['tube', 'random'])
+def test_pretraining_predictions_and_loss_match_pytorch(tmp_path, masking):
+  hf_model, path = saved(tmp_path)
+  config, params = convert.load_huggingface(path)
+  assert config.task == 'masked_pretraining' and config.model.name == 'videomae'
+  assert config.model.decoder_hidden_size == 12 and config.model.decoder_num_layers == 2
+  config.model.masking = masking
+  config.model.mask_ratio = 0.75
+  model = models.create_model(config.model, config.dataset.num_classes)
+  x = np.random.default_rng(0).standard_normal((2, 4, 8, 8, 3)).astype(np.float32)
+  out = model.apply({'params': params}, x, rngs={'masking': jax.random.key(1)})
+  bool_masked_pos = torch.from_numpy(np.array(out['mask']))
+  pixels = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3)))
+  with torch.no_grad():
+    ref = hf_model(pixel_values=pixels, bool_masked_pos=bool_masked_pos)
+  np.testing.assert_allclose(out['pred'], ref.logits.numpy(), atol=TOL, rtol=TOL)
+  # HF un-normalises the pixels with ImageNet's mean/std first: a per-channel affine map
+  # that the per-tubelet normalisation removes (up to its 1e-6).
+  np.testing.assert_allclose(videomae.reconstruction_loss(out), ref.loss.item(), rtol=TOL)
+
+
+def test_mean_pooling_pretraining_models_are_refused(tmp_path):
+  _, path = saved(tmp_path, use_mean_pooling=True)
+  with pytest.raises(ConversionError, match='use_mean_pooling=True'):
+    convert.load_huggingface(path)
