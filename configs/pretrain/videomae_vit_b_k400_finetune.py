@@ -5,8 +5,9 @@ Kinetics-400: a ViViT Model 1 whose encoder comes from the pretraining workdir.
       --workdir=/tmp/videomae_b_ft --config.init_from.path=/tmp/videomae_b \
       --config.dataset.data_dir=/data/k400_shards
 
-`init_from` loads `embedding` and `Transformer` (the pretraining's decoder is dropped) and
-starts a fresh, zero head on the mean of the tokens ('gap', VideoMAE's use_mean_pooling).
+`init_from` loads `embedding` and `Transformer` (the pretraining's decoder and final
+LayerNorm are left unused) and starts VideoMAE's head fresh: the mean of the tokens, a
+LayerNorm `fc_norm`, a zero projection (classifier 'gap_fc_norm', use_mean_pooling).
 Values from MCG-NJU/VideoMAE: scripts/kinetics/
 videomae_vit_base_patch16_224_tubemasking_ratio_0.9_epoch_800/finetune.sh (16 frames at
 rate 4, 224^2, AdamW lr 1e-3 with betas (0.9, 0.999), weight decay 0.05, 100 epochs, 8
@@ -18,8 +19,8 @@ rand-m7-n4-mstd0.5-inc1, 2 repeated-augmentation samples per video, no gradient
 clipping); its Kinetics loader's random-resized crop (scale 0.08-1, aspect 3/4-4/3) with
 horizontal flip.
 
-Not VideoMAE's: LayerNorm on every token then the mean (VideoMAE: mean, then fc_norm);
-the head starts at zero (VideoMAE: trunc-normal scaled by init_scale 0.001).
+Not VideoMAE's: the head's projection starts at zero (VideoMAE: trunc-normal scaled by
+init_scale 0.001); the position embedding is learned (VideoMAE: the fixed sinusoid table).
 """
 from vivit_jax import config as vc
 from vivit_jax import recipes
@@ -42,7 +43,7 @@ def get_config(arg=None):
   d.repeated_augmentation = 2
   d.num_test_clips, d.num_test_crops = 5, 3
   m = recipes.set_vit_size(c.model, 'B')
-  m.attention_type, m.embedding, m.classifier = 'spatio_temporal', 'tubelet', 'gap'
+  m.attention_type, m.embedding, m.classifier = 'spatio_temporal', 'tubelet', 'gap_fc_norm'
   m.patch_size, m.temporal_patch_size = (16, 16), 2
   m.stochastic_depth, m.stochastic_depth_rescale = 0.1, True   # timm drop_path.
   o = c.optimizer

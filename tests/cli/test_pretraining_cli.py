@@ -39,18 +39,21 @@ def test_pretrain_then_fine_tune_from_its_workdir(tmp_path):
 
   ft = str(tmp_path / 'finetune')
   out = main(ft, 'configs/synthetic/vivit_model1.py:tiny', f'--config.init_from.path={pre}',
-             '--config.model.classifier=gap', '--config.optimizer.layer_decay=0.75',
+             '--config.model.classifier=gap_fc_norm', '--config.optimizer.layer_decay=0.75',
              '--config.schedule.base_lr=0.0')     # lr 0: the checkpoints hold the init.
-  assert 'init_from: ' in out and 'decoder_pred' in out     # the decoder is left unused.
+  assert 'init_from: ' in out and 'unused: Decoder/' in out    # the decoder is left unused.
   with open(os.path.join(ft, 'eval_results.json')) as f:
     results = json.load(f)
   assert results['step'] == 4 and 0 <= results['top1'] <= 1
   # The fine-tuning run starts from the pretrained encoder and a zero head.
   _, pre_params = final_params(pre)
   _, ft_params = final_params(ft)
-  assert set(ft_params) == {'embedding', 'Transformer', 'output_projection'}
-  jax.tree.map(np.testing.assert_array_equal, ft_params['Transformer'],
-               pre_params['Transformer'])
+  assert set(ft_params) == {'embedding', 'Transformer', 'fc_norm', 'output_projection'}
+  assert 'encoder_norm' not in ft_params['Transformer']   # VideoMAE's head: no token norm.
+  np.testing.assert_array_equal(ft_params['fc_norm']['scale'], 1.0)
+  pre_encoder = dict(pre_params['Transformer'])
+  del pre_encoder['encoder_norm']
+  jax.tree.map(np.testing.assert_array_equal, ft_params['Transformer'], pre_encoder)
   np.testing.assert_array_equal(ft_params['embedding']['kernel'],
                                 pre_params['embedding']['kernel'])
   assert not np.asarray(ft_params['output_projection']['kernel']).any()

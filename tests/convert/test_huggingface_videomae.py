@@ -58,3 +58,40 @@ def test_mean_pooling_pretraining_models_are_refused(tmp_path):
   _, path = saved(tmp_path, use_mean_pooling=True)
   with pytest.raises(ConversionError, match='use_mean_pooling=True'):
     convert.load_huggingface(path)
+
+
+def test_video_classification_logits_match_pytorch(tmp_path):
+  hf_model = randomise(transformers.VideoMAEForVideoClassification(
+      hf_config(use_mean_pooling=True, num_labels=5)))
+  hf_model.save_pretrained(str(tmp_path / 'hf'))
+  config, params = convert.load_huggingface(str(tmp_path / 'hf'))
+  assert config.task == 'classification' and config.model.name == 'vivit'
+  assert config.model.classifier == 'gap_fc_norm' and config.dataset.num_classes == 5
+  model = models.create_model(config.model, 5)
+  x = np.random.default_rng(0).standard_normal((2, 4, 8, 8, 3)).astype(np.float32)
+  logits = model.apply({'params': params}, x)
+  pixels = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3)))
+  with torch.no_grad():
+    ref = hf_model(pixel_values=pixels).logits.numpy()
+  np.testing.assert_allclose(logits, ref, atol=TOL, rtol=TOL)
+  assert np.abs(ref).max() > 0.1          # a real comparison, not of zeros.
+
+
+def test_pretraining_import_fine_tunes_into_the_classification_model(tmp_path):
+  """init_from a converted VideoMAEForPreTraining: its encoder, fresh fc_norm and head."""
+  _, path = saved(tmp_path)
+  pre_config, pre_params = convert.load_huggingface(path)
+  out = convert.save_converted(pre_config, pre_params, str(tmp_path / 'converted'))
+  config = pre_config.copy_and_resolve_references()
+  config.task, config.model.name, config.model.classifier = ('classification', 'vivit',
+                                                             'gap_fc_norm')
+  config.init_from.path = out
+  model = models.create_model(config.model, 10)
+  fresh = model.init(jax.random.key(0), np.zeros((1, 4, 8, 8, 3), np.float32))['params']
+  params = convert.init_from(config, fresh)
+  np.testing.assert_array_equal(params['Transformer']['encoderblock_1']['MlpBlock_0']
+                                ['Dense_0']['kernel'],
+                                pre_params['Transformer']['encoderblock_1']['MlpBlock_0']
+                                ['Dense_0']['kernel'])
+  np.testing.assert_array_equal(params['fc_norm']['scale'], np.ones(16))
+  assert 'encoder_norm' not in params['Transformer']

@@ -57,12 +57,12 @@ from absl import logging
 
 from vivit_jax.convert.common import (ConversionError, Flat, base_config, flatten,
                                       unflatten)
-from vivit_jax.models import videomae
+from vivit_jax.models import videomae, vivit
 
 ARCHITECTURES = {
     'VivitForVideoClassification': 'vivit', 'VivitModel': 'vivit',
     'TimesformerForVideoClassification': 'timesformer', 'TimesformerModel': 'timesformer',
-    'VideoMAEForPreTraining': 'videomae',
+    'VideoMAEForPreTraining': 'videomae', 'VideoMAEForVideoClassification': 'videomae',
 }
 _PREFIX = {'vivit': 'vivit.', 'timesformer': 'timesformer.', 'videomae': 'videomae.'}
 _TANH_GELUS = ('gelu_fast', 'gelu_new', 'gelu_pytorch_tanh')
@@ -198,10 +198,15 @@ def _blocks(hf_prefix: str, ours_prefix: str, num_layers: int):
 
 
 def _videomae_table(m: ml_collections.ConfigDict):
-  """VideoMAEForPreTraining (names without the 'videomae.' prefix) -> models/videomae.py.
-  The encoder's fixed sinusoid position table is not a weight (see load_huggingface)."""
-  return ([('embeddings.patch_embeddings.projection', 'embedding', 'conv')]
-          + _blocks('encoder.layer.', 'Transformer/', m.num_layers)
+  """VideoMAEForPreTraining -> models/videomae.py, or VideoMAEForVideoClassification ->
+  ViViT Model 1 with the 'gap_fc_norm' head (names without the 'videomae.' prefix). The
+  encoder's fixed sinusoid position table is not a weight (see load_huggingface)."""
+  rows = ([('embeddings.patch_embeddings.projection', 'embedding', 'conv')]
+          + _blocks('encoder.layer.', 'Transformer/', m.num_layers))
+  if m.name == 'vivit':
+    return rows + [('fc_norm', 'fc_norm', 'norm'),
+                   ('classifier', 'output_projection', 'linear')]
+  return (rows
           + [('layernorm', 'Transformer/encoder_norm', 'norm'),
              ('encoder_to_decoder', 'decoder_embed', 'linear'),
              ('mask_token', 'mask_token', 'param')]
@@ -382,8 +387,7 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
     m.patch_size = (p, p)
     m.stochastic_depth = float(hf.get('drop_path_rate', 0.0))
     d.num_frames = int(hf.get('num_frames', 8))
-  if family == 'videomae':
-    _videomae_config(config, hf)
+  if family == 'videomae' and _videomae_config(config, hf) == 'masked_pretraining':
     return config
   id2label = hf.get('id2label') or {}
   d.num_classes = len(id2label) if id2label else int(hf.get('num_labels', 2))
@@ -393,29 +397,39 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
   return config
 
 
-def _videomae_config(config: ml_collections.ConfigDict, hf: Mapping[str, Any]) -> None:
-  """VideoMAEForPreTraining's config.json -> task 'masked_pretraining', model 'videomae'
-  (the mask ratio is not in the file: the model's default 0.9 tube masking)."""
-  if hf.get('use_mean_pooling', True):
+def _videomae_config(config: ml_collections.ConfigDict, hf: Mapping[str, Any]) -> str:
+  """A VideoMAE config.json into `config`; returns its task. VideoMAEForPreTraining:
+  'masked_pretraining', model 'videomae' (the mask ratio is not in the file: the model's
+  default 0.9 tube masking); VideoMAEForVideoClassification: 'classification', ViViT
+  Model 1 with VideoMAE's head (classifier 'gap_fc_norm')."""
+  classification = 'VideoMAEForVideoClassification' in (hf.get('architectures') or [])
+  mean_pooling = hf.get('use_mean_pooling', True)
+  if mean_pooling != classification:
     raise ConversionError(
-        'VideoMAEForPreTraining with use_mean_pooling=True has no final encoder LayerNorm '
-        "(transformers' pretraining checkpoints set it False); this project's VideoMAE "
-        'encoder always ends with one.')
+        f'VideoMAE{"ForVideoClassification" if classification else "ForPreTraining"} with '
+        f'use_mean_pooling={mean_pooling} is not supported: classifiers here pool the '
+        'tokens (no CLS to read), pretraining encoders end with their LayerNorm '
+        "(transformers' converted checkpoints are so).")
   if not hf.get('qkv_bias', True):
     raise ConversionError('VideoMAE with qkv_bias=False is not supported.')
+  if int(hf.get('num_channels', 3)) != 3:
+    raise ConversionError(f"num_channels={hf['num_channels']}: only RGB (3) is supported.")
   m, d = config.model, config.dataset
-  config.task = 'masked_pretraining'
   p = _square(hf.get('patch_size', 16), 'patch_size')
   m.patch_size, m.temporal_patch_size = (p, p), int(hf.get('tubelet_size', 2))
+  m.embedding, m.attention_type = 'tubelet', 'spatio_temporal'
+  d.num_frames = int(hf.get('num_frames', 16))
+  if classification:
+    m.name, m.classifier = 'vivit', vivit.FC_NORM
+    return 'classification'
+  config.task = 'masked_pretraining'
   videomae.pretraining_model_config(
       m, norm_pix_loss=bool(hf.get('norm_pix_loss', True)),
       decoder_hidden_size=int(hf.get('decoder_hidden_size', 384)),
       decoder_num_layers=int(hf.get('decoder_num_hidden_layers', 4)),
       decoder_num_heads=int(hf.get('decoder_num_attention_heads', 6)),
       decoder_mlp_dim=int(hf.get('decoder_intermediate_size', 1536)))
-  d.num_frames = int(hf.get('num_frames', 16))
-  if int(hf.get('num_channels', 3)) != 3:
-    raise ConversionError(f"num_channels={hf['num_channels']}: only RGB (3) is supported.")
+  return 'masked_pretraining'
 
 
 def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
@@ -467,7 +481,7 @@ def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
                                crop_size=config.dataset.crop_size)
     flat['Transformer/posembed_input/pos_embedding'] = videomae.sinusoid_table(
         int(np.prod(grid)), m.hidden_size)[None]
-    head = True                # (no classifier, and none to add.)
+    head = True                # (pretraining: no classifier, and none to add.)
   if not head:
     width = m.representation_size or m.hidden_size
     flat['output_projection/kernel'] = np.zeros((width, config.dataset.num_classes),

@@ -23,7 +23,8 @@ parameter onto the source:
   Model 4          blocks shaped like the ViT's: loaded by name (the paper's init).
   VideoMAE         a masked-pretraining source (models/videomae.py) is a Model 1 without
                    class token: its encoder (`embedding`, `Transformer`) loads into ViViT
-                   Models 1/3/4 (a 'token' classifier gets a fresh CLS and CLS position);
+                   Models 1/3/4 (a 'token' classifier gets a fresh CLS and CLS position,
+                   'gap_fc_norm' a fresh `fc_norm`, the encoder_norm unused as VideoMAE);
                    the decoder is left unused. A VideoMAE target takes its encoder the
                    same way and keeps a fresh decoder when the source has none.
   TimeSformer      see `_initialise_timesformer` (spatial parts by name, temporal
@@ -340,6 +341,8 @@ def initialise(params: Mapping[str, Any], restored: Mapping[str, Any],
       st.head(tpath, ic['restore_head'])
     elif head in _MAE_DECODER and tpath not in source:
       st.fresh(tpath, note='masked-pretraining decoder not in the source')
+    elif head == 'fc_norm' and tpath not in source:   # as VideoMAE's fine-tuning.
+      st.fresh(tpath, note="'gap_fc_norm' head: a fresh LayerNorm after pooling")
     elif head in ('Transformer', 'SpatialTransformer', 'TemporalTransformer'):
       senc = _encoder_source(head, src)
       if senc is None:

@@ -266,10 +266,13 @@ class Encoder(nn.Module):
   The learned position embedding covers all L tokens (`posembed_input/pos_embedding`).
   `keep`: int32[B, K] token indices; after the position embedding only these K tokens
   go through the blocks (masked autoencoding, models/videomae.py) -> [B, K, D].
+  `final_norm=False` leaves out `encoder_norm` (a head that normalises after pooling:
+  VideoMAE's fc_norm, vivit.py).
   """
   cfg: TransformerConfig
   block: Callable[..., nn.Module] = EncoderBlock
   block_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  final_norm: bool = True
 
   @nn.compact
   def __call__(self, x, *, train: bool, keep: Optional[jax.Array] = None):
@@ -282,4 +285,4 @@ class Encoder(nn.Module):
     for i in range(cfg.num_layers):
       x = block(cfg, drop_path=cfg.drop_path_rate(i), name=f'encoderblock_{i}',
                 **self.block_kwargs)(x, not train)
-    return layer_norm(cfg, 'encoder_norm')(x)
+    return layer_norm(cfg, 'encoder_norm')(x) if self.final_norm else x
