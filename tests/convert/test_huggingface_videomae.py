@@ -95,3 +95,39 @@ def test_pretraining_import_fine_tunes_into_the_classification_model(tmp_path):
                                 ['Dense_0']['kernel'])
   np.testing.assert_array_equal(params['fc_norm']['scale'], np.ones(16))
   assert 'encoder_norm' not in params['Transformer']
+
+
+@pytest.mark.parametrize('kind', ['pretraining', 'classification'])
+def test_export_round_trip_gives_the_pytorch_model_back(tmp_path, kind):
+  if kind == 'pretraining':
+    hf_model, path = saved(tmp_path)
+    cls = transformers.VideoMAEForPreTraining
+  else:
+    cls = transformers.VideoMAEForVideoClassification
+    hf_model = randomise(cls(hf_config(use_mean_pooling=True, num_labels=5)))
+    path = str(tmp_path / 'hf')
+    hf_model.save_pretrained(path)
+  config, params = convert.load_huggingface(path)
+  out = convert.save_huggingface(config, params, str(tmp_path / 'exported'))
+  config2, params2 = convert.load_huggingface(out)
+  jax.tree.map(np.testing.assert_array_equal, params2, params)
+  assert config2.model.to_dict() == config.model.to_dict()
+  reloaded = cls.from_pretrained(out).eval()
+  pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 4, 3, 8, 8))
+                            .astype(np.float32))
+  kwargs = {}
+  if kind == 'pretraining':
+    kwargs['bool_masked_pos'] = torch.from_numpy(np.tile([True, False] * 4, (2, 1)))
+  with torch.no_grad():
+    np.testing.assert_allclose(reloaded(pixel_values=pixels, **kwargs).logits.numpy(),
+                               hf_model(pixel_values=pixels, **kwargs).logits.numpy(),
+                               atol=1e-6)
+
+
+def test_export_refuses_a_learned_position_embedding(tmp_path):
+  _, path = saved(tmp_path)
+  config, params = convert.load_huggingface(path)
+  params['Transformer']['posembed_input']['pos_embedding'] = (
+      params['Transformer']['posembed_input']['pos_embedding'] + 0.01)
+  with pytest.raises(ConversionError, match='sinusoid'):
+    convert.save_huggingface(config, params, str(tmp_path / 'exported'))

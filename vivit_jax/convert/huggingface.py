@@ -1,4 +1,4 @@
-"""Hugging Face transformers checkpoints, both ways: ViViT and TimeSformer.
+"""Hugging Face transformers checkpoints, both ways: ViViT, TimeSformer and VideoMAE.
 
 A `save_pretrained` directory holds `config.json` and `model.safetensors` (or shards
 listed in `model.safetensors.index.json`); weights are read with safetensors (never
@@ -10,6 +10,12 @@ pickle: a directory with only `pytorch_model.bin` is refused).
                                                'vivit' (Model 1) / 'timesformer' model.
   save_huggingface(config, params, out_dir)    the inverse (config.json,
                                                model.safetensors, preprocessor_config.json).
+  VideoMAEForPreTraining <-> 'videomae' (task 'masked_pretraining', models/videomae.py);
+  VideoMAEForVideoClassification <-> ViViT Model 1 with classifier 'gap_fc_norm'. HF's
+  fixed sinusoid encoder position table becomes our learned embedding's value (export
+  refuses any other value); HF has no key bias (softmax ignores it: dropped on export,
+  zero on import); use_mean_pooling must be False for pretraining (the encoder's final
+  LayerNorm) and True for classification (no CLS token to read).
 
 What conversion handles (HF name -> ours; `weight` [out, in] -> `kernel` [in, out]):
   patch embedding  Conv3d [D, C, t, ph, pw] -> embedding/kernel [t, ph, pw, C, D]
@@ -74,7 +80,8 @@ _DEFAULT_PREPROCESSING = {
     'timesformer': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     'videomae': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-_PROCESSOR_CLASS = {'vivit': 'VivitImageProcessor', 'timesformer': 'VideoMAEImageProcessor'}
+_PROCESSOR_CLASS = {'vivit': 'VivitImageProcessor', 'timesformer': 'VideoMAEImageProcessor',
+                    'videomae': 'VideoMAEImageProcessor'}
 
 # transformers >= 5 module names -> the save_pretrained (legacy) names.
 _NEW_NAMES = ((r'\blayers\.(\d+)\.', r'encoder.layer.\1.'),
@@ -98,7 +105,7 @@ def _linear_in(t, **_):
 
 
 def _linear_out(p, **_):
-  return {'weight': p['kernel'].T, 'bias': p['bias']}
+  return {'weight': p['kernel'].T, **({'bias': p['bias']} if 'bias' in p else {})}
 
 
 def _norm_in(t, **_):
@@ -574,6 +581,8 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
   from safetensors.numpy import save_file
 
   m = config.model
+  if m.name == 'videomae' or m.get('classifier') == vivit.FC_NORM:
+    return _save_videomae(config, params, out_dir)
   flat = flatten(params)
   pooler = 'pre_logits/kernel' in flat
   head = not (pooler and m.name == 'vivit')
@@ -609,6 +618,92 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
     json.dump(hf, f, indent=2, sort_keys=True)
   with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
     json.dump(_processor_config(config), f, indent=2, sort_keys=True)
+  logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
+               len(tensors))
+  return os.path.abspath(out_dir)
+
+
+def _videomae_hf_config(config: ml_collections.ConfigDict) -> dict:
+  """The config.json of VideoMAEForPreTraining (model 'videomae') or
+  VideoMAEForVideoClassification (ViViT Model 1, 'gap_fc_norm')."""
+  m, d = config.model, config.dataset
+  classification = m.name == 'vivit'
+  if classification and (m.attention_type != 'spatio_temporal' or m.embedding != 'tubelet'):
+    raise ConversionError('export: VideoMAEForVideoClassification is a tubelet ViViT Model 1.')
+  ph, pw = tuple(m.patch_size)
+  if ph != pw:
+    raise ConversionError(f'config.model.patch_size={m.patch_size}: Hugging Face VideoMAE '
+                          'needs square patches.')
+  hf = {
+      'model_type': 'videomae', 'image_size': int(d.crop_size), 'patch_size': int(ph),
+      'num_channels': 3, 'num_frames': int(d.num_frames),
+      'tubelet_size': int(m.temporal_patch_size), 'hidden_size': int(m.hidden_size),
+      'num_hidden_layers': int(m.num_layers), 'num_attention_heads': int(m.num_heads),
+      'intermediate_size': int(m.mlp_dim),
+      'hidden_act': 'gelu_new' if m.get('gelu_approximate', False) else 'gelu',
+      'hidden_dropout_prob': float(m.get('dropout_rate', 0.0)),
+      'attention_probs_dropout_prob': float(m.get('attention_dropout_rate', 0.0)),
+      'layer_norm_eps': float(m.get('layer_norm_epsilon', 1e-6)), 'qkv_bias': True,
+      'initializer_range': 0.02, 'use_mean_pooling': classification, 'dtype': 'float32',
+  }
+  if classification:
+    names = list(d.get('label_names') or [f'LABEL_{i}' for i in range(d.num_classes)])
+    hf.update(architectures=['VideoMAEForVideoClassification'],
+              id2label={str(i): n for i, n in enumerate(names)},
+              label2id={n: i for i, n in enumerate(names)})
+  else:
+    hf.update(architectures=['VideoMAEForPreTraining'],
+              norm_pix_loss=bool(m.get('norm_pix_loss', True)),
+              decoder_hidden_size=int(m.decoder_hidden_size),
+              decoder_num_hidden_layers=int(m.decoder_num_layers),
+              decoder_num_attention_heads=int(m.decoder_num_heads),
+              decoder_intermediate_size=int(m.decoder_mlp_dim))
+  return hf
+
+
+def _save_videomae(config, params, out_dir: str) -> str:
+  """save_huggingface for VideoMAE (see `_videomae_table`). The encoder's position
+  embedding must be VideoMAE's fixed sinusoid table (HF has no learned one); the key
+  projection's bias is dropped (HF VideoMAE has none; softmax ignores it: exact)."""
+  from safetensors.numpy import save_file
+
+  m, d = config.model, config.dataset
+  hf = _videomae_hf_config(config)
+  flat = flatten(params)
+  pos_path = 'Transformer/posembed_input/pos_embedding'
+  grid = videomae.token_grid(m, num_frames=d.num_frames, crop_size=d.crop_size)
+  table = videomae.sinusoid_table(int(np.prod(grid)), m.hidden_size)[None]
+  if pos_path not in flat or not np.allclose(flat[pos_path], table, atol=1e-6):
+    raise ConversionError(
+        f'export: {pos_path} is not the fixed sinusoid table Hugging Face VideoMAE uses '
+        '(it was trained or resized); it has no learned position embedding to hold it.')
+  used = {pos_path}
+  tensors = {}
+  for hf_name, ours, kind in _videomae_table(m):
+    group = {k[len(ours) + 1:] if k != ours else '': v for k, v in flat.items()
+             if k == ours or k.startswith(ours + '/')}
+    if not group:
+      raise ConversionError(f'export: the params have no {ours} (for {hf_name}).')
+    used.update(f'{ours}/{k}' if k else ours for k in group)
+    unprefixed = hf_name.split('.')[0] in ('decoder', 'encoder_to_decoder', 'mask_token',
+                                           'fc_norm', 'classifier')
+    for suffix, value in _KINDS[kind][1](group).items():
+      if hf_name.endswith('attention.attention.key') and suffix == 'bias':
+        continue
+      name = hf_name if unprefixed else _PREFIX['videomae'] + hf_name
+      tensors[f'{name}.{suffix}' if suffix else name] = np.ascontiguousarray(
+          np.asarray(value, np.float32))
+  unused = sorted(set(flat) - used)
+  if unused:
+    raise ConversionError(f'export: params {unused[:8]} have no Hugging Face counterpart.')
+  os.makedirs(out_dir, exist_ok=True)
+  save_file(tensors, os.path.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})
+  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
+    json.dump(hf, f, indent=2, sort_keys=True)
+  processor = _processor_config(config)
+  processor['image_processor_type'] = 'VideoMAEImageProcessor'
+  with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
+    json.dump(processor, f, indent=2, sort_keys=True)
   logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
                len(tensors))
   return os.path.abspath(out_dir)
