@@ -16,10 +16,11 @@ Augmentation: VideoMAE's GroupMultiScaleCrop(224, scales (1, .875, .75, .66)) wi
 or colour augmentation, approximated by our random-resized crop over area fractions
 (0.66^2, 1) with aspect ratios (3/4, 4/3) after resizing the shorter side to 256.
 
-Not VideoMAE's: the encoder's position embedding is ViViT's learned one (VideoMAE's is a
-fixed sinusoid table), so a fine-tuned ViViT loads it by name; the decoder's is VideoMAE's
-fixed sinusoid table. Evaluation reports the reconstruction loss on the validation and test
-splits (one view each).
+Position embeddings: VideoMAE's fixed sinusoid tables, for the decoder (a constant) and
+for the encoder (ViViT's embedding parameter, initialised to the table and kept fixed by an
+lr multiplier of 0, so a fine-tuned ViViT loads it by name and a Hugging Face export holds
+it). Evaluation reports the reconstruction loss on the validation and test splits (one
+view each).
 """
 from vivit_jax import config as vc
 from vivit_jax import recipes
@@ -54,10 +55,12 @@ def get_config(arg=None):
   m.patch_size, m.temporal_patch_size = (16, 16), 2
   videomae.pretraining_model_config(m, mask_ratio=0.9, masking='tube', norm_pix_loss=True,
                                     decoder_hidden_size=384, decoder_num_layers=4,
-                                    decoder_num_heads=6, decoder_mlp_dim=1536)
+                                    decoder_num_heads=6, decoder_mlp_dim=1536,
+                                    posemb_init='sinusoid')
   m.stochastic_depth = 0.0
   o = c.optimizer
   o.name, o.b1, o.b2, o.weight_decay, o.grad_clip_norm = 'adamw', 0.9, 0.95, 0.05, None
+  o.lr_multipliers = ((r'posembed_input', 0.0),)   # VideoMAE's fixed sinusoid table.
   recipes.train_epochs(c, 800, batch_size=PRETRAIN_BATCH, warmup_epochs=40)
   s = c.schedule
   s.name, s.base_lr, s.end_lr = 'warmup_cosine', 1.5e-4 * PRETRAIN_BATCH / 256, 1e-5 * PRETRAIN_BATCH / 256

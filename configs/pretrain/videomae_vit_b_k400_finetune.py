@@ -19,8 +19,9 @@ rand-m7-n4-mstd0.5-inc1, 2 repeated-augmentation samples per video, no gradient
 clipping); its Kinetics loader's random-resized crop (scale 0.08-1, aspect 3/4-4/3) with
 horizontal flip.
 
-Not VideoMAE's: the head's projection starts at zero (VideoMAE: trunc-normal scaled by
-init_scale 0.001); the position embedding is learned (VideoMAE: the fixed sinusoid table).
+The position embedding stays the pretraining's fixed sinusoid table (lr multiplier 0), as
+VideoMAE's. Not VideoMAE's: the head's projection starts at zero (VideoMAE: trunc-normal
+scaled by init_scale 0.001).
 """
 from vivit_jax import config as vc
 from vivit_jax import recipes
@@ -48,6 +49,7 @@ def get_config(arg=None):
   m.stochastic_depth, m.stochastic_depth_rescale = 0.1, True   # timm drop_path.
   o = c.optimizer
   o.name, o.b1, o.b2, o.weight_decay, o.grad_clip_norm = 'adamw', 0.9, 0.999, 0.05, None
+  o.lr_multipliers = ((r'posembed_input', 0.0),)   # VideoMAE's fixed sinusoid table.
   o.layer_decay = 0.75
   recipes.train_epochs(c, 100, batch_size=FINETUNE_BATCH, warmup_epochs=5)
   s = c.schedule

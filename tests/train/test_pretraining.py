@@ -93,3 +93,22 @@ def test_reconstruction_image_rows_are_input_masked_and_output():
   np.testing.assert_array_equal(image[0, :8, 8:16], np.round(pixels[0, 1] * 255))
   masked = image[0, 8:16].reshape(8, 4, 8, 3)
   assert (masked == 128).all(axis=-1).mean() == 0.75   # masked tubelets: 0 -> grey.
+
+
+def test_fixed_sinusoid_position_embedding_stays_fixed_and_exports(tmp_path):
+  """posemb_init='sinusoid' with an lr multiplier of 0 (the VideoMAE paper configs): the
+  table survives training, so Hugging Face VideoMAE can hold the result."""
+  from vivit_jax import convert
+  from vivit_jax.models import videomae
+  config = pretrain_config(num_train_steps=3, eval_every=100)
+  config.model.posemb_init = 'sinusoid'
+  config.optimizer.lr_multipliers = ((r'posembed_input', 0.0),)
+  trainer.train_and_evaluate(config, str(tmp_path / 'run'))
+  _, params = final_params(str(tmp_path / 'run'))
+  np.testing.assert_array_equal(params['Transformer']['posembed_input']['pos_embedding'],
+                                videomae.sinusoid_table(8, 16)[None])
+  out = convert.save_huggingface(config, params, str(tmp_path / 'hf'))
+  config2, params2 = convert.load_huggingface(out)
+  assert config2.model.decoder_hidden_size == 16
+  np.testing.assert_allclose(params2['Decoder']['decoder_norm']['scale'],
+                             params['Decoder']['decoder_norm']['scale'])

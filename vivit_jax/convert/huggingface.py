@@ -560,7 +560,7 @@ def _processor_config(config: ml_collections.ConfigDict) -> dict:
   d = config.dataset
   return {
       'image_processor_type': _PROCESSOR_CLASS[config.model.name],
-      'do_resize': True, 'size': {'shortest_edge': int(d.get('min_resize', d.crop_size))},
+      'do_resize': True, 'size': {'shortest_edge': int(d.get('min_resize') or d.crop_size)},
       'do_center_crop': True, 'crop_size': {'height': int(d.crop_size),
                                             'width': int(d.crop_size)},
       'do_rescale': True, 'rescale_factor': 1 / 255, 'offset': False,

@@ -267,17 +267,20 @@ class Encoder(nn.Module):
   `keep`: int32[B, K] token indices; after the position embedding only these K tokens
   go through the blocks (masked autoencoding, models/videomae.py) -> [B, K, D].
   `final_norm=False` leaves out `encoder_norm` (a head that normalises after pooling:
-  VideoMAE's fc_norm, vivit.py).
+  VideoMAE's fc_norm, vivit.py). `posemb_init`: the position embedding's initialiser
+  (None: AddPositionEmbedding's default).
   """
   cfg: TransformerConfig
   block: Callable[..., nn.Module] = EncoderBlock
   block_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   final_norm: bool = True
+  posemb_init: Optional[Callable] = None
 
   @nn.compact
   def __call__(self, x, *, train: bool, keep: Optional[jax.Array] = None):
     cfg = self.cfg
-    x = AddPositionEmbedding(cfg.param_dtype, name='posembed_input')(x)
+    init = {'init': self.posemb_init} if self.posemb_init is not None else {}
+    x = AddPositionEmbedding(cfg.param_dtype, name='posembed_input', **init)(x)
     if keep is not None:
       x = jnp.take_along_axis(x, keep[..., None], axis=1)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)

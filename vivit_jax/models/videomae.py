@@ -11,7 +11,9 @@ P = t*ph*pw*C pixels are flattened in the (t, ph, pw, C) order of the tubelet ke
                   positions per clip, the same at every temporal index: M = n_t*that;
               'random' (MAE-ST): round(ratio * N) tokens anywhere in space-time.
   encoder   ViViT Model 1's: all N tubelets embedded (`embedding`), its learned position
-            embedding added (`Transformer/posembed_input`), then only the V visible tokens
+            embedding added (`Transformer/posembed_input`; `posemb_init` 'sinusoid' starts
+            it as VideoMAE's fixed table, which the paper configs keep fixed with an lr
+            multiplier of 0), then only the V visible tokens
             (gathered by index; no attention mask over the full set, no CLS) through the
             blocks and `encoder_norm` (`Transformer/...`). At ratio 0.9 this costs about a
             tenth of the full encoder (tests/models/test_videomae.py).
@@ -76,7 +78,18 @@ DEFAULTS = {
     'decoder_num_layers': 4,
     'decoder_num_heads': 6,
     'decoder_mlp_dim': 1536,
+    # The encoder's position embedding starts as ViViT's ('learned': N(0, 0.02^2)) or as
+    # VideoMAE's fixed sinusoid table ('sinusoid'; keep it fixed with the optimizer's
+    # lr_multipliers ((r'posembed_input', 0.0),), as the paper configs do).
+    'posemb_init': 'learned',
 }
+POSEMB_INITS = ('learned', 'sinusoid')
+
+
+def sinusoid_init(key, shape, dtype=jnp.float32):
+  """Initialiser of a [1, N, D] position embedding: `sinusoid_table(N, D)`."""
+  del key
+  return jnp.asarray(sinusoid_table(shape[-2], shape[-1]).reshape(shape), dtype)
 
 
 def num_masked(n: int, ratio: float) -> int:
@@ -227,6 +240,7 @@ class VideoMAE(nn.Module):
   masking: str = 'tube'
   norm_pix_loss: bool = True
   encoder_only: bool = False
+  posemb_init: str = 'learned'
 
   @nn.compact
   def __call__(self, video, *, train: bool = False, example_ids=None):
@@ -243,7 +257,9 @@ class VideoMAE(nn.Module):
     rng = self.make_rng('masking') if self.has_rng('masking') else jax.random.key(0)
     visible_ids, masked_ids = mask_tokens(rng, batch, grid, self.mask_ratio, self.masking,
                                           example_ids)
-    x = Encoder(cfg, name='Transformer')(x, train=train, keep=visible_ids)
+    posemb_init = sinusoid_init if self.posemb_init == 'sinusoid' else None
+    x = Encoder(cfg, posemb_init=posemb_init, name='Transformer')(x, train=train,
+                                                                   keep=visible_ids)
     if self.encoder_only:
       return x
     dense = lambda features, name, **kw: nn.Dense(
@@ -291,6 +307,7 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
     raise config_error('model.patch_size', tuple(m.patch_size),
                        'patches that give at least 2 maskable tokens (one to see, one to '
                        'predict)')
+  checks.choice('model.posemb_init', get('posemb_init'), POSEMB_INITS)
   if not isinstance(get('norm_pix_loss'), bool):
     raise config_error('model.norm_pix_loss', get('norm_pix_loss'), 'True or False')
   for field in ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
@@ -320,7 +337,8 @@ def build(m, num_classes: int = 0, *, encoder_only: bool = False):
                   patch_size=tuple(m.patch_size),
                   temporal_patch_size=m.temporal_patch_size,
                   mask_ratio=float(get('mask_ratio')), masking=get('masking'),
-                  norm_pix_loss=get('norm_pix_loss'), encoder_only=encoder_only)
+                  norm_pix_loss=get('norm_pix_loss'), encoder_only=encoder_only,
+                  posemb_init=get('posemb_init'))
 
 
 def pretraining_model_config(model, **overrides):
