@@ -32,7 +32,8 @@ from absl import app, flags
 
 from vivit_jax import cli
 from vivit_jax.data.labels import LabelSpec
-from vivit_jax.errors import DecodeError
+from vivit_jax.config import is_pretraining
+from vivit_jax.errors import DecodeError, config_error
 from vivit_jax.inference import Predictor, label_names, load_config, load_model
 
 
@@ -115,6 +116,9 @@ def main(argv):
     raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
                          'checkpoint directory holds config.json).')
   config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+  if is_pretraining(config):
+    raise config_error('task', config.task, "a classifier: a 'masked_pretraining' run "
+                       'has none (fine-tune it with init_from first)')
   model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])

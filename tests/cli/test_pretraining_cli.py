@@ -37,6 +37,11 @@ def test_pretrain_then_fine_tune_from_its_workdir(tmp_path):
                     if f.startswith('events.out.tfevents'))
   assert b'test_reconstruction' in events and b'validation_reconstruction_loss' in events
 
+  # predict refuses it by name (no classifier) before reading any video.
+  proc = subprocess.run([sys.executable, '-m', 'vivit_jax.predict', f'--workdir={pre}',
+                         'clip.mp4'], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "config.task='masked_pretraining'" in proc.stderr
+
   ft = str(tmp_path / 'finetune')
   out = main(ft, 'configs/synthetic/vivit_model1.py:tiny', f'--config.init_from.path={pre}',
              '--config.model.classifier=gap_fc_norm', '--config.optimizer.layer_decay=0.75',
