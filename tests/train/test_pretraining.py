@@ -79,6 +79,13 @@ def test_classification_options_are_refused(field, value):
     setup_lib.validate(config)
 
 
+def test_layer_decay_is_refused_in_pretraining():
+  config = pretrain_config()
+  config.optimizer.layer_decay = 0.75
+  with pytest.raises(vc.ConfigError, match=r'config\.optimizer\.layer_decay=0\.75'):
+    setup_lib.validate(config)
+
+
 def test_reconstruction_image_rows_are_input_masked_and_output():
   from vivit_jax import models
   from vivit_jax.train import pretraining

@@ -42,6 +42,10 @@ def check(config) -> None:
   if mode not in (None, '', 'none'):
     raise config_error('trainer.temporal_control', mode,
                        "'none' with config.task='masked_pretraining'")
+  decay = config.optimizer.get('layer_decay', None)
+  if decay is not None:   # the decoder's encoderblock_i would share the encoder's ids.
+    raise config_error('optimizer.layer_decay', decay,
+                       "None with config.task='masked_pretraining' (a fine-tuning option)")
 
 
 def _loss_fn(params, video, example_ids, rngs, apply_fn):
