@@ -8,6 +8,7 @@ would be valid; it checks the groups and calls each package's own check, in one 
 needs are checked by `vivit_jax.train.validate`, which calls this first.
 
 Groups (see ../shared/DESIGN.md):
+  task       'classification' (default) or 'masked_pretraining' (model 'videomae').
   model      architecture; `model.name` picks the family in `models.create_model`.
   dataset    source and the model's input/output sizes (`num_frames`, `crop_size`,
              `num_classes`) plus sampling and augmentation.
@@ -85,6 +86,9 @@ def default_config() -> ml_collections.ConfigDict:
   """Every group with its defaults; config files override fields."""
   c = ml_collections.ConfigDict()
   c.experiment_name = ''
+  # 'classification' (labels -> logits) or 'masked_pretraining' (no labels: model.name
+  # 'videomae' reconstructs masked tubelets; vivit_jax/train/pretraining.py).
+  c.task = 'classification'
   c.model = default_model_config()
 
   c.dataset = ml_collections.ConfigDict()
@@ -232,12 +236,33 @@ def init_from_config(path=None, **overrides) -> ml_collections.ConfigDict:
   return ic
 
 
+TASKS = ('classification', 'masked_pretraining')
+
+
+def is_pretraining(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config.task` is 'masked_pretraining' (configs without `task` classify)."""
+  return config.get('task', 'classification') == 'masked_pretraining'
+
+
+def check_task(config: ml_collections.ConfigDict) -> None:
+  """`config.task` must be one of TASKS, and masked pretraining goes with the 'videomae'
+  model (and only with it)."""
+  task = config.get('task', 'classification')
+  if task not in TASKS:
+    raise config_error('task', task, f'one of {list(TASKS)}')
+  name = config.model.get('name')
+  if (name == 'videomae') != (task == 'masked_pretraining'):
+    raise config_error('task', task, "'masked_pretraining' with model.name='videomae', "
+                       "'classification' with any other model")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for any field that cannot work; call before any compute."""
   for group in ('model', 'dataset', 'trainer'):
     if group not in config:
       raise config_error(group, None, f'a `{group}` group (start from '
                          'vivit_jax.config.default_config())')
+  check_task(config)
   d = config.dataset
   data.validate(d)
   models.validate(config.model, num_frames=d.num_frames, crop_size=d.crop_size)

@@ -29,7 +29,8 @@ import sys
 from absl import app, flags
 
 from vivit_jax import cli
-from vivit_jax.errors import DecodeError
+from vivit_jax.config import is_pretraining
+from vivit_jax.errors import DecodeError, config_error
 from vivit_jax.inference import (Predictor, clip_config, describe, label_names,
                                  load_config, load_model)
 
@@ -74,6 +75,9 @@ def main(argv):
     raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
                          'checkpoint directory holds config.json).')
   config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
+  if is_pretraining(config):
+    raise config_error('task', config.task, "a classifier: a 'masked_pretraining' run "
+                       'has none (fine-tune it with init_from first)')
   model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
                                        FLAGS.num_frames, FLAGS.crop_size)
   config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)

@@ -1,4 +1,4 @@
-"""Hugging Face transformers checkpoints, both ways: ViViT and TimeSformer.
+"""Hugging Face transformers checkpoints, both ways: ViViT, TimeSformer and VideoMAE.
 
 A `save_pretrained` directory holds `config.json` and `model.safetensors` (or shards
 listed in `model.safetensors.index.json`); weights are read with safetensors (never
@@ -10,6 +10,12 @@ pickle: a directory with only `pytorch_model.bin` is refused).
                                                'vivit' (Model 1) / 'timesformer' model.
   save_huggingface(config, params, out_dir)    the inverse (config.json,
                                                model.safetensors, preprocessor_config.json).
+  VideoMAEForPreTraining <-> 'videomae' (task 'masked_pretraining', models/videomae.py);
+  VideoMAEForVideoClassification <-> ViViT Model 1 with classifier 'gap_fc_norm'. HF's
+  fixed sinusoid encoder position table becomes our learned embedding's value (export
+  refuses any other value); HF has no key bias (softmax ignores it: dropped on export,
+  zero on import); use_mean_pooling must be False for pretraining (the encoder's final
+  LayerNorm) and True for classification (no CLS token to read).
 
 What conversion handles (HF name -> ours; `weight` [out, in] -> `kernel` [in, out]):
   patch embedding  Conv3d [D, C, t, ph, pw] -> embedding/kernel [t, ph, pw, C, D]
@@ -57,12 +63,14 @@ from absl import logging
 
 from vivit_jax.convert.common import (ConversionError, Flat, base_config, flatten,
                                       unflatten)
+from vivit_jax.models import videomae, vivit
 
 ARCHITECTURES = {
     'VivitForVideoClassification': 'vivit', 'VivitModel': 'vivit',
     'TimesformerForVideoClassification': 'timesformer', 'TimesformerModel': 'timesformer',
+    'VideoMAEForPreTraining': 'videomae', 'VideoMAEForVideoClassification': 'videomae',
 }
-_PREFIX = {'vivit': 'vivit.', 'timesformer': 'timesformer.'}
+_PREFIX = {'vivit': 'vivit.', 'timesformer': 'timesformer.', 'videomae': 'videomae.'}
 _TANH_GELUS = ('gelu_fast', 'gelu_new', 'gelu_pytorch_tanh')
 _EXACT_GELUS = ('gelu', 'gelu_python')
 
@@ -70,15 +78,20 @@ _EXACT_GELUS = ('gelu', 'gelu_python')
 _DEFAULT_PREPROCESSING = {
     'vivit': (1 / 127.5, -1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     'timesformer': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    'videomae': (1 / 255, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-_PROCESSOR_CLASS = {'vivit': 'VivitImageProcessor', 'timesformer': 'VideoMAEImageProcessor'}
+_PROCESSOR_CLASS = {'vivit': 'VivitImageProcessor', 'timesformer': 'VideoMAEImageProcessor',
+                    'videomae': 'VideoMAEImageProcessor'}
 
 # transformers >= 5 module names -> the save_pretrained (legacy) names.
 _NEW_NAMES = ((r'\blayers\.(\d+)\.', r'encoder.layer.\1.'),
               (r'attention\.([qkv])_proj\.', lambda m: 'attention.attention.' +
                {'q': 'query', 'k': 'key', 'v': 'value'}[m.group(1)] + '.'),
               (r'attention\.o_proj\.', 'attention.output.dense.'),
-              (r'mlp\.fc1\.', 'intermediate.dense.'), (r'mlp\.fc2\.', 'output.dense.'))
+              (r'mlp\.fc1\.', 'intermediate.dense.'), (r'mlp\.fc2\.', 'output.dense.'),
+              # VideoMAE's separate query / value biases (older files): q_bias, v_bias.
+              (r'attention\.attention\.([qv])_bias$', lambda m: 'attention.attention.' +
+               {'q': 'query', 'v': 'value'}[m.group(1)] + '.bias'))
 
 
 # ---------------------------------------------------------------------------------
@@ -92,7 +105,7 @@ def _linear_in(t, **_):
 
 
 def _linear_out(p, **_):
-  return {'weight': p['kernel'].T, 'bias': p['bias']}
+  return {'weight': p['kernel'].T, **({'bias': p['bias']} if 'bias' in p else {})}
 
 
 def _norm_in(t, **_):
@@ -174,8 +187,45 @@ _KINDS = {'linear': (_linear_in, _linear_out), 'norm': (_norm_in, _norm_out),
           'param': (_param_in, _param_out)}
 
 
+def _blocks(hf_prefix: str, ours_prefix: str, num_layers: int):
+  """[(hf name, our path, kind)] of `num_layers` ViT-style blocks with separate
+  query/key/value projections (ViViT, VideoMAE encoder and decoder)."""
+  rows = []
+  for i in range(num_layers):
+    hf, ours = f'{hf_prefix}{i}.', f'{ours_prefix}encoderblock_{i}/'
+    attn = ours + 'MultiHeadDotProductAttention_0'
+    rows += [(hf + f'attention.attention.{n}', f'{attn}/{n}', 'heads')
+             for n in ('query', 'key', 'value')]
+    rows += [(hf + 'attention.output.dense', f'{attn}/out', 'proj'),
+             (hf + 'layernorm_before', ours + 'LayerNorm_0', 'norm'),
+             (hf + 'layernorm_after', ours + 'LayerNorm_1', 'norm'),
+             (hf + 'intermediate.dense', ours + 'MlpBlock_0/Dense_0', 'linear'),
+             (hf + 'output.dense', ours + 'MlpBlock_0/Dense_1', 'linear')]
+  return rows
+
+
+def _videomae_table(m: ml_collections.ConfigDict):
+  """VideoMAEForPreTraining -> models/videomae.py, or VideoMAEForVideoClassification ->
+  ViViT Model 1 with the 'gap_fc_norm' head (names without the 'videomae.' prefix). The
+  encoder's fixed sinusoid position table is not a weight (see load_huggingface)."""
+  rows = ([('embeddings.patch_embeddings.projection', 'embedding', 'conv')]
+          + _blocks('encoder.layer.', 'Transformer/', m.num_layers))
+  if m.name == 'vivit':
+    return rows + [('fc_norm', 'fc_norm', 'norm'),
+                   ('classifier', 'output_projection', 'linear')]
+  return (rows
+          + [('layernorm', 'Transformer/encoder_norm', 'norm'),
+             ('encoder_to_decoder', 'decoder_embed', 'linear'),
+             ('mask_token', 'mask_token', 'param')]
+          + _blocks('decoder.decoder_layers.', 'Decoder/', m.decoder_num_layers)
+          + [('decoder.norm', 'Decoder/decoder_norm', 'norm'),
+             ('decoder.head', 'decoder_pred', 'linear')])
+
+
 def _table(family: str, m: ml_collections.ConfigDict, *, pooler: bool, head: bool):
   """[(hf name, our path, kind)] of one model; names without the family prefix."""
+  if family == 'videomae':
+    return _videomae_table(m)
   rows = [('embeddings.patch_embeddings.projection', 'embedding', 'conv'),
           ('embeddings.cls_token', 'cls', 'param')]
   if family == 'vivit':
@@ -335,6 +385,8 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
       m.representation_size = int(hf.get('pooler_output_size') or m.hidden_size)
       if hf.get('pooler_act', 'tanh') != 'tanh':
         raise ConversionError(f"pooler_act={hf['pooler_act']!r}: only 'tanh' is supported.")
+  elif family == 'videomae':
+    m.gelu_approximate = _gelu_approximate(hf.get('hidden_act', 'gelu'))
   else:
     m.gelu_approximate = _gelu_approximate(hf.get('hidden_act', 'gelu'))
     p = _square(hf.get('patch_size', 16), 'patch_size')
@@ -342,12 +394,49 @@ def config_from_hf(hf: Mapping[str, Any], family: str, *, pooler: bool
     m.patch_size = (p, p)
     m.stochastic_depth = float(hf.get('drop_path_rate', 0.0))
     d.num_frames = int(hf.get('num_frames', 8))
+  if family == 'videomae' and _videomae_config(config, hf) == 'masked_pretraining':
+    return config
   id2label = hf.get('id2label') or {}
   d.num_classes = len(id2label) if id2label else int(hf.get('num_labels', 2))
   names = [id2label.get(str(i), id2label.get(i, '')) for i in range(d.num_classes)]
   if id2label and names != [f'LABEL_{i}' for i in range(d.num_classes)]:
     d.label_names = tuple(names)
   return config
+
+
+def _videomae_config(config: ml_collections.ConfigDict, hf: Mapping[str, Any]) -> str:
+  """A VideoMAE config.json into `config`; returns its task. VideoMAEForPreTraining:
+  'masked_pretraining', model 'videomae' (the mask ratio is not in the file: the model's
+  default 0.9 tube masking); VideoMAEForVideoClassification: 'classification', ViViT
+  Model 1 with VideoMAE's head (classifier 'gap_fc_norm')."""
+  classification = 'VideoMAEForVideoClassification' in (hf.get('architectures') or [])
+  mean_pooling = hf.get('use_mean_pooling', True)
+  if mean_pooling != classification:
+    raise ConversionError(
+        f'VideoMAE{"ForVideoClassification" if classification else "ForPreTraining"} with '
+        f'use_mean_pooling={mean_pooling} is not supported: classifiers here pool the '
+        'tokens (no CLS to read), pretraining encoders end with their LayerNorm '
+        "(transformers' converted checkpoints are so).")
+  if not hf.get('qkv_bias', True):
+    raise ConversionError('VideoMAE with qkv_bias=False is not supported.')
+  if int(hf.get('num_channels', 3)) != 3:
+    raise ConversionError(f"num_channels={hf['num_channels']}: only RGB (3) is supported.")
+  m, d = config.model, config.dataset
+  p = _square(hf.get('patch_size', 16), 'patch_size')
+  m.patch_size, m.temporal_patch_size = (p, p), int(hf.get('tubelet_size', 2))
+  m.embedding, m.attention_type = 'tubelet', 'spatio_temporal'
+  d.num_frames = int(hf.get('num_frames', 16))
+  if classification:
+    m.name, m.classifier = 'vivit', vivit.FC_NORM
+    return 'classification'
+  config.task = 'masked_pretraining'
+  videomae.pretraining_model_config(
+      m, norm_pix_loss=bool(hf.get('norm_pix_loss', True)),
+      decoder_hidden_size=int(hf.get('decoder_hidden_size', 384)),
+      decoder_num_layers=int(hf.get('decoder_num_hidden_layers', 4)),
+      decoder_num_heads=int(hf.get('decoder_num_attention_heads', 6)),
+      decoder_mlp_dim=int(hf.get('decoder_intermediate_size', 1536)))
+  return 'masked_pretraining'
 
 
 def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
@@ -394,6 +483,12 @@ def load_huggingface(path: str) -> tuple[ml_collections.ConfigDict, dict]:
                           f"{family} model built from its config.json: {unused[:8]}.")
   if family == 'vivit' and m.embedding == 'uniform_frame':
     flat['embedding/kernel'] = flat['embedding/kernel'][0]
+  if family == 'videomae':   # the fixed sinusoid table as the learned embedding's value.
+    grid = videomae.token_grid(m, num_frames=config.dataset.num_frames,
+                               crop_size=config.dataset.crop_size)
+    flat['Transformer/posembed_input/pos_embedding'] = videomae.sinusoid_table(
+        int(np.prod(grid)), m.hidden_size)[None]
+    head = True                # (pretraining: no classifier, and none to add.)
   if not head:
     width = m.representation_size or m.hidden_size
     flat['output_projection/kernel'] = np.zeros((width, config.dataset.num_classes),
@@ -465,7 +560,7 @@ def _processor_config(config: ml_collections.ConfigDict) -> dict:
   d = config.dataset
   return {
       'image_processor_type': _PROCESSOR_CLASS[config.model.name],
-      'do_resize': True, 'size': {'shortest_edge': int(d.get('min_resize', d.crop_size))},
+      'do_resize': True, 'size': {'shortest_edge': int(d.get('min_resize') or d.crop_size)},
       'do_center_crop': True, 'crop_size': {'height': int(d.crop_size),
                                             'width': int(d.crop_size)},
       'do_rescale': True, 'rescale_factor': 1 / 255, 'offset': False,
@@ -486,6 +581,8 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
   from safetensors.numpy import save_file
 
   m = config.model
+  if m.name == 'videomae' or m.get('classifier') == vivit.FC_NORM:
+    return _save_videomae(config, params, out_dir)
   flat = flatten(params)
   pooler = 'pre_logits/kernel' in flat
   head = not (pooler and m.name == 'vivit')
@@ -521,6 +618,92 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
     json.dump(hf, f, indent=2, sort_keys=True)
   with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
     json.dump(_processor_config(config), f, indent=2, sort_keys=True)
+  logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
+               len(tensors))
+  return os.path.abspath(out_dir)
+
+
+def _videomae_hf_config(config: ml_collections.ConfigDict) -> dict:
+  """The config.json of VideoMAEForPreTraining (model 'videomae') or
+  VideoMAEForVideoClassification (ViViT Model 1, 'gap_fc_norm')."""
+  m, d = config.model, config.dataset
+  classification = m.name == 'vivit'
+  if classification and (m.attention_type != 'spatio_temporal' or m.embedding != 'tubelet'):
+    raise ConversionError('export: VideoMAEForVideoClassification is a tubelet ViViT Model 1.')
+  ph, pw = tuple(m.patch_size)
+  if ph != pw:
+    raise ConversionError(f'config.model.patch_size={m.patch_size}: Hugging Face VideoMAE '
+                          'needs square patches.')
+  hf = {
+      'model_type': 'videomae', 'image_size': int(d.crop_size), 'patch_size': int(ph),
+      'num_channels': 3, 'num_frames': int(d.num_frames),
+      'tubelet_size': int(m.temporal_patch_size), 'hidden_size': int(m.hidden_size),
+      'num_hidden_layers': int(m.num_layers), 'num_attention_heads': int(m.num_heads),
+      'intermediate_size': int(m.mlp_dim),
+      'hidden_act': 'gelu_new' if m.get('gelu_approximate', False) else 'gelu',
+      'hidden_dropout_prob': float(m.get('dropout_rate', 0.0)),
+      'attention_probs_dropout_prob': float(m.get('attention_dropout_rate', 0.0)),
+      'layer_norm_eps': float(m.get('layer_norm_epsilon', 1e-6)), 'qkv_bias': True,
+      'initializer_range': 0.02, 'use_mean_pooling': classification, 'dtype': 'float32',
+  }
+  if classification:
+    names = list(d.get('label_names') or [f'LABEL_{i}' for i in range(d.num_classes)])
+    hf.update(architectures=['VideoMAEForVideoClassification'],
+              id2label={str(i): n for i, n in enumerate(names)},
+              label2id={n: i for i, n in enumerate(names)})
+  else:
+    hf.update(architectures=['VideoMAEForPreTraining'],
+              norm_pix_loss=bool(m.get('norm_pix_loss', True)),
+              decoder_hidden_size=int(m.decoder_hidden_size),
+              decoder_num_hidden_layers=int(m.decoder_num_layers),
+              decoder_num_attention_heads=int(m.decoder_num_heads),
+              decoder_intermediate_size=int(m.decoder_mlp_dim))
+  return hf
+
+
+def _save_videomae(config, params, out_dir: str) -> str:
+  """save_huggingface for VideoMAE (see `_videomae_table`). The encoder's position
+  embedding must be VideoMAE's fixed sinusoid table (HF has no learned one); the key
+  projection's bias is dropped (HF VideoMAE has none; softmax ignores it: exact)."""
+  from safetensors.numpy import save_file
+
+  m, d = config.model, config.dataset
+  hf = _videomae_hf_config(config)
+  flat = flatten(params)
+  pos_path = 'Transformer/posembed_input/pos_embedding'
+  grid = videomae.token_grid(m, num_frames=d.num_frames, crop_size=d.crop_size)
+  table = videomae.sinusoid_table(int(np.prod(grid)), m.hidden_size)[None]
+  if pos_path not in flat or not np.allclose(flat[pos_path], table, atol=1e-6):
+    raise ConversionError(
+        f'export: {pos_path} is not the fixed sinusoid table Hugging Face VideoMAE uses '
+        '(it was trained or resized); it has no learned position embedding to hold it.')
+  used = {pos_path}
+  tensors = {}
+  for hf_name, ours, kind in _videomae_table(m):
+    group = {k[len(ours) + 1:] if k != ours else '': v for k, v in flat.items()
+             if k == ours or k.startswith(ours + '/')}
+    if not group:
+      raise ConversionError(f'export: the params have no {ours} (for {hf_name}).')
+    used.update(f'{ours}/{k}' if k else ours for k in group)
+    unprefixed = hf_name.split('.')[0] in ('decoder', 'encoder_to_decoder', 'mask_token',
+                                           'fc_norm', 'classifier')
+    for suffix, value in _KINDS[kind][1](group).items():
+      if hf_name.endswith('attention.attention.key') and suffix == 'bias':
+        continue
+      name = hf_name if unprefixed else _PREFIX['videomae'] + hf_name
+      tensors[f'{name}.{suffix}' if suffix else name] = np.ascontiguousarray(
+          np.asarray(value, np.float32))
+  unused = sorted(set(flat) - used)
+  if unused:
+    raise ConversionError(f'export: params {unused[:8]} have no Hugging Face counterpart.')
+  os.makedirs(out_dir, exist_ok=True)
+  save_file(tensors, os.path.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})
+  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
+    json.dump(hf, f, indent=2, sort_keys=True)
+  processor = _processor_config(config)
+  processor['image_processor_type'] = 'VideoMAEImageProcessor'
+  with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
+    json.dump(processor, f, indent=2, sort_keys=True)
   logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
                len(tensors))
   return os.path.abspath(out_dir)

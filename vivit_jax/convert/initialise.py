@@ -21,6 +21,12 @@ parameter onto the source:
                    starts as the image model's block applied per frame).
   Model 2          the temporal encoder and its CLS are fresh unless the source is Model 2.
   Model 4          blocks shaped like the ViT's: loaded by name (the paper's init).
+  VideoMAE         a masked-pretraining source (models/videomae.py) is a Model 1 without
+                   class token: its encoder (`embedding`, `Transformer`) loads into ViViT
+                   Models 1/3/4 (a 'token' classifier gets a fresh CLS and CLS position,
+                   'gap_fc_norm' a fresh `fc_norm`, the encoder_norm unused as VideoMAE);
+                   the decoder is left unused. A VideoMAE target takes its encoder the
+                   same way and keeps a fresh decoder when the source has none.
   TimeSformer      see `_initialise_timesformer` (spatial parts by name, temporal
                    attention copied from the spatial one, temporal_fc and time_embed zero).
   head             `pre_logits` / `output_projection` restored when the shapes match
@@ -55,6 +61,9 @@ INIT_DEFAULTS = dict(path=None, format=None, checkpoint=None, kernel_init='centr
                      source_attention_type=None)
 
 _JOINT = ('spatio_temporal', 'factorised_dot_product')   # blocks shaped like ViT's.
+# VideoMAE's decoder (models/videomae.py): dropped from a pretraining source (unused),
+# fresh in a VideoMAE target whose source has none (an image ViT, a ViViT Model 1).
+_MAE_DECODER = ('decoder_embed', 'mask_token', 'Decoder', 'decoder_pred')
 _FSA_FROM_JOINT = {  # Model 3 block <- ViT block (temporal entries by init mode).
     'LayerNorm_space': 'LayerNorm_0',
     'MultiHeadDotProductAttention_space': 'MultiHeadDotProductAttention_0',
@@ -82,9 +91,11 @@ def _spec_from_config(config: ml_collections.ConfigDict) -> _Spec:
   grid = token_grid(config)
   if m.name == 'vit':
     return _Spec('image', {'Transformer': (m.get('classifier', 'token') == 'token', grid)})
+  if m.name == 'videomae':   # its encoder is ViViT Model 1's, without a class token.
+    return _Spec('spatio_temporal', {'Transformer': (False, grid)}, m.temporal_patch_size)
   if m.name != 'vivit':
     raise ConversionError(f'config.model.name={m.name!r}: initialisation supports the '
-                          "'vit', 'vivit' and 'timesformer' families.")
+                          "'vit', 'vivit', 'videomae' and 'timesformer' families.")
   tubelet = m.temporal_patch_size if m.embedding == 'tubelet' else None
   if m.attention_type == 'factorised_encoder':
     encoders = {'SpatialTransformer': (m.get('spatial_classifier', 'token') == 'token',
@@ -328,6 +339,10 @@ def initialise(params: Mapping[str, Any], restored: Mapping[str, Any],
         st.take(tpath, spath, source[spath])
     elif head in ('pre_logits', 'output_projection'):
       st.head(tpath, ic['restore_head'])
+    elif head in _MAE_DECODER and tpath not in source:
+      st.fresh(tpath, note='masked-pretraining decoder not in the source')
+    elif head == 'fc_norm' and tpath not in source:   # as VideoMAE's fine-tuning.
+      st.fresh(tpath, note="'gap_fc_norm' head: a fresh LayerNorm after pooling")
     elif head in ('Transformer', 'SpatialTransformer', 'TemporalTransformer'):
       senc = _encoder_source(head, src)
       if senc is None:

@@ -4,7 +4,9 @@
 `build(model_config, num_classes) -> flax.linen.Module` and
 `validate(model_config, *, num_frames, crop_size)`, which raises `ConfigError` naming
 the field. Every video model maps video: float32[B, T, H, W, C] to logits:
-float32[B, num_classes]; the image ViT ('vit') maps images: float32[B, H, W, C].
+float32[B, num_classes]; the image ViT ('vit') maps images: float32[B, H, W, C]; the
+masked-pretraining model ('videomae') maps video to its reconstruction outputs (no
+classes; see videomae.py).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import flax.linen as nn
 import ml_collections
 
 from vivit_jax.errors import config_error
-from vivit_jax.models import mvit, timesformer, video_swin, vit, vivit, vtn
+from vivit_jax.models import mvit, timesformer, video_swin, videomae, vit, vivit, vtn
 
 FAMILIES = {
     'vit': vit,
@@ -21,6 +23,7 @@ FAMILIES = {
     'vtn': vtn,
     'mvit': mvit,
     'video_swin': video_swin,
+    'videomae': videomae,   # masked pretraining (config.task='masked_pretraining').
 }
 
 

@@ -119,13 +119,14 @@ def embed_tokens(video, embedding: str, hidden_size: int, patch_size: Sequence[i
 
 
 class AddPositionEmbedding(nn.Module):
-  """Learned position embedding `pos_embedding: [1, L, D]` added to x: [B, L, D]."""
+  """Learned position embedding `pos_embedding: [1, L, D]` added to x: [B, L, D]
+  (initialised by `init`, N(0, 0.02^2) by default)."""
   param_dtype: Any = jnp.float32
+  init: Any = nn.initializers.normal(stddev=0.02)
 
   @nn.compact
   def __call__(self, x):
-    pos = self.param('pos_embedding', nn.initializers.normal(stddev=0.02),
-                     (1,) + x.shape[1:], self.param_dtype)
+    pos = self.param('pos_embedding', self.init, (1,) + x.shape[1:], self.param_dtype)
     return x + pos.astype(x.dtype)
 
 

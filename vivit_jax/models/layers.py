@@ -291,18 +291,28 @@ class Encoder(nn.Module):
   x: [B, L, D] -> [B, L, D]. `block` is the block class (EncoderBlock or a factorised
   one) called as `block(cfg, drop_path=..., name='encoderblock_i', **block_kwargs)`.
   The learned position embedding covers all L tokens (`posembed_input/pos_embedding`).
+  `keep`: int32[B, K] token indices; after the position embedding only these K tokens
+  go through the blocks (masked autoencoding, models/videomae.py) -> [B, K, D].
+  `final_norm=False` leaves out `encoder_norm` (a head that normalises after pooling:
+  VideoMAE's fc_norm, vivit.py). `posemb_init`: the position embedding's initialiser
+  (None: AddPositionEmbedding's default).
   """
   cfg: TransformerConfig
   block: Callable[..., nn.Module] = EncoderBlock
   block_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  final_norm: bool = True
+  posemb_init: Optional[Callable] = None
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, keep: Optional[jax.Array] = None):
     cfg = self.cfg
-    x = AddPositionEmbedding(cfg.param_dtype, name='posembed_input')(x)
+    init = {'init': self.posemb_init} if self.posemb_init is not None else {}
+    x = AddPositionEmbedding(cfg.param_dtype, name='posembed_input', **init)(x)
+    if keep is not None:
+      x = jnp.take_along_axis(x, keep[..., None], axis=1)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=not train)
     block = cfg.maybe_remat(self.block)
     for i in range(cfg.num_layers):
       x = block(cfg, drop_path=cfg.drop_path_rate(i), name=f'encoderblock_{i}',
                 **self.block_kwargs)(x, not train)
-    return layer_norm(cfg, 'encoder_norm')(x)
+    return layer_norm(cfg, 'encoder_norm')(x) if self.final_norm else x

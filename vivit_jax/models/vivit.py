@@ -14,7 +14,9 @@ embeddings.py) gives a grid of n_t x n_h x n_w tokens; let S = n_h * n_w.
   Model 4 `factorised_dot_product`: in each attention layer, the first half of the heads
       attends over space, the other half over time; one output projection.
   Models 3 and 4 have no CLS token: their head reads the tokens' mean ('gap'), max ('gmp')
-  or sum ('gsp'); the synthetic configs use 'gmp' (see README).
+  or sum ('gsp'); the synthetic configs use 'gmp' (see README). Model 1 also has
+  VideoMAE's head 'gap_fc_norm': the mean of the tokens without the encoder's final
+  LayerNorm, then a LayerNorm `fc_norm` (the fine-tuning of a masked pretraining).
 
 Parameter names follow Scenic's ViViT (`embedding`, `cls`, `Transformer/...`,
 `SpatialTransformer`, `TemporalTransformer`, `cls_SpatialTransformer`,
@@ -39,6 +41,9 @@ ATTENTION_TYPES = ('spatio_temporal', 'factorised_encoder', 'factorised_self_att
                    'factorised_dot_product')
 # Model 3's sub-layer order: 'space_time' (the paper's figure) or 'time_space' (Scenic).
 ATTENTION_ORDERS = ('space_time', 'time_space')
+# Model 1 only: VideoMAE's fine-tuning head (use_mean_pooling): no LayerNorm on the
+# tokens; their mean, then the LayerNorm `fc_norm`, then the projection.
+FC_NORM = 'gap_fc_norm'
 
 
 def factorised_dot_product_layout(query, key, value, attend: AttendFn, *,
@@ -131,9 +136,12 @@ class ViViT(nn.Module):
                        'all-tokens model; use FactorisedEncoderViViT for Model 2.')
     if self.classifier == 'token':
       x = embeddings.prepend_class_token(self, x)
-    x = Encoder(cfg, block=block, block_kwargs=block_kwargs, name='Transformer')(
-        x, train=train)
-    x = embeddings.pool_tokens(x, self.classifier)
+    fc_norm = self.classifier == FC_NORM
+    x = Encoder(cfg, block=block, block_kwargs=block_kwargs, final_norm=not fc_norm,
+                name='Transformer')(x, train=train)
+    x = embeddings.pool_tokens(x, 'gap' if fc_norm else self.classifier)
+    if fc_norm:
+      x = layer_norm(cfg, 'fc_norm')(x)
     return embeddings.classifier_head(x, self.num_classes, self.representation_size,
                                       self.head_bias_init, cfg.dtype, cfg.param_dtype)
 
@@ -193,7 +201,10 @@ def validate(m, *, num_frames: int, crop_size: int) -> None:
     raise config_error('model.temporal_patch_size', t,
                        "1 with model.embedding='uniform_frame' (2D patches per frame)")
   checks.patches(m, crop_size=crop_size, num_frames=num_frames, temporal_size=t)
-  checks.choice('model.classifier', m.get('classifier'), embeddings.CLASSIFIERS)
+  checks.choice('model.classifier', m.get('classifier'), embeddings.CLASSIFIERS + (FC_NORM,))
+  if m.classifier == FC_NORM and attention != 'spatio_temporal':
+    raise config_error('model.classifier', m.classifier,
+                       f"{FC_NORM!r} only with model.attention_type='spatio_temporal'")
   if attention in ('factorised_self_attention', 'factorised_dot_product'):
     if m.classifier not in embeddings.POOLED_CLASSIFIERS:
       raise config_error('model.classifier', m.classifier,

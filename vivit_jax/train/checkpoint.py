@@ -58,7 +58,10 @@ class Checkpoints:
     return self._best_top1
 
   def maybe_save_best(self, state: TrainState, metrics: dict) -> bool:
-    """Saves `state` under best/ if `metrics['top1']` beats the best so far."""
+    """Saves `state` under best/ if `metrics['top1']` beats the best so far (never
+    without a top-1: masked pretraining)."""
+    if 'top1' not in metrics:
+      return False
     top1 = float(metrics['top1'])
     if not top1 > self.best_top1():
       return False

@@ -24,7 +24,7 @@ from vivit_jax.data import pipeline
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.models import attention_maps as am
 from vivit_jax.train import checkpoint as ckpt_lib
-from vivit_jax.train import metrics, objectives, parallel, steps
+from vivit_jax.train import metrics, objectives, parallel, pretraining, steps
 from vivit_jax.train import setup as setup_lib
 
 
@@ -39,9 +39,13 @@ def predict_split(par: parallel.Parallel, state, dataset, split: str, batch_size
 
 
 def run_eval(par, state, dataset, split: str, batch_size: int, num_classes: int,
-             confusion: bool = False, label_spec: Optional[LabelSpec] = None) -> dict:
-  """Metrics (metrics.evaluation_metrics) of one multi-view pass over `split`."""
+             confusion: bool = False, label_spec: Optional[LabelSpec] = None,
+             task: str = 'classification') -> dict:
+  """Metrics (metrics.evaluation_metrics) of one multi-view pass over `split`; for
+  task 'masked_pretraining' the mean reconstruction loss (pretraining.eval_metrics)."""
   out = predict_split(par, state, dataset, split, batch_size)
+  if task == 'masked_pretraining':
+    return pretraining.eval_metrics(out)
   spec = label_spec or objectives.plain(num_classes)
   return metrics.evaluation_metrics(out['probs'], out['label'], out['mask'], spec,
                                     confusion=confusion)
@@ -118,7 +122,8 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None,
   relative-position tables are resized (convert/resize.py). Writes
   `workdir/eval_results.json` (top1, top5, num_examples, num_views, step, num_frames,
   crop_size, per_class_accuracy, confusion_matrix, ...) and TensorBoard scalars plus a
-  confusion-matrix image. Returns the results dict.
+  confusion-matrix image (masked pretraining: the reconstruction loss, and an input /
+  masked / reconstruction image of a test clip). Returns the results dict.
   """
   from clu import metric_writers   # imports TensorFlow.
 
@@ -145,20 +150,28 @@ def evaluate(config, workdir: str, checkpoint: Optional[str] = None,
   eval_bs = (config.trainer.get('eval_batch_size', config.trainer.batch_size)
              // jax.process_count())     # process-local.
   results = run_eval(setup.par, state, setup.dataset, 'test', eval_bs,
-                     setup.num_classes, confusion=True, label_spec=setup.label_spec)
+                     setup.num_classes, confusion=True, label_spec=setup.label_spec,
+                     task=setup.task)
   results.update(step=int(step), num_views=num_views, split='test', checkpoint=step_dir,
                  num_frames=int(d.num_frames), crop_size=int(d.crop_size),
                  label_names=list(getattr(setup.dataset, 'label_names', None) or []))
-  logging.info('Test: top1=%.4f top5=%.4f over %d examples x %d views (step %d).',
-               results['top1'], results['top5'], results['num_examples'], num_views, step)
+  summary = (f"top1={results['top1']:.4f} top5={results['top5']:.4f}" if 'top1' in results
+             else f"reconstruction_loss={results['reconstruction_loss']:.4f}")
+  logging.info('Test: %s over %d examples x %d views (step %d).', summary,
+               results['num_examples'], num_views, step)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'eval_results.json'), 'w') as f:
       json.dump(results, f, indent=2)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_scalars(step, {f'test_{k}': v for k, v in metrics.scalars(results).items()
-                              if k not in ('step', 'num_views')})
+                              if k not in ('step', 'num_views', 'num_frames', 'crop_size')})
   writer.write_images(step, {f'test_{k}': confusion_image(v) for k, v in results.items()
                              if k.endswith('confusion_matrix')})
+  if setup.task == 'masked_pretraining':   # input / masked / reconstruction of a test clip.
+    video = next(iter(setup.dataset.eval_batches('test', eval_bs)))['video']
+    video = video[:, 0] if video.ndim == 6 else video     # the first view.
+    writer.write_images(step, {'test_reconstruction': pretraining.reconstruction_image(
+        setup.model, jax.device_get(params), video, d.mean_rgb, d.std_rgb)})
   writer.flush()
   writer.close()
   return results

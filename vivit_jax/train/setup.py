@@ -17,9 +17,9 @@ import ml_collections
 
 from vivit_jax import data, models
 from vivit_jax.data import labels
-from vivit_jax.config import validate_config
+from vivit_jax.config import is_pretraining, validate_config
 from vivit_jax.errors import ConfigError, config_error
-from vivit_jax.train import optim, parallel, steps
+from vivit_jax.train import optim, parallel, pretraining, steps
 
 
 def required_splits(config, for_training: bool = True) -> list[str]:
@@ -96,6 +96,7 @@ def check_trainer_config(config) -> None:
   view_aggregation(config)
   steps.check(config)
   parallel.check_mesh_config(config)
+  pretraining.check(config)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = True):
@@ -103,7 +104,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, for_training: bool = 
 
   Returns a namespace: dataset, num_classes, model, tx, lr_fn, par (parallel.Parallel),
   abstract_state (TrainState of ShapeDtypeStructs), init_state(rng) -> TrainState,
-  root_rng.
+  root_rng, task (`config.task`; masked pretraining runs pretraining.py's steps).
   """
   validate(config, for_training=for_training)
   parallel.check_batch_sizes(config)   # needs the devices: after JAX's backend starts.
@@ -149,8 +150,10 @@ def model_and_steps(config: ml_collections.ConfigDict):
                                 base_rng=jax.random.fold_in(root_rng, 2),
                                 view_aggregation=view_aggregation(config),
                                 label_spec=spec)
+  if is_pretraining(config):   # masked autoencoding: its own steps (pretraining.py).
+    train_step, eval_step = pretraining.steps(config, model, tx, lr_fn, root_rng)
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
       num_classes=num_classes, label_spec=spec, model=model, tx=tx, lr_fn=lr_fn, par=par,
       abstract_state=jax.eval_shape(init_state, root_rng), init_state=init_state,
-      root_rng=root_rng)
+      root_rng=root_rng, task=config.get('task', 'classification'))

@@ -188,7 +188,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         check_params(step)
         with report.timed('eval'):
           last_val = eval_lib.run_eval(par, state, s.dataset, 'validation', eval_bs,
-                                       s.num_classes, label_spec=s.label_spec)
+                                       s.num_classes, label_spec=s.label_spec,
+                                       task=s.task)
         writer.write_scalars(step, {f'validation_{k}': v
                                     for k, v in metrics_lib.scalars(last_val).items()})
         if summaries is not None:

@@ -1,0 +1,147 @@
+"""Masked pretraining (`config.task='masked_pretraining'`, models/videomae.py) through the
+same trainer: its train step, eval step and metrics.
+
+The dataset, checkpoints, resume, parallel wrappers and logging are the classification
+run's; labels are read but ignored. The train step minimises `videomae.reconstruction_loss`
+(MSE on the masked tubelets) with masks from the 'masking' rng stream, drawn per step from
+`fold_in(base_rng, step)` and each clip's row in the global batch (so a resumed run, pmap
+and gradient accumulation draw the same masks). Evaluation
+reports the mean reconstruction loss over a split's clips (`reconstruction_loss`, and
+`num_examples`), with the same masks at every evaluation (from a fixed rng), so validation
+losses of different steps compare. No top-1, so no 'best' checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vivit_jax.config import is_pretraining
+from vivit_jax.errors import config_error
+from vivit_jax.models import videomae
+from vivit_jax.train.steps import TrainState
+
+# Classification-only trainer options: refused rather than silently ignored.
+_CLASSIFICATION_ONLY = ('mixup_alpha', 'cutmix_alpha', 'label_smoothing')
+
+
+def check(config) -> None:
+  """Raises ConfigError for trainer fields a masked-pretraining run cannot use."""
+  if not is_pretraining(config):
+    return
+  for field in _CLASSIFICATION_ONLY:
+    value = config.trainer.get(field, 0.0) or 0.0
+    if value:
+      raise config_error(f'trainer.{field}', value,
+                         "0 with config.task='masked_pretraining' (there are no labels)")
+  mode = config.trainer.get('temporal_control', None)
+  if mode not in (None, '', 'none'):
+    raise config_error('trainer.temporal_control', mode,
+                       "'none' with config.task='masked_pretraining'")
+  decay = config.optimizer.get('layer_decay', None)
+  if decay is not None:   # the decoder's encoderblock_i would share the encoder's ids.
+    raise config_error('optimizer.layer_decay', decay,
+                       "None with config.task='masked_pretraining' (a fine-tuning option)")
+
+
+def _loss_fn(params, video, example_ids, rngs, apply_fn):
+  drop_rng, mask_rng = rngs
+  out = apply_fn({'params': params}, video, train=True, example_ids=example_ids,
+                 rngs={'dropout': drop_rng, 'masking': mask_rng})
+  return videomae.reconstruction_loss(out)
+
+
+def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
+               lr_fn: Callable, grad_accum_steps: int = 1,
+               axis_name: Optional[str] = None):
+  """One optimiser update on the reconstruction loss of `batch['video']` ([B, T, H, W, C];
+  other keys ignored). Pure: rngs derive from `base_rng` and the step.
+
+  Each clip's mask is keyed by the step and its row in the global batch, so `jax.jit`
+  and `jax.pmap` (rows offset by the device index) and gradient accumulation (micro-batch
+  i = rows i::A, gradients averaged) all draw the same masks and reach the same update.
+  Dropout (off in MAE recipes) gets other draws per device / micro-batch, as in steps.py.
+  Returns (new_state, {'loss', 'grad_norm', 'lr'}: float32[]).
+  """
+  drop_rng, mask_rng = jax.random.split(jax.random.fold_in(base_rng, state.step))
+  video, a = batch['video'], grad_accum_steps
+  example_ids = jnp.arange(video.shape[0])
+  if axis_name is not None:   # this device's rows of the global batch.
+    index = jax.lax.axis_index(axis_name)
+    example_ids = example_ids + index * video.shape[0]
+    drop_rng = jax.random.fold_in(drop_rng, index)
+  grad_fn = jax.value_and_grad(functools.partial(_loss_fn, apply_fn=apply_fn))
+  if a == 1:
+    loss, grads = grad_fn(state.params, video, example_ids, (drop_rng, mask_rng))
+  else:
+    def split(x):   # [B, ...] -> [A, B/A, ...], micro-batch i = rows i::A.
+      return jnp.swapaxes(x.reshape((x.shape[0] // a, a) + x.shape[1:]), 0, 1)
+
+    def body(carry, xs):
+      i, v, ids = xs
+      out = grad_fn(state.params, v, ids, (jax.random.fold_in(drop_rng, i), mask_rng))
+      return jax.tree.map(jnp.add, carry, out), None
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+    (loss, grads), _ = jax.lax.scan(body, zeros,
+                                    (jnp.arange(a), split(video), split(example_ids)))
+    loss, grads = jax.tree.map(lambda x: x / a, (loss, grads))
+  if axis_name is not None:
+    loss, grads = jax.lax.pmean((loss, grads), axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+             'lr': jnp.asarray(lr_fn(state.step), jnp.float32)}
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, batch, *, apply_fn: Callable, base_rng):
+  """Per-clip reconstruction loss float32[B] (the mean over a clip's V views for
+  batch['video'] [B, V, T, H, W, C]), masks from `base_rng` and the row (the same at
+  every call; under pmap every device's rows start at 0, so its masks differ from jit's)."""
+  video = batch['video']
+  if video.ndim == 5:
+    video = video[:, None]
+  b, v = video.shape[:2]
+  out = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
+                 train=False, rngs={'masking': base_rng})
+  return videomae.per_example_loss(out).reshape(b, v).mean(axis=1)
+
+
+def steps(config, model, tx, lr_fn, root_rng):
+  """(train_step, eval_step) of a masked-pretraining run, for `parallel.make_parallel`."""
+  train = functools.partial(train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+                            grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1)
+                                                 or 1))
+  evaluate = functools.partial(eval_step, apply_fn=model.apply,
+                               base_rng=jax.random.fold_in(root_rng, 2))
+  return train, evaluate
+
+
+def eval_metrics(out) -> dict:
+  """{'reconstruction_loss', 'num_examples'} from `evaluate.predict_split`'s output, whose
+  'probs' are the eval step's per-clip losses [N] (padding rows have mask 0)."""
+  mask = np.asarray(out['mask']) > 0
+  losses = np.asarray(out['probs'], np.float64)[mask]
+  return {'reconstruction_loss': float(losses.mean()) if losses.size else float('nan'),
+          'num_examples': int(mask.sum())}
+
+
+def reconstruction_image(model, params, video, mean_rgb, std_rgb, rng=None) -> np.ndarray:
+  """uint8[1, 3*H, T*W, C]: for the first clip of `video` [B, T, H, W, C] (normalised as
+  the model sees it), rows input / masked input / reconstruction, frames left to right,
+  pixels back in [0, 1] by the dataset's `mean_rgb`/`std_rgb` (the TensorBoard picture of
+  a pretraining run)."""
+  video = jnp.asarray(video[:1], jnp.float32)
+  out = model.apply({'params': params}, video, train=False,
+                    rngs={'masking': rng if rng is not None else jax.random.key(0)})
+  masked, recon = videomae.reconstruct(video, out,
+                                       (model.temporal_patch_size, *model.patch_size),
+                                       model.norm_pix_loss)
+  rows = np.concatenate([np.asarray(v[0]) for v in (video, masked, recon)], axis=1)
+  rows = rows * np.asarray(std_rgb) + np.asarray(mean_rgb)        # [T, 3H, W, C]
+  image = np.concatenate(list(rows), axis=1)                      # [3H, T*W, C]
+  return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)[None]
