@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -103,8 +104,11 @@ def write_grid(path: str, frames, overlays, titles, title: str) -> None:
         ax.set_title(titles[j], fontsize=9)
       if j == 0:
         ax.set_ylabel(f'frame {i}', fontsize=8)
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  # Wrapped to the figure's width (about 24 characters per 2-inch column at 10 pt), with
+  # room kept above the column titles for its lines.
+  lines = textwrap.wrap(title, 24 * len(columns))
+  fig.suptitle('\n'.join(lines), fontsize=10)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * len(lines) / (2 * t + 0.6)))
   fig.savefig(path, dpi=80)
   plt.close(fig)
 
