@@ -57,3 +57,21 @@ def noise_workdir(workdir, config, seed=0, label_names=None):
                               opt_state={'count': np.zeros((), np.int32)}))
   ckpts.close()
   return model, params
+
+
+def classifier_config_names() -> list[str]:
+  """The configs/synthetic/ files of classifiers (videomae.py is masked pretraining)."""
+  import glob
+  return sorted(os.path.basename(p)[:-3]
+                for p in glob.glob(os.path.join(REPO, 'configs', 'synthetic', '*.py'))
+                if os.path.basename(p) != 'videomae.py')
+
+
+def tiny_config(name: str):
+  """configs/synthetic/<name>.py:tiny."""
+  path = os.path.join(REPO, 'configs', 'synthetic', f'{name}.py')
+  spec = importlib.util.spec_from_file_location('cfg', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config('tiny')
+

@@ -45,7 +45,8 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.data import augment
 from vivit_jax.errors import ConfigError
-from vivit_jax.inference import label_names, load_config, load_model
+from vivit_jax.inference import (define_checkpoint_flags, label_names, load_config,
+                                 load_model)
 from vivit_jax.ops import switches
 
 FORMATS = ('stablehlo', 'saved_model')
@@ -55,12 +56,7 @@ SIDECAR_NAME = 'vivit_jax.json'   # inside a SavedModel directory.
 
 def _define_flags():
   """The CLI flags, defined only when run as a program (see predict.py)."""
-  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
-  flags.DEFINE_string(
-      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
-      'written by `python -m vivit_jax.convert`.')
-  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
-                      'default: the workdir/checkpoint config.json.')
+  define_checkpoint_flags(clip_size=False)
   flags.DEFINE_string('format', None, f'One of {", ".join(FORMATS)}.')
   flags.DEFINE_string('out', None, 'Output file (stablehlo) or directory (saved_model).')
   flags.DEFINE_list('platforms', ['cpu', 'cuda'], 'Platforms the module is lowered for.')

@@ -45,30 +45,40 @@ from absl import app, flags
 
 from vivit_jax import cli
 from vivit_jax.data import video_files
+from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import ConfigError, DecodeError
-from vivit_jax.inference import (clip_config, label_names, load_config, load_model,
-                                 test_views)
+from vivit_jax.inference import (clip_config, define_checkpoint_flags, label_names,
+                                 load_config, load_model, test_views)
 from vivit_jax.models import features as features_lib
+from vivit_jax.train import setup as setup_lib
 
 
 def _define_flags():
   """The CLI flags, defined only when run as a program (see predict.py)."""
-  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
-  flags.DEFINE_string(
-      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
-      'written by `python -m vivit_jax.convert`.')
-  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
-                      'default: the workdir/checkpoint config.json.')
+  define_checkpoint_flags(clip_size=True)
   flags.DEFINE_string('index', None, 'CSV/TSV/TXT index of `path,label` rows, or a '
                       'folder of class folders.')
   flags.DEFINE_string('out', None, 'Output .npz file.')
   flags.DEFINE_bool('tokens', False, "Also store the final encoder's token sequence.")
-  flags.DEFINE_integer('num_frames', None, "Frames per clip (default: the config's); "
-                       'position embeddings are resized to it.')
-  flags.DEFINE_integer('crop_size', None, "Crop side in pixels (default: the config's).")
   flags.DEFINE_integer('save_every', 16, 'Write OUT.partial.npz every this many videos.')
   flags.DEFINE_integer('max_videos', None, 'Stop after this many new videos (the partial '
                        'file keeps them; rerun to continue).')
+
+
+def label_ids(rows, spec: LabelSpec, names) -> np.ndarray:
+  """Each (path, raw label values) row's label as `spec.parse` reads it with the model's
+  class `names` (flat, 'group:name' with label groups): int32[N] (plain), int32[N, G]
+  (groups) or float32[N, K] (multi-label); -1 where a label is not a class."""
+  by_group = {g: [n.split(':', 1)[-1] if spec.grouped else n for n in names[s]]
+              for g, s in zip(spec.group_names, spec.slices())}
+  named = spec.with_names(by_group)
+  out = []
+  for path, values in rows:
+    try:
+      out.append(named.parse(values, path))
+    except DecodeError:
+      out.append(np.full_like(np.asarray(named.empty()), -1))
+  return np.stack([np.asarray(x) for x in out]) if out else np.zeros((0,), np.int32)
 
 
 def partial_path(out: str) -> str:
@@ -213,9 +223,11 @@ def main(argv):
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   arrays = progress.arrays(order)
-  arrays['labels'] = np.array([label for p, label in zip(index.paths, index.labels)
-                               if p in progress.done], dtype=str)
-  arrays['label_ids'] = video_files.label_indices(list(arrays['labels']), names)
+  spec = setup_lib.label_spec(config)
+  rows = [(p, values) for p, values in zip(index.paths, index.label_values(spec))
+          if p in progress.done]
+  arrays['labels'] = np.array([','.join(map(str, values)) for _, values in rows], dtype=str)
+  arrays['label_ids'] = label_ids(rows, spec, names)
   arrays['num_views'] = np.array(num_views)
   arrays['checkpoint'] = np.array(step_dir)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 from vivit_jax import config as vc
 from vivit_jax import models
@@ -45,6 +46,22 @@ def load_config(config_path: Optional[str], workdir: Optional[str],
       return vc.load_config(path)
   raise ConfigError(f'No config found (tried {candidates}): pass --config or a '
                           '--workdir / --checkpoint directory holding config.json.')
+
+
+def define_checkpoint_flags(clip_size: bool = True) -> None:
+  """The flags every inference CLI takes: --workdir, --checkpoint, --config (and with
+  `clip_size` --num_frames, --crop_size). Called only when a CLI runs as a program, so
+  importing its module next to `vivit_jax.main` (own --workdir/--config) cannot clash."""
+  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
+  flags.DEFINE_string(
+      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
+      'written by `python -m vivit_jax.convert`.')
+  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
+                      'default: the workdir/checkpoint config.json.')
+  if clip_size:
+    flags.DEFINE_integer('num_frames', None, "Frames per clip (default: the config's); "
+                         'another size resizes the position embeddings.')
+    flags.DEFINE_integer('crop_size', None, "Crop side in pixels (default: the config's).")
 
 
 def load_model(config, workdir: Optional[str], checkpoint: Optional[str],

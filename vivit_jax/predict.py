@@ -31,22 +31,14 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.config import is_pretraining
 from vivit_jax.errors import DecodeError, config_error
-from vivit_jax.inference import (Predictor, clip_config, describe, label_names,
-                                 load_config, load_model)
+from vivit_jax.inference import (Predictor, clip_config, define_checkpoint_flags,
+                                 describe, label_names, load_config, load_model)
 
 
 def _define_flags():
   """The CLI flags, defined only when run as a program (so importing this module next to
   `vivit_jax.main`, which has its own --workdir/--config, cannot clash)."""
-  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
-  flags.DEFINE_string(
-      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
-      'written by `python -m vivit_jax.convert`.')
-  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
-                      'default: the workdir/checkpoint config.json.')
-  flags.DEFINE_integer('num_frames', None, 'Frames per clip (default: the config\'s); '
-                       'another size resizes the position embeddings.')
-  flags.DEFINE_integer('crop_size', None, 'Crop side in pixels (default: the config\'s).')
+  define_checkpoint_flags(clip_size=True)
   flags.DEFINE_integer('top_k', 5, 'Classes printed per video.')
   flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
 

@@ -40,23 +40,16 @@ from PIL import Image, ImageDraw
 from vivit_jax import cli
 from vivit_jax.data import pipeline
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import (Predictor, clip_config, headline, label_names,
-                                 load_config, load_model, test_views)
+from vivit_jax.inference import (Predictor, clip_config, define_checkpoint_flags,
+                                 headline, label_names, load_config, load_model,
+                                 test_views)
 from vivit_jax.models import attention_maps as am
 from vivit_jax.train import setup as setup_lib
 
 
 def _define_flags():
   """The CLI flags, defined only when run as a program (see predict.py)."""
-  flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints/).')
-  flags.DEFINE_string(
-      'checkpoint', None, "'latest' (default), 'best', a step directory, or a directory "
-      'written by `python -m vivit_jax.convert`.')
-  flags.DEFINE_string('config', None, 'Config file (.py with get_config, or config.json); '
-                      'default: the workdir/checkpoint config.json.')
-  flags.DEFINE_integer('num_frames', None, 'Frames per clip (default: the config\'s); '
-                       'another size resizes the position embeddings.')
-  flags.DEFINE_integer('crop_size', None, 'Crop side in pixels (default: the config\'s).')
+  define_checkpoint_flags(clip_size=True)
   flags.DEFINE_string('out', None, 'Directory for the PNG/GIF/NPZ files (created).')
   flags.DEFINE_integer('view', None, 'Test view to explain (default: the middle one).')
   flags.DEFINE_integer('gif_ms', 250, 'Milliseconds per GIF frame.')

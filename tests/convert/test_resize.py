@@ -1,32 +1,19 @@
 """convert/resize.py: a checkpoint run on another clip size (position embeddings and
 MViTv2 relative position tables resized) for every family; the same size changes
 nothing."""
-import glob
-import importlib.util
-import os
 
 import jax
 import numpy as np
 import pytest
 
+from train_helpers import classifier_config_names, tiny_config
+
 from vivit_jax import models
 from vivit_jax.convert import resize
 from vivit_jax.errors import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Every classifier config (videomae.py is masked pretraining, whose fine-tuned models are
-# ViViT Model 1).
-CONFIGS = sorted(os.path.basename(p)[:-3]
-                 for p in glob.glob(os.path.join(REPO, 'configs', 'synthetic', '*.py'))
-                 if os.path.basename(p) != 'videomae.py')
-
-
-def tiny(name):
-  path = os.path.join(REPO, 'configs', 'synthetic', f'{name}.py')
-  spec = importlib.util.spec_from_file_location('cfg', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('tiny')
+CONFIGS = classifier_config_names()
+tiny = tiny_config
 
 
 @pytest.mark.parametrize('name', CONFIGS)

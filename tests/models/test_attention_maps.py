@@ -2,31 +2,19 @@
 attention rollout: same logits as the default path, softmax rows, the hand-computed
 weights of one layer, the default path untouched, and rollouts equal to the product of
 the full token-to-token matrices."""
-import glob
-import importlib.util
-import os
 
 import jax
 import numpy as np
 import pytest
 
+from train_helpers import classifier_config_names, tiny_config
+
 from vivit_jax import models
 from vivit_jax.models import attention_maps as am
 from vivit_jax.models.layers import ATTENTION_WEIGHTS
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Every classifier config (videomae.py is masked pretraining: no logits to explain).
-CONFIGS = sorted(os.path.basename(p)[:-3]
-                 for p in glob.glob(os.path.join(REPO, 'configs', 'synthetic', '*.py'))
-                 if os.path.basename(p) != 'videomae.py')
-
-
-def tiny(name):
-  path = os.path.join(REPO, 'configs', 'synthetic', f'{name}.py')
-  spec = importlib.util.spec_from_file_location('cfg', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('tiny')
+CONFIGS = classifier_config_names()
+tiny = tiny_config
 
 
 def random_model(config, batch=2):

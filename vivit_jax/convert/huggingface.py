@@ -555,6 +555,25 @@ def config_to_hf(config: ml_collections.ConfigDict, *, pooler: bool, head: bool)
   return hf
 
 
+def _write_hf_dir(out_dir: str, flat: dict, used: set, tensors: dict, hf: dict,
+                  processor: dict) -> str:
+  """Writes a save_pretrained directory (model.safetensors, config.json,
+  preprocessor_config.json) after checking that every param of `flat` was `used`."""
+  from safetensors.numpy import save_file
+  unused = sorted(set(flat) - used)
+  if unused:
+    raise ConversionError(f'export: params {unused[:8]} have no Hugging Face counterpart.')
+  os.makedirs(out_dir, exist_ok=True)
+  save_file(tensors, os.path.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})
+  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
+    json.dump(hf, f, indent=2, sort_keys=True)
+  with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
+    json.dump(processor, f, indent=2, sort_keys=True)
+  logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
+               len(tensors))
+  return os.path.abspath(out_dir)
+
+
 def _processor_config(config: ml_collections.ConfigDict) -> dict:
   """An image processor config reproducing dataset.mean_rgb/std_rgb (pixels / 255)."""
   d = config.dataset
@@ -578,7 +597,6 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
   when the model has pre-logits (the pooler); TimeSformer becomes
   TimesformerForVideoClassification.
   """
-  from safetensors.numpy import save_file
 
   m = config.model
   if m.name == 'videomae' or m.get('classifier') == vivit.FC_NORM:
@@ -609,18 +627,7 @@ def save_huggingface(config: ml_collections.ConfigDict, params: Mapping[str, Any
             'output_projection; Hugging Face ViViT has either the pooler (VivitModel) or '
             'a classifier on the CLS token (VivitForVideoClassification), not both.')
       used.add(k)
-  unused = sorted(set(flat) - used)
-  if unused:
-    raise ConversionError(f'export: params {unused[:8]} have no Hugging Face counterpart.')
-  os.makedirs(out_dir, exist_ok=True)
-  save_file(tensors, os.path.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})
-  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
-    json.dump(hf, f, indent=2, sort_keys=True)
-  with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
-    json.dump(_processor_config(config), f, indent=2, sort_keys=True)
-  logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
-               len(tensors))
-  return os.path.abspath(out_dir)
+  return _write_hf_dir(out_dir, flat, used, tensors, hf, _processor_config(config))
 
 
 def _videomae_hf_config(config: ml_collections.ConfigDict) -> dict:
@@ -665,7 +672,6 @@ def _save_videomae(config, params, out_dir: str) -> str:
   """save_huggingface for VideoMAE (see `_videomae_table`). The encoder's position
   embedding must be VideoMAE's fixed sinusoid table (HF has no learned one); the key
   projection's bias is dropped (HF VideoMAE has none; softmax ignores it: exact)."""
-  from safetensors.numpy import save_file
 
   m, d = config.model, config.dataset
   hf = _videomae_hf_config(config)
@@ -693,17 +699,6 @@ def _save_videomae(config, params, out_dir: str) -> str:
       name = hf_name if unprefixed else _PREFIX['videomae'] + hf_name
       tensors[f'{name}.{suffix}' if suffix else name] = np.ascontiguousarray(
           np.asarray(value, np.float32))
-  unused = sorted(set(flat) - used)
-  if unused:
-    raise ConversionError(f'export: params {unused[:8]} have no Hugging Face counterpart.')
-  os.makedirs(out_dir, exist_ok=True)
-  save_file(tensors, os.path.join(out_dir, 'model.safetensors'), metadata={'format': 'pt'})
-  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
-    json.dump(hf, f, indent=2, sort_keys=True)
   processor = _processor_config(config)
   processor['image_processor_type'] = 'VideoMAEImageProcessor'
-  with open(os.path.join(out_dir, 'preprocessor_config.json'), 'w') as f:
-    json.dump(processor, f, indent=2, sort_keys=True)
-  logging.info('huggingface: wrote %s (%s, %d tensors).', out_dir, hf['architectures'][0],
-               len(tensors))
-  return os.path.abspath(out_dir)
+  return _write_hf_dir(out_dir, flat, used, tensors, hf, processor)
