@@ -45,8 +45,7 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.data import augment
 from vivit_jax.errors import ConfigError
-from vivit_jax.inference import (define_checkpoint_flags, label_names, load_config,
-                                 load_model)
+from vivit_jax.inference import define_checkpoint_flags, label_names, load_from_flags
 from vivit_jax.ops import switches
 
 FORMATS = ('stablehlo', 'saved_model')
@@ -172,14 +171,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS
   platforms = check_args(FLAGS.format, FLAGS.out, FLAGS.platforms)
-  if not FLAGS.workdir and not FLAGS.checkpoint:
-    raise ConfigError('Pass --workdir, or --checkpoint (with --config unless the '
-                      'checkpoint directory holds config.json).')
-  if FLAGS.workdir and not os.path.isdir(FLAGS.workdir):
-    raise ConfigError(f'--workdir={FLAGS.workdir!r} is not a directory: expected a '
-                      'training workdir (config.json + checkpoints/).')
-  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint)
+  config, model, params, step_dir = load_from_flags(FLAGS, clip_size=False)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   info = sidecar(config, FLAGS.format, names, step_dir, platforms)

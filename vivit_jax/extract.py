@@ -47,8 +47,8 @@ from vivit_jax import cli
 from vivit_jax.data import video_files
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.errors import ConfigError, DecodeError
-from vivit_jax.inference import (clip_config, define_checkpoint_flags, label_names,
-                                 load_config, load_model, test_views)
+from vivit_jax.inference import (check_checkpoint_flags, define_checkpoint_flags,
+                                 label_names, load_from_flags, test_views)
 from vivit_jax.models import features as features_lib
 from vivit_jax.train import setup as setup_lib
 
@@ -188,19 +188,11 @@ def main(argv):
   if not FLAGS.index or not FLAGS.out:
     raise ConfigError('Pass --index (a CSV/TSV/TXT index or a folder of class folders) '
                       'and --out (the .npz to write).')
-  if not FLAGS.workdir and not FLAGS.checkpoint:
-    raise ConfigError('Pass --workdir, or --checkpoint (with --config unless the '
-                      'checkpoint directory holds config.json).')
-  if FLAGS.workdir and not os.path.isdir(FLAGS.workdir):
-    raise ConfigError(f'--workdir={FLAGS.workdir!r} is not a directory: expected a '
-                      'training workdir (config.json + checkpoints/).')
+  check_checkpoint_flags(FLAGS)
   if FLAGS.save_every < 1:
     raise ConfigError(f'--save_every={FLAGS.save_every} is invalid: expected >= 1.')
   index = video_files.read_index(FLAGS.index)
-  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
-                                       FLAGS.num_frames, FLAGS.crop_size)
-  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
+  config, model, params, step_dir = load_from_flags(FLAGS)
   num_views = (int(config.dataset.get('num_test_clips', 1)) *
                int(config.dataset.get('num_test_crops', 1)))
   fingerprint = (f'checkpoint={step_dir} tokens={FLAGS.tokens} '

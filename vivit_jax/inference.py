@@ -24,7 +24,7 @@ from vivit_jax.convert.common import config_from_json
 from vivit_jax.convert.resize import clip_config, resize_params
 from vivit_jax.data import augment, pipeline, sampling, video_files
 from vivit_jax.data.labels import LabelSpec
-from vivit_jax.errors import ConfigError, DecodeError
+from vivit_jax.errors import ConfigError, DecodeError, config_error
 from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import setup as setup_lib
 from vivit_jax.train import steps
@@ -62,6 +62,31 @@ def define_checkpoint_flags(clip_size: bool = True) -> None:
     flags.DEFINE_integer('num_frames', None, "Frames per clip (default: the config's); "
                          'another size resizes the position embeddings.')
     flags.DEFINE_integer('crop_size', None, "Crop side in pixels (default: the config's).")
+
+
+def check_checkpoint_flags(f) -> None:
+  """ConfigError (one line) when the inference flags `f` name no checkpoint: neither
+  --workdir nor --checkpoint, or a --workdir that is not a directory."""
+  if not f.workdir and not f.checkpoint:
+    raise ConfigError('Pass --workdir, or --checkpoint (with --config unless the '
+                      'checkpoint directory holds config.json).')
+  if f.workdir and not os.path.isdir(f.workdir):
+    raise ConfigError(f'--workdir={f.workdir!r} is not a directory: expected a '
+                      'training workdir (config.json + checkpoints/).')
+
+
+def load_from_flags(f, clip_size: bool = True):
+  """(config, model, params, step directory) of the classifier the inference flags `f`
+  (define_checkpoint_flags) name, at --num_frames x --crop_size with `clip_size`; the
+  config is the clip size's. ConfigError for a masked-pretraining run (no classifier)."""
+  check_checkpoint_flags(f)
+  config = load_config(f.config, f.workdir, f.checkpoint)
+  if vc.is_pretraining(config):
+    raise config_error('task', config.task, "a classifier: a 'masked_pretraining' run "
+                       'has none (fine-tune it with init_from first)')
+  frames, crop = (f.num_frames, f.crop_size) if clip_size else (None, None)
+  model, params, step_dir = load_model(config, f.workdir, f.checkpoint, frames, crop)
+  return clip_config(config, frames, crop), model, params, step_dir
 
 
 def load_model(config, workdir: Optional[str], checkpoint: Optional[str],

@@ -29,10 +29,9 @@ import sys
 from absl import app, flags
 
 from vivit_jax import cli
-from vivit_jax.config import is_pretraining
-from vivit_jax.errors import DecodeError, config_error
-from vivit_jax.inference import (Predictor, clip_config, define_checkpoint_flags,
-                                 describe, label_names, load_config, load_model)
+from vivit_jax.errors import DecodeError
+from vivit_jax.inference import (Predictor, define_checkpoint_flags, describe, label_names,
+                                 load_from_flags)
 
 
 def _define_flags():
@@ -63,16 +62,7 @@ def main(argv):
   videos = argv[1:]
   if not videos:
     raise app.UsageError('Pass one or more video files.')
-  if not FLAGS.workdir and not FLAGS.checkpoint:
-    raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
-                         'checkpoint directory holds config.json).')
-  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  if is_pretraining(config):
-    raise config_error('task', config.task, "a classifier: a 'masked_pretraining' run "
-                       'has none (fine-tune it with init_from first)')
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
-                                       FLAGS.num_frames, FLAGS.crop_size)
-  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
+  config, model, params, step_dir = load_from_flags(FLAGS)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predict = Predictor(config, model, params)

@@ -40,9 +40,8 @@ from PIL import Image, ImageDraw
 from vivit_jax import cli
 from vivit_jax.data import pipeline
 from vivit_jax.errors import DecodeError
-from vivit_jax.inference import (Predictor, clip_config, define_checkpoint_flags,
-                                 headline, label_names, load_config, load_model,
-                                 test_views)
+from vivit_jax.inference import (Predictor, define_checkpoint_flags, headline, label_names,
+                                 load_from_flags, test_views)
 from vivit_jax.models import attention_maps as am
 from vivit_jax.train import setup as setup_lib
 
@@ -178,15 +177,9 @@ def main(argv):
   videos = argv[1:]
   if not videos:
     raise app.UsageError('Pass one or more video files.')
-  if not FLAGS.workdir and not FLAGS.checkpoint:
-    raise app.UsageError('Pass --workdir, or --checkpoint (with --config unless the '
-                         'checkpoint directory holds config.json).')
   if not FLAGS.out:
     raise app.UsageError('Pass --out=DIR for the pictures.')
-  config = load_config(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint)
-  model, params, step_dir = load_model(config, FLAGS.workdir, FLAGS.checkpoint,
-                                       FLAGS.num_frames, FLAGS.crop_size)
-  config = clip_config(config, FLAGS.num_frames, FLAGS.crop_size)
+  config, model, params, step_dir = load_from_flags(FLAGS)
   names = label_names(config, config.dataset.num_classes,
                       [FLAGS.workdir, FLAGS.checkpoint, step_dir])
   predictor = Predictor(config, model, params)

@@ -66,7 +66,8 @@ def test_convert_and_predict_end_with_one_line(tmp_path):
   assert code == 2 and error_line(err).startswith('error: ')
   code, _, err = run('vivit_jax.predict', f'--workdir={tmp_path / "missing"}',
                      str(tmp_path / 'x.mp4'))
-  assert code == 2 and error_line(err).startswith('error: No config found')
+  assert code == 2 and error_line(err).startswith(
+      f"error: --workdir='{tmp_path / 'missing'}' is not a directory")
 
 
 def test_eval_of_a_workdir_without_checkpoints_is_one_line(tmp_path):
