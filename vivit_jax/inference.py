@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Optional, Sequence
 
 import jax
@@ -87,6 +88,16 @@ def load_from_flags(f, clip_size: bool = True):
   frames, crop = (f.num_frames, f.crop_size) if clip_size else (None, None)
   model, params, step_dir = load_model(config, f.workdir, f.checkpoint, frames, crop)
   return clip_config(config, frames, crop), model, params, step_dir
+
+
+def report_failure(path: str, error: Exception) -> str:
+  """Prints `ERROR <path>: <why>` (the error's first line) on stderr for a video that
+  could not be read; returns '<path>: <why>'."""
+  message = str(error).splitlines()[0] if str(error) else type(error).__name__
+  if not message.startswith(path):
+    message = f'{path}: {message}'
+  print(f'ERROR {message}', file=sys.stderr, flush=True)
+  return message
 
 
 def load_model(config, workdir: Optional[str], checkpoint: Optional[str],

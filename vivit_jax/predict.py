@@ -31,7 +31,7 @@ from absl import app, flags
 from vivit_jax import cli
 from vivit_jax.errors import DecodeError
 from vivit_jax.inference import (Predictor, define_checkpoint_flags, describe, label_names,
-                                 load_from_flags)
+                                 load_from_flags, report_failure)
 
 
 def _define_flags():
@@ -73,11 +73,7 @@ def main(argv):
                                          FLAGS.top_k)}
     except (DecodeError, OSError, ValueError) as e:
       failed += 1
-      message = str(e).splitlines()[0] if str(e) else type(e).__name__
-      if not message.startswith(path):
-        message = f'{path}: {message}'
-      print(f'ERROR {message}', file=sys.stderr, flush=True)
-      result = {'path': path, 'error': message}
+      result = {'path': path, 'error': report_failure(path, e)}
     results.append(result)
     if not FLAGS.json and 'error' not in result:
       _print(result)

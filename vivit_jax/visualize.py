@@ -41,7 +41,7 @@ from vivit_jax import cli
 from vivit_jax.data import pipeline
 from vivit_jax.errors import DecodeError
 from vivit_jax.inference import (Predictor, define_checkpoint_flags, headline, label_names,
-                                 load_from_flags, test_views)
+                                 load_from_flags, report_failure, test_views)
 from vivit_jax.models import attention_maps as am
 from vivit_jax.train import setup as setup_lib
 
@@ -191,10 +191,7 @@ def main(argv):
                      FLAGS.view, FLAGS.gif_ms)
     except (DecodeError, OSError, ValueError) as e:
       failed += 1
-      message = str(e).splitlines()[0] if str(e) else type(e).__name__
-      if not message.startswith(path):
-        message = f'{path}: {message}'
-      print(f'ERROR {message}', file=sys.stderr, flush=True)
+      report_failure(path, e)
   return 1 if failed else 0
 
 
