@@ -136,22 +136,23 @@ def model_and_steps(config: ml_collections.ConfigDict):
   root_rng = jax.random.PRNGKey(config.trainer.seed)
   mode = _temporal_control(config)
   spec = label_spec(config)
-  train_step = functools.partial(
-      steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
-      num_classes=num_classes, label_spec=spec,
-      label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
-      mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
-      cutmix_alpha=float(config.trainer.get('cutmix_alpha', 0.0) or 0.0),
-      mixup_switch_prob=float(config.trainer.get('mixup_switch_prob', 0.5)),
-      grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1) or 1),
-      temporal_control_mode=mode)
-  eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
-                                temporal_control_mode=mode,
-                                base_rng=jax.random.fold_in(root_rng, 2),
-                                view_aggregation=view_aggregation(config),
-                                label_spec=spec)
   if is_pretraining(config):   # masked autoencoding: its own steps (pretraining.py).
     train_step, eval_step = pretraining.steps(config, model, tx, lr_fn, root_rng)
+  else:
+    train_step = functools.partial(
+        steps.train_step, apply_fn=model.apply, tx=tx, lr_fn=lr_fn,
+        num_classes=num_classes, label_spec=spec,
+        label_smoothing=float(config.trainer.get('label_smoothing', 0.0) or 0.0),
+        mixup_alpha=float(config.trainer.get('mixup_alpha', 0.0) or 0.0),
+        cutmix_alpha=float(config.trainer.get('cutmix_alpha', 0.0) or 0.0),
+        mixup_switch_prob=float(config.trainer.get('mixup_switch_prob', 0.5)),
+        grad_accum_steps=int(config.trainer.get('grad_accum_steps', 1) or 1),
+        temporal_control_mode=mode)
+    eval_step = functools.partial(steps.eval_step, apply_fn=model.apply,
+                                  temporal_control_mode=mode,
+                                  base_rng=jax.random.fold_in(root_rng, 2),
+                                  view_aggregation=view_aggregation(config),
+                                  label_spec=spec)
   par = parallel.make_parallel(config, train_step_fn=train_step, eval_step_fn=eval_step)
   return types.SimpleNamespace(
       num_classes=num_classes, label_spec=spec, model=model, tx=tx, lr_fn=lr_fn, par=par,
