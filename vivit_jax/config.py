@@ -198,7 +198,8 @@ def default_config() -> ml_collections.ConfigDict:
   # the class projection `output_projection` trains) or regexes of the paths to freeze.
   c.trainer.freeze = placeholder(object)
   # Validation clips drawn with labels and attention rollout to TensorBoard at each
-  # evaluation (train/evaluate.py AttentionSummaries); 0 = off (an extra compile + pass).
+  # evaluation (train/evaluate.py AttentionSummaries; masked pretraining: input / masked /
+  # reconstruction, pretraining.ReconstructionSummaries); 0 = off (an extra compile + pass).
   c.trainer.summary_clips = 0
 
   c.init_from = init_from_config()

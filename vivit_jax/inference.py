@@ -76,13 +76,14 @@ def check_checkpoint_flags(f) -> None:
                       'training workdir (config.json + checkpoints/).')
 
 
-def load_from_flags(f, clip_size: bool = True):
+def load_from_flags(f, clip_size: bool = True, pretraining: bool = False):
   """(config, model, params, step directory) of the classifier the inference flags `f`
   (define_checkpoint_flags) name, at --num_frames x --crop_size with `clip_size`; the
-  config is the clip size's. ConfigError for a masked-pretraining run (no classifier)."""
+  config is the clip size's. A masked-pretraining run (no classifier) is a ConfigError
+  unless `pretraining` (then the model is its `videomae` autoencoder)."""
   check_checkpoint_flags(f)
   config = load_config(f.config, f.workdir, f.checkpoint)
-  if vc.is_pretraining(config):
+  if vc.is_pretraining(config) and not pretraining:
     raise config_error('task', config.task, "a classifier: a 'masked_pretraining' run "
                        'has none (fine-tune it with init_from first)')
   frames, crop = (f.num_frames, f.crop_size) if clip_size else (None, None)

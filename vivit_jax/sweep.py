@@ -234,9 +234,11 @@ def collect_row(entry: Entry, workdir: str) -> dict:
 
 
 def _label_kind_metric(key: str) -> bool:
-  """Whether an eval_results.json key is a label-kind metric the tables carry besides
-  top1/top5: each group's and the action's top1/top5 (label groups), mAP (multi-label)."""
-  return key == 'mAP' or (key.endswith(('_top1', '_top5')) and key not in ('top1', 'top5'))
+  """Whether an eval_results.json key is a metric the tables carry besides top1/top5:
+  each group's and the action's top1/top5 (label groups), mAP (multi-label), the
+  reconstruction loss (masked pretraining)."""
+  return key in ('mAP', 'reconstruction_loss') or (
+      key.endswith(('_top1', '_top5')) and key not in ('top1', 'top5'))
 
 
 def result_columns(rows: list[dict]) -> list[str]:

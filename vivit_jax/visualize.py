@@ -1,4 +1,5 @@
-r"""Look inside a video model: attention rollout heatmaps of video files.
+r"""Look inside a video model: attention rollout heatmaps of video files (masked
+pretraining runs: their reconstructions).
 
   python -m vivit_jax.visualize --workdir=/tmp/run video1.mp4 video2.webm --out=/tmp/maps
   python -m vivit_jax.visualize --checkpoint=/tmp/vivit_k400 video.mp4 --out=/tmp/maps
@@ -23,7 +24,18 @@ models/attention_maps.py. Written to --out for video `NAME.ext`:
   NAME_attention.npz   heat float[T, H, W] (mass per pixel, sums to 1), tokens, spatial,
                        temporal (where defined), probs, predicted.
 
-One `path: label (prob) -> files` line per video on stdout; a file that cannot be read
+A masked-pretraining workdir (`config.task='masked_pretraining'`, models/videomae.py) has
+no classifier; for it the view is masked (`--mask_seed`, default 0: the same mask for
+every video), encoded and reconstructed instead:
+
+  NAME_reconstruction.png  rows: the input frames, the masked input (masked tubelets
+                           black), the reconstruction (visible tubelets the input's);
+                           title: the reconstruction loss over the masked tubelets.
+  NAME_reconstruction.npz  input, masked, reconstruction float[T, H, W, 3] in [0, 1],
+                           mask bool[N] (token order of the model), loss.
+
+One `path: label (prob) -> files` line per video on stdout (pretraining: `path:
+reconstruction loss L (M of N tubelets masked) -> files`); a file that cannot be read
 prints `ERROR <path>: <why>` on stderr and the exit status is 1 (the others still run).
 """
 from __future__ import annotations
@@ -38,11 +50,13 @@ from absl import app, flags
 from PIL import Image, ImageDraw
 
 from vivit_jax import cli
-from vivit_jax.data import pipeline
+from vivit_jax import config as vc
+from vivit_jax.data import augment, pipeline
 from vivit_jax.errors import DecodeError
 from vivit_jax.inference import (Predictor, define_checkpoint_flags, headline, label_names,
                                  load_from_flags, report_failure, test_views)
 from vivit_jax.models import attention_maps as am
+from vivit_jax.train import pretraining
 from vivit_jax.train import setup as setup_lib
 
 
@@ -52,6 +66,7 @@ def _define_flags():
   flags.DEFINE_string('out', None, 'Directory for the PNG/GIF/NPZ files (created).')
   flags.DEFINE_integer('view', None, 'Test view to explain (default: the middle one).')
   flags.DEFINE_integer('gif_ms', 250, 'Milliseconds per GIF frame.')
+  flags.DEFINE_integer('mask_seed', 0, 'Masked-pretraining workdirs: seed of the mask.')
 
 
 def explain(config, model, params, views: np.ndarray, view: int,
@@ -70,8 +85,7 @@ def explain(config, model, params, views: np.ndarray, view: int,
   if r.spatial is not None:
     spatial = am.to_pixels(r.spatial / r.spatial.shape[1], r.footprint, *shape)[0]
   o = pipeline.clip_options(config)
-  pixels = clip[0] * np.asarray(o.std_rgb, np.float32) + np.asarray(o.mean_rgb, np.float32)
-  frames = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+  frames = augment.denormalize(clip[0], o.mean_rgb, o.std_rgb)
   return {'probs': probs, 'frames': frames, 'heat': heat, 'spatial_heat': spatial,
           'rollout': r}
 
@@ -142,9 +156,7 @@ def visualize_file(path: str, out: str, config, model, params, names, predictor,
                    view=None, gif_ms: int = 250) -> list[str]:
   """Writes the files of one video (module docstring); returns their paths."""
   views = test_views(path, config)
-  view = len(views) // 2 if view is None else view
-  if not 0 <= view < len(views):
-    raise ValueError(f'--view={view} is invalid: expected 0..{len(views) - 1}.')
+  view = choose_view(views, view)
   e = explain(config, model, params, views, view, predictor)
   k = int(np.argmax(e['probs']))
   prediction = headline(e['probs'], names, setup_lib.label_spec(config))
@@ -172,6 +184,61 @@ def visualize_file(path: str, out: str, config, model, params, names, predictor,
   return files
 
 
+def choose_view(views, view) -> int:
+  """The index of --view (default the middle view); ValueError when out of range."""
+  view = len(views) // 2 if view is None else view
+  if not 0 <= view < len(views):
+    raise ValueError(f'--view={view} is invalid: expected 0..{len(views) - 1}.')
+  return view
+
+
+def reconstruct_file(path: str, out: str, config, reconstruct, view=None) -> list[str]:
+  """Writes NAME_reconstruction.png/.npz of one video for a masked-pretraining model
+  (module docstring); `reconstruct(clips [1, T, H, W, C])` is pretraining.reconstruct_clips
+  with the model, params and mask rng bound. Returns the files' paths."""
+  views = test_views(path, config)
+  clip = views[choose_view(views, view)]
+  r = jax.device_get(reconstruct(clip[None]))
+  o = pipeline.clip_options(config)
+  images = pretraining.reconstruction_frames(clip, r['reconstruction'][0],
+                                             r['pixel_mask'][0], o.mean_rgb, o.std_rgb)
+  mask, loss = np.asarray(r['mask'][0]), float(r['loss'][0])
+  summary = f'reconstruction loss {loss:.4f} ({int(mask.sum())} of {mask.size} tubelets masked)'
+  stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
+  files = [f'{stem}_reconstruction.png', f'{stem}_reconstruction.npz']
+  write_strips(files[0], images, ['input', 'masked', 'reconstruction'],
+               f'{os.path.basename(path)}: {summary}')
+  np.savez(files[1], input=images[0] / 255.0, masked=images[1] / 255.0,
+           reconstruction=images[2] / 255.0, mask=mask, loss=loss)
+  print(f'{path}: {summary} -> {", ".join(files)}', flush=True)
+  return files
+
+
+def write_strips(path: str, rows, row_titles, title: str) -> None:
+  """PNG: one row per uint8[T, H, W, 3] in `rows` (frames left to right, `row_titles` on
+  the left, frame numbers on top), figure title `title`."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  t = rows[0].shape[0]
+  fig, axes = plt.subplots(len(rows), t, figsize=(0.9 * t + 0.6, 0.9 * len(rows) + 0.6),
+                           squeeze=False)
+  for i, images in enumerate(rows):
+    for j in range(t):
+      ax = axes[i, j]
+      ax.imshow(images[j], interpolation='nearest')
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if i == 0:
+        ax.set_title(str(j), fontsize=7)
+      if j == 0:
+        ax.set_ylabel(row_titles[i], fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (0.9 * len(rows) + 0.6)), pad=0.3)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def main(argv):
   FLAGS = flags.FLAGS
   videos = argv[1:]
@@ -179,16 +246,22 @@ def main(argv):
     raise app.UsageError('Pass one or more video files.')
   if not FLAGS.out:
     raise app.UsageError('Pass --out=DIR for the pictures.')
-  config, model, params, step_dir = load_from_flags(FLAGS)
-  names = label_names(config, config.dataset.num_classes,
-                      [FLAGS.workdir, FLAGS.checkpoint, step_dir])
-  predictor = Predictor(config, model, params)
+  config, model, params, step_dir = load_from_flags(FLAGS, pretraining=True)
+  if vc.is_pretraining(config):
+    rng = jax.random.key(FLAGS.mask_seed)
+    reconstruct = jax.jit(lambda v: pretraining.reconstruct_clips(model, params, v, rng))
+    one = lambda path: reconstruct_file(path, FLAGS.out, config, reconstruct, FLAGS.view)
+  else:
+    names = label_names(config, config.dataset.num_classes,
+                        [FLAGS.workdir, FLAGS.checkpoint, step_dir])
+    predictor = Predictor(config, model, params)
+    one = lambda path: visualize_file(path, FLAGS.out, config, model, params, names,
+                                      predictor, FLAGS.view, FLAGS.gif_ms)
   os.makedirs(FLAGS.out, exist_ok=True)
   failed = 0
   for path in videos:
     try:
-      visualize_file(path, FLAGS.out, config, model, params, names, predictor,
-                     FLAGS.view, FLAGS.gif_ms)
+      one(path)
     except (DecodeError, OSError, ValueError) as e:
       failed += 1
       report_failure(path, e)

@@ -157,3 +157,16 @@ def test_tables_carry_group_action_and_map_metrics(tmp_path):
     got = list(csv.DictReader(f))
   assert got[1]['test_action_top1'] == '0.2' and got[0]['test_mAP'] == ''
   assert got[2]['test_mAP'] == '0.31'
+
+
+def test_a_pretraining_entry_reports_its_reconstruction_loss(tmp_path):
+  """A masked-pretraining entry has no top-1; its row carries the test reconstruction
+  loss from eval_results.json, and the model's cost (the autoencoder's)."""
+  path = os.path.join(REPO, 'configs/synthetic/videomae.py')
+  entry = sweep.Entry('mae', path, 'tiny', {}, config_lib.load_config(path, 'tiny'))
+  with open(tmp_path / 'eval_results.json', 'w') as f:
+    json.dump({'reconstruction_loss': 0.0231, 'num_examples': 64, 'step': 20}, f)
+  row = sweep.collect_row(entry, str(tmp_path))
+  assert row['test_reconstruction_loss'] == 0.0231 and row['test_top1'] is None
+  assert row['family'] == 'videomae' and row['params_m'] > 0 and row['step'] == 20
+  assert sweep.result_columns([row])[-1] == 'test_reconstruction_loss'

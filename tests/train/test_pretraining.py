@@ -13,11 +13,36 @@ from vivit_jax.train import trainer
 
 
 def pretrain_config(**trainer_overrides):
-  config = vc.load_config(os.path.join(REPO, 'configs/synthetic/videomae.py'), 'tiny')
+  config = vc.load_config(os.path.join(REPO, 'configs/synthetic/videomae.py'), 'tiny,tube')
   config.trainer.async_checkpointing = False
   config.trainer.update({**dict(num_train_steps=6, checkpoint_every=3, eval_every=6,
                                 log_every=3), **trainer_overrides})
   return config
+
+
+def test_summary_clips_write_reconstruction_pictures(tmp_path):
+  """Per validation clip and evaluation: rows input / masked / reconstruction, frames
+  left to right, upscaled 8x; the masked row is the input with the masked tubelets
+  black (here 3 of the 4 positions of tubelets 2x4x4 of a 4x8x8 clip at both temporal
+  indices), the reconstruction the input on the visible tubelets."""
+  from test_attention_summaries import images_in_events
+  workdir = str(tmp_path / 'run')
+  trainer.train_and_evaluate(pretrain_config(summary_clips=2, eval_every=3), workdir)
+  images = images_in_events(workdir)
+  assert sorted(s for tag, s in images if tag == 'validation_reconstruction') == [3, 6]
+  pictures = images[('validation_reconstruction', 6)][..., :3].astype(int)
+  assert pictures.shape == (2, 3 * 8 * 8, 4 * 8 * 8, 3)
+  frames, masked, recon = np.split(pictures[:, ::8, ::8], 3, axis=1)   # [2, 8, 32, 3].
+  black = (masked == 0).all(-1)                # [clip, y, frame * 8 + x].
+  assert (frames > 0).any(-1).all()            # the synthetic frames have no black pixel.
+  cells = black.reshape(2, 2, 4, 4, 2, 4)      # [clip, y cell, y, frame, x cell, x].
+  per_frame = cells.all(axis=(2, 5))           # [clip, y cell, frame, x cell].
+  assert (per_frame == cells.any(axis=(2, 5))).all()          # whole tubelets.
+  assert (per_frame == per_frame[:, :, :1]).all()             # one mask for all frames.
+  assert (per_frame[:, :, 0].sum(axis=(1, 2)) == 3).all()    # 3 of 4 positions (0.9).
+  np.testing.assert_array_equal(masked[~black], frames[~black])
+  np.testing.assert_array_equal(recon[~black], frames[~black])
+  assert np.abs(recon[black] - frames[black]).mean() > 1
 
 
 def assert_close(a, b):
@@ -99,7 +124,7 @@ def test_reconstruction_image_rows_are_input_masked_and_output():
   # Row 1 is the first clip's frames side by side, back in [0, 255].
   np.testing.assert_array_equal(image[0, :8, 8:16], np.round(pixels[0, 1] * 255))
   masked = image[0, 8:16].reshape(8, 4, 8, 3)
-  assert (masked == 128).all(axis=-1).mean() == 0.75   # masked tubelets: 0 -> grey.
+  assert (masked == 0).all(axis=-1).mean() == 0.75   # masked tubelets: black.
 
 
 def test_fixed_sinusoid_position_embedding_stays_fixed_and_exports(tmp_path):

@@ -130,6 +130,14 @@ def normalize(video: np.ndarray, mean_rgb, std_rgb) -> np.ndarray:
   return out.reshape(video.shape)
 
 
+def denormalize(video, mean_rgb, std_rgb) -> np.ndarray:
+  """uint8, same shape: the pixels of a `normalize`d float video (video * std_rgb +
+  mean_rgb, times 255, rounded and clipped to [0, 255]), for pictures."""
+  pixels = (np.asarray(video, np.float32) * np.asarray(std_rgb, np.float32)
+            + np.asarray(mean_rgb, np.float32))
+  return np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
 def _linear_weights(in_len: int, out_len: int) -> np.ndarray:
   """float32[out_len, in_len]: rows of a normalised (antialiased) triangle filter."""
   scale = in_len / out_len

@@ -20,7 +20,7 @@ from absl import logging
 from PIL import Image, ImageDraw
 
 from vivit_jax.convert import resize
-from vivit_jax.data import pipeline
+from vivit_jax.data import augment, pipeline
 from vivit_jax.data.labels import LabelSpec
 from vivit_jax.models import attention_maps as am
 from vivit_jax.train import checkpoint as ckpt_lib
@@ -68,8 +68,9 @@ class AttentionSummaries:
   pass of those clips on the explicit attention path (jitted once per run).
 
   `__call__(params, dataset) -> uint8[N, H, W, 3]`; params: host or fully addressable
-  arrays (one process).
+  arrays (one process). Masked pretraining has pretraining.ReconstructionSummaries.
   """
+  name = 'attention'
 
   def __init__(self, config, model, num_clips: int, label_names=None):
     self.config, self.num_clips = config, int(num_clips)
@@ -86,8 +87,7 @@ class AttentionSummaries:
     r = am.rollout(self.config.model, maps, clips.shape)
     heat = am.to_pixels(r.tokens, r.footprint, *clips.shape[1:4])
     o = pipeline.clip_options(self.config)
-    pixels = clips * np.asarray(o.std_rgb, np.float32) + np.asarray(o.mean_rgb, np.float32)
-    frames = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+    frames = augment.denormalize(clips, o.mean_rgb, o.std_rgb)
     logits = np.asarray(logits, np.float64)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from vivit_jax.config import is_pretraining
+from vivit_jax.data import augment
 from vivit_jax.errors import config_error
 from vivit_jax.models import videomae
 from vivit_jax.train.steps import TrainState
@@ -130,18 +131,71 @@ def eval_metrics(out) -> dict:
           'num_examples': int(mask.sum())}
 
 
-def reconstruction_image(model, params, video, mean_rgb, std_rgb, rng=None) -> np.ndarray:
-  """uint8[1, 3*H, T*W, C]: for the first clip of `video` [B, T, H, W, C] (normalised as
-  the model sees it), rows input / masked input / reconstruction, frames left to right,
-  pixels back in [0, 1] by the dataset's `mean_rgb`/`std_rgb` (the TensorBoard picture of
-  a pretraining run)."""
-  video = jnp.asarray(video[:1], jnp.float32)
+def reconstruct_clips(model, params, video, rng=None) -> dict:
+  """Masks, encodes and reconstructs clips video float32[B, T, H, W, C] (normalised as
+  the model sees them), masks from `rng` (default key 0) and each clip's row. Returns
+  {'reconstruction': float32[B, T, H, W, C] (normalised; the visible tubelets the
+  input's, the masked ones the predictions, see videomae.reconstruct), 'mask': bool[B, N],
+  'pixel_mask': bool[B, T, H, W] (True on masked tubelets' pixels), 'loss': float32[B]
+  (per_example_loss)}."""
+  video = jnp.asarray(video, jnp.float32)
   out = model.apply({'params': params}, video, train=False,
                     rngs={'masking': rng if rng is not None else jax.random.key(0)})
-  masked, recon = videomae.reconstruct(video, out,
-                                       (model.temporal_patch_size, *model.patch_size),
-                                       model.norm_pix_loss)
-  rows = np.concatenate([np.asarray(v[0]) for v in (video, masked, recon)], axis=1)
-  rows = rows * np.asarray(std_rgb) + np.asarray(mean_rgb)        # [T, 3H, W, C]
-  image = np.concatenate(list(rows), axis=1)                      # [3H, T*W, C]
-  return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)[None]
+  tubelet = (model.temporal_patch_size, *model.patch_size)
+  _, recon = videomae.reconstruct(video, out, tubelet, model.norm_pix_loss)
+  grid = tuple(s // t for s, t in zip(video.shape[1:4], tubelet))
+  per_pixel = jnp.repeat(out['mask'][..., None], int(np.prod(tubelet)), axis=-1)
+  pixel_mask = videomae.tubelet_video(per_pixel, grid, tubelet, channels=1)[..., 0]
+  return {'reconstruction': recon, 'mask': out['mask'], 'pixel_mask': pixel_mask,
+          'loss': videomae.per_example_loss(out)}
+
+
+def reconstruction_frames(video, recon, pixel_mask, mean_rgb, std_rgb) -> list:
+  """[input, masked input, reconstruction], each uint8[T, H, W, C] in pixels, of one clip
+  (video, recon float32[T, H, W, C] normalised; pixel_mask bool[T, H, W]): the masked
+  input is the input with the masked tubelets black."""
+  frames = augment.denormalize(video, mean_rgb, std_rgb)
+  masked = np.where(np.asarray(pixel_mask)[..., None], np.uint8(0), frames)
+  return [frames, masked, augment.denormalize(recon, mean_rgb, std_rgb)]
+
+
+def reconstruction_strip(frames) -> np.ndarray:
+  """uint8[R*H, T*W, C]: the R clips uint8[T, H, W, C] of `frames` as rows, frames left
+  to right."""
+  return np.concatenate(list(np.concatenate(frames, axis=1)), axis=1)
+
+
+def reconstruction_image(model, params, video, mean_rgb, std_rgb, rng=None) -> np.ndarray:
+  """uint8[1, 3*H, T*W, C]: rows input / masked input / reconstruction of the first clip
+  of `video` [B, T, H, W, C] (the TensorBoard picture of a pretraining run's test split)."""
+  r = reconstruct_clips(model, params, video[:1], rng)
+  return reconstruction_strip(reconstruction_frames(
+      video[0], r['reconstruction'][0], r['pixel_mask'][0], mean_rgb, std_rgb))[None]
+
+
+class ReconstructionSummaries:
+  """TensorBoard pictures of a pretraining run (`trainer.summary_clips`): for the first
+  `num_clips` validation clips (their middle view), rows input / masked input /
+  reconstruction, upscaled (nearest) to at least 64 pixels per frame. The masks are the
+  same at every evaluation (key 0), so the pictures of different steps compare.
+
+  `__call__(params, dataset) -> uint8[N, 3*H', T*W', 3]`; params: host or fully
+  addressable arrays (one process)."""
+  name = 'reconstruction'
+
+  def __init__(self, config, model, num_clips: int):
+    self.num_clips = int(num_clips)
+    self.mean_rgb, self.std_rgb = config.dataset.mean_rgb, config.dataset.std_rgb
+    self._reconstruct = jax.jit(functools.partial(reconstruct_clips, model))
+
+  def __call__(self, params, dataset) -> np.ndarray:
+    batches = iter(dataset.eval_batches('validation', self.num_clips))
+    video = next(batches)['video']
+    getattr(batches, 'close', lambda: None)()   # stop its readers now.
+    clips = video[:, video.shape[1] // 2] if video.ndim == 6 else video
+    r = jax.device_get(self._reconstruct(params, clips))
+    strips = [reconstruction_strip(reconstruction_frames(c, x, m, self.mean_rgb,
+                                                         self.std_rgb))
+              for c, x, m in zip(clips, r['reconstruction'], r['pixel_mask'])]
+    scale = max(1, -(-64 // clips.shape[2]))
+    return np.stack([np.repeat(np.repeat(s, scale, 0), scale, 1) for s in strips])

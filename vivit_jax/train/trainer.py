@@ -24,7 +24,7 @@ from vivit_jax.train import checkpoint as ckpt_lib
 from vivit_jax.train import evaluate as eval_lib
 from vivit_jax.train import metrics as metrics_lib
 from vivit_jax.train import setup as setup_lib
-from vivit_jax.train import parallel, steps
+from vivit_jax.train import parallel, pretraining, steps
 
 
 def _init_from(config, state):
@@ -106,6 +106,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if jax.process_count() > 1:
       logging.warning('trainer.summary_clips is ignored with %d processes.',
                       jax.process_count())
+    elif s.task == 'masked_pretraining':   # input / masked / reconstruction pictures.
+      summaries = pretraining.ReconstructionSummaries(config, s.model, t.summary_clips)
     elif s.label_spec.grouped or s.label_spec.multi_label:
       logging.warning('trainer.summary_clips draws single-label clips only; ignored for '
                       'label groups and multi-label data.')
@@ -193,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.write_scalars(step, {f'validation_{k}': v
                                     for k, v in metrics_lib.scalars(last_val).items()})
         if summaries is not None:
-          writer.write_images(step, {'validation_attention': summaries(
+          writer.write_images(step, {f'validation_{summaries.name}': summaries(
               par.get_state(state).params, s.dataset)})
         ckpts.maybe_save_best(par.get_state(state), last_val)
         timer[:] = [time.time(), step]
