@@ -330,6 +330,9 @@ def test_eval_batches_pad_and_mask(clips, crops):
     assert b['video'].dtype == np.float32 and b['mask'].dtype == np.float32
     assert b['label'].dtype == np.int32
   np.testing.assert_array_equal(batches[-1]['mask'], [1] * 8 + [0] * 8)
+  index = np.concatenate([b['index'] for b in batches])     # position in the split.
+  assert batches[0]['index'].dtype == np.int32
+  np.testing.assert_array_equal(index, list(range(40)) + [-1] * 8)
   labels = np.concatenate([b['label'][b['mask'] > 0] for b in batches])
   np.testing.assert_array_equal(labels, ds.readers['validation'].labels)
   again = list(ds.eval_batches('validation', 16))
@@ -357,6 +360,10 @@ def test_eval_shards_cover_the_split_once_with_equal_batch_counts():
   assert len({len(b) for b in per_process}) == 1           # 14, 13, 13 -> 2 batches each.
   labels = np.concatenate([b['label'][b['mask'] > 0] for bs in per_process for b in bs])
   np.testing.assert_array_equal(labels, _get(config).readers['test'].labels)
+  # Each example keeps its position in the whole split, whichever process reads it.
+  index = np.concatenate([b['index'][b['mask'] > 0] for bs in per_process for b in bs])
+  np.testing.assert_array_equal(index, np.arange(40))
+  assert all((b['index'][b['mask'] == 0] == -1).all() for bs in per_process for b in bs)
 
 
 # The shared augmentation applies to the synthetic source.

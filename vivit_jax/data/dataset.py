@@ -44,8 +44,11 @@ class VideoDataset(Protocol):
     """One deterministic pass over this process's shard of `split`, multi-view.
 
     Yields {'video': float32[b, V, T, H, W, 3], 'label': int32[b] (or int32[b, G] /
-    float32[b, K], see `label_spec`), 'mask': float32[b]},
-    V = num_test_clips * num_test_crops (clip-major: view = clip * crops + crop). The
+    float32[b, K], see `label_spec`), 'mask': float32[b], 'index': int32[b]},
+    V = num_test_clips * num_test_crops (clip-major: view = clip * crops + crop);
+    'index' is each example's position in the split over all processes (-1 on padding),
+    so what is drawn per example (masked pretraining's evaluation masks) does not depend
+    on where it lands in a batch or on the process count. The
     last batch is padded to b with mask 0; every process yields the same number of
     batches (a process with a smaller shard pads more).
     """

@@ -432,6 +432,7 @@ class ClipDataset:
     zeros[K]; counted in `stats()`)."""
     reader = self._reader(split)
     n = len(reader.keys)
+    first, _ = dataset_lib.shard_range(reader.total, self.process_index, self.process_count)
     num_batches = -(-dataset_lib.max_shard_size(reader.total, self.process_count)
                     // batch_size)
     o = self.options
@@ -445,11 +446,13 @@ class ClipDataset:
       video = np.zeros(shape, np.float32)
       label = self.label_spec.empty_batch(batch_size)
       mask = np.zeros(batch_size, np.float32)
+      index = np.full(batch_size, -1, np.int32)
+      index[:len(results)] = first + b * batch_size + np.arange(len(results))
       for row, result in enumerate(results):
         if result is not None:
           video[row], label[row] = result
           mask[row] = 1.0
-      yield {'video': video, 'label': label, 'mask': mask}
+      yield {'video': video, 'label': label, 'mask': mask, 'index': index}
 
   # Parallel decoding with prefetch.
 

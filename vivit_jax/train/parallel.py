@@ -237,11 +237,17 @@ def _jit_parallel(train_step_fn, eval_step_fn, fsdp: int = 1) -> Parallel:
       compiled['eval'] = jax.jit(eval_step_fn, out_shardings=data,
                                  in_shardings=(shardings(state.params), data))
     dev = put_batch(batch)
-    probs = compiled['eval'](state.params, {'video': dev['video']})
+    probs = compiled['eval'](state.params, _eval_inputs(dev))
     return _gather({'probs': probs, 'label': dev['label'], 'mask': dev['mask']})
 
   return Parallel('jit' if fsdp == 1 else f'jit, fsdp={fsdp}', put_state, lambda s: s,
                   put_batch, train, predict, sharding_for)
+
+
+def _eval_inputs(batch) -> dict:
+  """What the eval step reads of a batch: 'video', and 'index' where the dataset gives it
+  (dataset.py)."""
+  return {k: batch[k] for k in ('video', 'index') if k in batch}
 
 
 def _pmap_parallel(train_step_fn, eval_step_fn) -> Parallel:
@@ -276,7 +282,7 @@ def _pmap_parallel(train_step_fn, eval_step_fn) -> Parallel:
 
   def predict(state, batch):
     dev = put_batch(batch)
-    probs = evaluate(state.params, {'video': dev['video']})
+    probs = evaluate(state.params, _eval_inputs(dev))
     out = {'probs': probs, 'label': dev['label'], 'mask': dev['mask']}
     out = jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), out)
     if jax.process_count() > 1:

@@ -101,14 +101,19 @@ def train_step(state: TrainState, batch, base_rng, *, apply_fn: Callable, tx,
 
 def eval_step(params, batch, *, apply_fn: Callable, base_rng):
   """Per-clip reconstruction loss float32[B] (the mean over a clip's V views for
-  batch['video'] [B, V, T, H, W, C]), masks from `base_rng` and the row (the same at
-  every call; under pmap every device's rows start at 0, so its masks differ from jit's)."""
+  batch['video'] [B, V, T, H, W, C]). View j of the example at position i of the split
+  (batch['index'], dataset.py) gets the mask of (`base_rng`, i * V + j): the same at
+  every evaluation, on any topology and parallel wrapper. Without 'index' the row in
+  the batch stands in for i (then under pmap every device's rows start at 0)."""
   video = batch['video']
   if video.ndim == 5:
     video = video[:, None]
   b, v = video.shape[:2]
+  index = batch.get('index')
+  index = jnp.arange(b) if index is None else jnp.maximum(index, 0)   # padding: -1.
+  example_ids = (index[:, None] * v + jnp.arange(v)).reshape(-1)
   out = apply_fn({'params': params}, video.reshape((b * v,) + video.shape[2:]),
-                 train=False, rngs={'masking': base_rng})
+                 train=False, example_ids=example_ids, rngs={'masking': base_rng})
   return videomae.per_example_loss(out).reshape(b, v).mean(axis=1)
 
 
