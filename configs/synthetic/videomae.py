@@ -15,12 +15,13 @@ space-time masking at 0.75 on raw pixels (norm_pix_loss False), not VideoMAE's t
 masking at 0.9 on per-tubelet normalised pixels. The synthetic clips are 2 tubelets long
 and their moving shape covers a few of the 64 positions: with tubes at 0.9 (6 visible
 positions) the shape is rarely visible and the loss stayed on the plateau of predicting
-the background; random masking leaves a masked tubelet's other half of the clip visible
-half the time, so reconstructing it takes the shape's motion. Normalised targets turn the
-flat background tubelets into amplified pixel noise, and the model stayed at predicting
-each tubelet's mean (loss 0.992 = 127/128). The decoder of width 32 and 1 layer, and lr
-1e-3, did not get off the plateau in 4000 steps either (experiments/README.md, "Masked
-pretraining on the synthetic task").
+the background; random masking leaves the other temporal half of a masked tubelet
+visible about a quarter of the time (32 of the other 127 tokens are visible), so
+reconstructing it takes the shape's motion. Normalised targets turn the flat background
+tubelets into amplified pixel noise, and the model stayed at predicting each tubelet's
+mean. The decoder of width 32 and 1 layer, and lr 1e-3, did not get off the plateau
+either (measurements: experiments/README.md, "Masked pretraining on the synthetic
+task").
 
 Args (comma-separated): 'tiny' (test-sized, see vivit_jax.recipes.synthetic_recipe) and
 'tube' (VideoMAE's tube masking at 0.9 instead).

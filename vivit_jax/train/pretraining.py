@@ -170,12 +170,19 @@ def reconstruction_strip(frames) -> np.ndarray:
   return np.concatenate(list(np.concatenate(frames, axis=1)), axis=1)
 
 
+def reconstruction_strips(video, r, mean_rgb, std_rgb) -> np.ndarray:
+  """uint8[B, 3*H, T*W, C]: per clip of `video` [B, T, H, W, C] and its
+  `reconstruct_clips` output `r`, rows input / masked input / reconstruction."""
+  return np.stack([reconstruction_strip(reconstruction_frames(c, x, m, mean_rgb, std_rgb))
+                   for c, x, m in zip(np.asarray(video), np.asarray(r['reconstruction']),
+                                      np.asarray(r['pixel_mask']))])
+
+
 def reconstruction_image(model, params, video, mean_rgb, std_rgb, rng=None) -> np.ndarray:
-  """uint8[1, 3*H, T*W, C]: rows input / masked input / reconstruction of the first clip
-  of `video` [B, T, H, W, C] (the TensorBoard picture of a pretraining run's test split)."""
-  r = reconstruct_clips(model, params, video[:1], rng)
-  return reconstruction_strip(reconstruction_frames(
-      video[0], r['reconstruction'][0], r['pixel_mask'][0], mean_rgb, std_rgb))[None]
+  """uint8[1, 3*H, T*W, C]: `reconstruction_strips` of the first clip of `video`
+  [B, T, H, W, C] (the TensorBoard picture of a pretraining run's test split)."""
+  return reconstruction_strips(video[:1], reconstruct_clips(model, params, video[:1], rng),
+                               mean_rgb, std_rgb)
 
 
 class ReconstructionSummaries:
@@ -198,9 +205,7 @@ class ReconstructionSummaries:
     video = next(batches)['video']
     getattr(batches, 'close', lambda: None)()   # stop its readers now.
     clips = video[:, video.shape[1] // 2] if video.ndim == 6 else video
-    r = jax.device_get(self._reconstruct(params, clips))
-    strips = [reconstruction_strip(reconstruction_frames(c, x, m, self.mean_rgb,
-                                                         self.std_rgb))
-              for c, x, m in zip(clips, r['reconstruction'], r['pixel_mask'])]
+    strips = reconstruction_strips(clips, jax.device_get(self._reconstruct(params, clips)),
+                                   self.mean_rgb, self.std_rgb)
     scale = max(1, -(-64 // clips.shape[2]))
-    return np.stack([np.repeat(np.repeat(s, scale, 0), scale, 1) for s in strips])
+    return np.repeat(np.repeat(strips, scale, 1), scale, 2)
